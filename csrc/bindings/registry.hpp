@@ -1,0 +1,5 @@
+#pragma once
+#include <pybind11/pybind11.h>
+
+// One entry per csrc/bindings/register_<area>.cpp.
+void register_geometry(pybind11::module_& m);

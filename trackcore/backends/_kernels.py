@@ -1,0 +1,25 @@
+"""Kernel tables: for each backend, kernel name -> "module:attribute" to import lazily.
+
+Add a kernel by naming its numpy reference here and its compiled twin in ``CPU_KERNELS``; the
+parity tests (tests/backends) run every name found in both tables against each other.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+
+@dataclass
+class KernelTable:
+    entries: dict[str, str] = field(default_factory=dict)
+
+    def load(self) -> dict:
+        out = {}
+        for name, target in self.entries.items():
+            module, _, attr = target.partition(":")
+            out[name] = getattr(importlib.import_module(module), attr)
+        return out
+
+
+NUMPY_KERNELS = KernelTable({})
+CPU_KERNELS = KernelTable({})
