@@ -8,4 +8,6 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "trackcore compiled core (private; use the trackcore Python API)";
     m.attr("ABI_VERSION") = TRACKCORE_CORE_ABI;
     register_geometry(m);
+    register_propagation(m);
+    register_digitization(m);
 }

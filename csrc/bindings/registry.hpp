@@ -3,3 +3,5 @@
 
 // One entry per csrc/bindings/register_<area>.cpp.
 void register_geometry(pybind11::module_& m);
+void register_propagation(pybind11::module_& m);
+void register_digitization(pybind11::module_& m);

@@ -22,4 +22,5 @@ class KernelTable:
 
 
 NUMPY_KERNELS = KernelTable({})
-CPU_KERNELS = KernelTable({})
+CPU_KERNELS = KernelTable({
+    "transport": "trackcore.sim.transport:transport_cpu",})

@@ -1,0 +1,145 @@
+// Bindings of the transport engine: a Geometry built from module arrays, and particle transport
+// through it (simulation). Inputs are checked here so that C++ never sees malformed arrays.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+
+#include "../src/geometry.hpp"
+#include "../src/transport.hpp"
+#include "arrays.hpp"
+#include "registry.hpp"
+
+namespace py = pybind11;
+using namespace trackcore;
+using namespace trackcore::py_util;
+
+namespace {
+
+std::shared_ptr<Geometry> make_geometry(f64_array centres, f64_array rotations, f64_array half_t, f64_array min_hu,
+                                        f64_array max_hu, f64_array hv, i32_array module_layer, i32_array layer_kind) {
+    require_shape(centres, {-1, 3}, "centres");
+    const auto n = centres.shape(0);
+    require_shape(rotations, {n, 3, 3}, "rotations");
+    for (auto* a : {&half_t, &min_hu, &max_hu, &hv}) require_shape(*a, {n}, "module sizes");
+    require_shape(module_layer, {n}, "module_layer");
+    require_shape(layer_kind, {-1}, "layer_kind");
+    std::vector<Module> mods(n);
+    const auto n_layers = layer_kind.shape(0);
+    for (py::ssize_t i = 0; i < n; ++i) {
+        Module& m = mods[i];
+        for (int k = 0; k < 3; ++k) m.centre[k] = centres.at(i, k);
+        for (int k = 0; k < 9; ++k) m.rot[k] = rotations.data()[9 * i + k];
+        m.half_t = half_t.at(i); m.min_hu = min_hu.at(i); m.max_hu = max_hu.at(i); m.hv = hv.at(i);
+        m.layer = module_layer.at(i);
+        if (m.layer < 0 || m.layer >= n_layers)
+            throw py::value_error("module_layer[" + std::to_string(i) + "] is outside [0, n_layers)");
+        if (!(m.hv > 0 && m.max_hu > 0 && m.half_t > 0))
+            throw py::value_error("module " + std::to_string(i) + " has non-positive size");
+    }
+    std::vector<int> kinds(layer_kind.data(), layer_kind.data() + n_layers);
+    return std::make_shared<Geometry>(std::move(mods), std::move(kinds));
+}
+
+py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i32_array charge, f64_array mass,
+                   f64_array layer_x0, double bz, py::object field_map, uint64_t seed, double max_step,
+                   double max_path, int max_crossings, double min_p, bool multiple_scattering, bool energy_loss,
+                   bool use_rk) {
+    require_shape(vertex, {-1, 3}, "vertex");
+    const auto n = vertex.shape(0);
+    require_shape(momentum, {n, 3}, "momentum");
+    require_shape(charge, {n}, "charge");
+    require_shape(mass, {n}, "mass");
+    require_shape(layer_x0, {static_cast<py::ssize_t>(geo.layers().size())}, "layer_x0");
+    std::vector<ParticleIn> parts(n);
+    for (py::ssize_t i = 0; i < n; ++i) {
+        ParticleIn& p = parts[i];
+        double p2 = 0;
+        for (int k = 0; k < 3; ++k) {
+            p.vertex[k] = vertex.at(i, k);
+            p.p[k] = momentum.at(i, k);
+            p2 += p.p[k] * p.p[k];
+            if (!std::isfinite(p.vertex[k]) || !std::isfinite(p.p[k]))
+                throw py::value_error("particle " + std::to_string(i) + " has a non-finite vertex or momentum");
+        }
+        p.charge = charge.at(i);
+        p.mass = mass.at(i);
+        if (p.charge == 0 || p2 <= 0 || !(p.mass > 0))
+            throw py::value_error("particle " + std::to_string(i) + " needs charge != 0, |p| > 0 and mass > 0");
+    }
+    FieldView field;
+    field.bz = bz;
+    f64_array br_grid, bz_grid;
+    if (!field_map.is_none()) {
+        auto t = field_map.cast<py::tuple>();  // (r0, dr, nr, z0, dz, nz, br (nr,nz), bz (nr,nz))
+        field.constant = false;
+        field.r0 = t[0].cast<double>(); field.dr = t[1].cast<double>(); field.nr = t[2].cast<int>();
+        field.z0 = t[3].cast<double>(); field.dz = t[4].cast<double>(); field.nz = t[5].cast<int>();
+        br_grid = t[6].cast<f64_array>();
+        bz_grid = t[7].cast<f64_array>();
+        require_shape(br_grid, {field.nr, field.nz}, "field map Br");
+        require_shape(bz_grid, {field.nr, field.nz}, "field map Bz");
+        if (field.nr < 2 || field.nz < 2 || !(field.dr > 0) || !(field.dz > 0))
+            throw py::value_error("field map needs at least 2x2 points and positive spacing");
+        field.br_grid = br_grid.data();
+        field.bz_grid = bz_grid.data();
+    } else if (!use_rk && bz == 0.0) {
+        // Straight lines are the h -> 0 limit of the helix code, so a zero field is allowed.
+    }
+    TransportConfig cfg;
+    cfg.seed = seed; cfg.max_step = max_step; cfg.max_path = max_path; cfg.max_crossings = max_crossings;
+    cfg.min_p = min_p; cfg.multiple_scattering = multiple_scattering; cfg.energy_loss = energy_loss; cfg.use_rk = use_rk;
+    Crossings out;
+    out.reserve(static_cast<size_t>(n) * 12);
+    std::vector<double> x0(layer_x0.data(), layer_x0.data() + geo.layers().size());
+    {
+        py::gil_scoped_release release;
+        transport_particles(geo, field, parts, x0, cfg, out);
+    }
+    const auto m = static_cast<py::ssize_t>(out.particle.size());
+    auto vec3 = [m](const std::vector<double>& v) {
+        py::array_t<double> a({m, py::ssize_t(3)});
+        std::copy(v.begin(), v.end(), a.mutable_data());
+        return a;
+    };
+    auto vec1 = [](const auto& v) {
+        using T = typename std::decay_t<decltype(v)>::value_type;
+        py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+        std::copy(v.begin(), v.end(), a.mutable_data());
+        return a;
+    };
+    py::dict d;
+    d["particle_index"] = vec1(out.particle);
+    d["module_index"] = vec1(out.module);
+    d["position"] = vec3(out.pos);
+    d["momentum"] = vec3(out.mom);
+    d["local"] = vec3(out.local);
+    d["local_direction"] = vec3(out.dir_local);
+    d["edep"] = vec1(out.edep);
+    d["path"] = vec1(out.path);
+    return d;
+}
+
+}  // namespace
+
+void register_propagation(py::module_& m) {
+    py::class_<Geometry, std::shared_ptr<Geometry>>(m, "Geometry", "Modules and per-layer lookup grids (private).")
+        .def(py::init(&make_geometry), py::arg("centres"), py::arg("rotations"), py::arg("half_thickness"),
+             py::arg("min_hu"), py::arg("max_hu"), py::arg("hv"), py::arg("module_layer"), py::arg("layer_kind"))
+        .def_property_readonly("n_modules", [](const Geometry& g) { return g.modules().size(); })
+        .def_property_readonly("world_r", &Geometry::world_r)
+        .def_property_readonly("world_z", &Geometry::world_z)
+        .def("candidates", [](const Geometry& g, int layer, double phi_a, double q_a, double phi_b, double q_b) {
+            if (layer < 0 || layer >= static_cast<int>(g.layers().size())) throw py::index_error("layer out of range");
+            std::vector<int> out;
+            g.candidates(layer, phi_a, q_a, phi_b, q_b, out);
+            return out;
+        });
+    m.def("transport", &transport, py::arg("geometry"), py::arg("vertex"), py::arg("momentum"), py::arg("charge"),
+          py::arg("mass"), py::arg("layer_x0"), py::arg("bz") = 2.0, py::arg("field_map") = py::none(),
+          py::arg("seed") = 0, py::arg("max_step") = 50.0, py::arg("max_path") = 10000.0,
+          py::arg("max_crossings") = 60, py::arg("min_p") = 0.05, py::arg("multiple_scattering") = true,
+          py::arg("energy_loss") = true, py::arg("use_rk") = false,
+          "Transport particles through the geometry; returns their sensitive-module crossings in path order.");
+}

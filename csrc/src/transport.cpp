@@ -1,0 +1,173 @@
+#include "transport.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "trackcore/material.hpp"
+#include "trackcore/rng.hpp"
+#include "trackcore/transform.hpp"
+
+namespace trackcore {
+
+namespace {
+
+struct Stepper {
+    const FieldView& field;
+    bool rk;
+
+    double local_bz(const State& s) const {
+        if (field.constant) return field.bz;
+        double b[3];
+        field(s.pos, b);
+        return b[2];
+    }
+
+    void advance(const State& in, double s, State& out) const {
+        if (rk) rk4_step(in, field, s, out);
+        else helix_advance(in, helix_h(in.qop, field.bz), s, out);
+    }
+
+    // Crossing of the plane (c, n) at path length in (s_min, s_max]; exact helix in a constant field,
+    // else a helix guess in the local Bz refined by Newton steps on Runge-Kutta transport.
+    bool intersect(const State& st, const double* c, const double* n, double s_min, double s_max, double& s,
+                   State& at) const {
+        const double h = helix_h(st.qop, local_bz(st));
+        if (!helix_plane_intersect(st, h, c, n, s_min - 1.0, s_max + 1.0, s, at)) return false;
+        if (rk) {
+            for (int it = 0; it < 8; ++it) {
+                rk4_step(st, field, s, at);
+                const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
+                const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
+                if (std::fabs(f) < 1e-10 || std::fabs(d) < 1e-12) break;
+                s -= f / d;
+            }
+        }
+        return s > s_min && s <= s_max;
+    }
+};
+
+inline double momentum(const State& s) { return 1.0 / std::fabs(s.qop); }
+
+}  // namespace
+
+void transport_particles(const Geometry& geo, const FieldView& field, const std::vector<ParticleIn>& particles,
+                         const std::vector<double>& layer_x0, const TransportConfig& cfg, Crossings& out) {
+    const auto& modules = geo.modules();
+    const auto& layers = geo.layers();
+    const Stepper stepper{field, cfg.use_rk || !field.constant};
+    const double world_r = geo.world_r() + 5.0, world_z = geo.world_z() + 5.0;
+    std::vector<int> cand;
+    std::vector<uint32_t> stamp(modules.size(), 0);
+    uint32_t step_id = 0;
+
+    for (size_t ip = 0; ip < particles.size(); ++ip) {
+        const ParticleIn& pin = particles[ip];
+        Stream rng(cfg.seed, ip);
+        const double p0 = std::sqrt(pin.p[0] * pin.p[0] + pin.p[1] * pin.p[1] + pin.p[2] * pin.p[2]);
+        State st{{pin.vertex[0], pin.vertex[1], pin.vertex[2]},
+                 {pin.p[0] / p0, pin.p[1] / p0, pin.p[2] / p0},
+                 pin.charge / p0};
+        double travelled = 0;
+        int n_cross = 0, last_module = -1;
+        while (travelled < cfg.max_path && n_cross < cfg.max_crossings) {
+            const double h = helix_h(st.qop, stepper.local_bz(st));
+            double ds = cfg.max_step;
+            if (std::fabs(h) > 0) ds = std::min(ds, cfg.max_turn / std::fabs(h));
+            State next;
+            stepper.advance(st, ds, next);
+            const double ra = std::hypot(st.pos[0], st.pos[1]), rb = std::hypot(next.pos[0], next.pos[1]);
+            const double za = st.pos[2], zb = next.pos[2];
+            const double rmin = std::min(ra, rb) - 1.0, rmax = std::max(ra, rb) + 1.0;
+            const double zmin = std::min(za, zb) - 1.0, zmax = std::max(za, zb) + 1.0;
+            cand.clear();
+            ++step_id;
+            for (size_t l = 0; l < layers.size(); ++l) {
+                const LayerGrid& L = layers[l];
+                if (L.bin_start.empty() || rmax < L.r_lo || rmin > L.r_hi || zmax < L.z_lo || zmin > L.z_hi) continue;
+                // Fractions of the chord inside the layer's shell (r for barrels, z for endcaps).
+                double fa = 0, fb = 1;
+                const double qa = L.kind == 0 ? ra : za, qb = L.kind == 0 ? rb : zb;
+                const double lo = L.kind == 0 ? L.r_lo : L.z_lo, hi = L.kind == 0 ? L.r_hi : L.z_hi;
+                if (std::fabs(qb - qa) > 1e-12) {
+                    double f1 = (lo - qa) / (qb - qa), f2 = (hi - qa) / (qb - qa);
+                    if (f1 > f2) std::swap(f1, f2);
+                    fa = std::max(0.0, f1);
+                    fb = std::min(1.0, f2);
+                    if (fa > fb) { fa = fb = std::clamp(0.5 * (f1 + f2), 0.0, 1.0); }
+                }
+                double pa[3], pb[3];
+                for (int k = 0; k < 3; ++k) {
+                    pa[k] = st.pos[k] + fa * (next.pos[k] - st.pos[k]);
+                    pb[k] = st.pos[k] + fb * (next.pos[k] - st.pos[k]);
+                }
+                const double phia = std::atan2(pa[1], pa[0]), phib = std::atan2(pb[1], pb[0]);
+                const double sa = L.kind == 0 ? pa[2] : std::hypot(pa[0], pa[1]);
+                const double sb = L.kind == 0 ? pb[2] : std::hypot(pb[0], pb[1]);
+                geo.candidates(static_cast<int>(l), phia, sa, phib, sb, cand);
+            }
+            double best_s = std::numeric_limits<double>::infinity();
+            int best_m = -1;
+            State best_state{};
+            for (int m : cand) {
+                if (stamp[m] == step_id || m == last_module) continue;
+                stamp[m] = step_id;
+                const Module& mod = modules[m];
+                const double normal[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
+                double s;
+                State at;
+                if (!stepper.intersect(st, mod.centre, normal, 0.0, ds, s, at) || s >= best_s) continue;
+                double loc[3];
+                to_local(mod.centre, mod.rot, at.pos, loc);
+                if (std::fabs(loc[1]) > mod.hv || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1])) continue;
+                best_s = s;
+                best_m = m;
+                best_state = at;
+            }
+            if (best_m < 0) {
+                st = next;
+                travelled += ds;
+                last_module = -1;
+            } else {
+                const Module& mod = modules[best_m];
+                State& at = best_state;
+                const double p = momentum(at);
+                double loc[3], dloc[3];
+                to_local(mod.centre, mod.rot, at.pos, loc);
+                // Direction in the local frame: R^T dir (to_local of a direction = rotation only).
+                const double zero[3] = {0, 0, 0};
+                to_local(zero, mod.rot, at.dir, dloc);
+                const double cos_inc = std::max(std::fabs(dloc[2]), 1e-3);
+                const double si_len = 2.0 * mod.half_t / cos_inc;
+                out.particle.push_back(static_cast<int64_t>(ip));
+                out.module.push_back(best_m);
+                for (int k = 0; k < 3; ++k) {
+                    out.pos.push_back(at.pos[k]);
+                    out.mom.push_back(at.dir[k] * p);
+                    out.local.push_back(loc[k]);
+                    out.dir_local.push_back(dloc[k]);
+                }
+                out.edep.push_back(landau_deposit_si(p, pin.mass, si_len, rng));
+                out.path.push_back(travelled + best_s);
+                ++n_cross;
+                // Material of the whole layer (sensor + support) is lumped at the sensor crossing.
+                const double x0 = layer_x0[mod.layer] / cos_inc;
+                if (cfg.multiple_scattering) scatter_direction(at.dir, highland_theta0(p, pin.mass, x0), rng);
+                if (cfg.energy_loss) {
+                    const double e = std::sqrt(p * p + pin.mass * pin.mass) -
+                                     bethe_bloch_si(p, pin.mass) * x0 * silicon::X0_mm;
+                    const double p_new = e > pin.mass ? std::sqrt(e * e - pin.mass * pin.mass) : 0.0;
+                    if (p_new < cfg.min_p) break;
+                    at.qop = (at.qop > 0 ? 1.0 : -1.0) / p_new;
+                }
+                st = at;
+                travelled += best_s;
+                last_module = best_m;
+            }
+            const double r = std::hypot(st.pos[0], st.pos[1]);
+            if (r > world_r || std::fabs(st.pos[2]) > world_z) break;
+        }
+    }
+}
+
+}  // namespace trackcore
