@@ -1,0 +1,32 @@
+"""``trackcore backends``: each compute backend and whether it can run here."""
+from __future__ import annotations
+
+import argparse
+
+from ..backends import ENV_VAR, available_backends, default_backend_name
+from ._common import format_table, to_json
+
+NAME = "backends"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        NAME, help="list compute backends and whether each is usable",
+        description=f"List the backends (numpy, cpu, cupy), whether each can run on this machine and "
+                    f"which one is the default (chosen by {ENV_VAR}, else cpu when the compiled core is built).")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    status = available_backends()
+    default = default_backend_name()
+    if args.json:
+        print(to_json({"default": default, "backends": {
+            name: {"usable": s == "ok", "status": s} for name, s in status.items()}}))
+        return 0
+    rows = [[name + (" (default)" if name == default else ""), "yes" if s == "ok" else "no",
+             "" if s == "ok" else s] for name, s in status.items()]
+    print(format_table(["backend", "usable", "why not"], rows, align="<<<"))
+    return 0

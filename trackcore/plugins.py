@@ -1,0 +1,176 @@
+"""Plugin discovery and listing (pluggy).
+
+Plugins register through the ``trackcore`` entry-point group, the same way for first-party
+plugins (``plugins/``) and third parties::
+
+    [project.entry-points.trackcore]
+    my_tagger = "my_package.trackcore_plugin"
+
+and implement hooks from :mod:`trackcore.hookspecs` marked with :data:`hookimpl`. Setting the
+environment variable ``TRACKCORE_DISABLE_PLUGIN_AUTOLOAD`` to any non-empty value (as with
+pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``) starts trackcore without them.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+PROJECT_NAME = "trackcore"
+ENTRYPOINT_GROUP = "trackcore"
+DISABLE_AUTOLOAD_ENV = "TRACKCORE_DISABLE_PLUGIN_AUTOLOAD"
+_HOOK_PREFIX = "trackcore_"
+_MODEL_KEYS = ("name", "version", "path", "present")
+
+#: Marks a function as a hook implementation: ``@hookimpl def trackcore_classify_seeds(...)``.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class TrackcorePluginManager(pluggy.PluginManager):
+    """A pluggy plugin manager that also remembers which distribution gave each plugin."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT_NAME)
+        #: plugin name -> (distribution name, version) for plugins loaded from entry points.
+        self.distributions: dict[str, tuple[str, str]] = {}
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A trained model a plugin needs: whether its file is present where it is expected."""
+
+    name: str
+    version: str
+    path: str
+    present: bool
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One registered plugin, as ``trackcore plugins`` shows it."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: tuple[str, ...]
+    models: tuple[ModelStatus, ...] = field(default_factory=tuple)
+
+
+def autoload_disabled() -> bool:
+    """Whether :data:`DISABLE_AUTOLOAD_ENV` is set to a non-empty value."""
+    return bool(os.environ.get(DISABLE_AUTOLOAD_ENV))
+
+
+def get_plugin_manager(load_entrypoints: bool | None = None) -> TrackcorePluginManager:
+    """A fresh plugin manager with trackcore's hook specifications and the installed plugins.
+
+    :param load_entrypoints: load the ``trackcore`` entry points (``True``), or not
+        (``False``); ``None`` loads them unless :data:`DISABLE_AUTOLOAD_ENV` is set.
+    :raises PluginError: a plugin failed to import or register, or implements a
+        ``trackcore_*`` hook that does not exist; the message names its distribution and
+        entry point.
+    """
+    pm = TrackcorePluginManager()
+    pm.add_hookspecs(hookspecs)
+    if load_entrypoints is None:
+        load_entrypoints = not autoload_disabled()
+    if load_entrypoints:
+        _load_entrypoints(pm)
+    return pm
+
+
+def _load_entrypoints(pm: TrackcorePluginManager) -> None:
+    for dist in list(importlib.metadata.distributions()):
+        for ep in dist.entry_points:
+            # The same distribution can be seen twice (e.g. an editable install and its
+            # source folder on sys.path); the first one found wins, as in pluggy.
+            if ep.group != ENTRYPOINT_GROUP or pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            dist_name = dist.metadata["Name"] or "?"
+            where = (f"plugin {ep.name!r} (entry point '{ep.name} = {ep.value}' of distribution "
+                     f"{dist_name} {dist.version})")
+            hint = f"; set {DISABLE_AUTOLOAD_ENV}=1 to run without plugins"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # any import-time failure of third-party code
+                raise PluginError(f"{where} failed to load: {type(exc).__name__}: {exc}{hint}") from exc
+            try:
+                pm.register(plugin, name=ep.name)
+            except (ValueError, pluggy.PluginValidationError) as exc:
+                raise PluginError(f"{where} could not be registered: {exc}{hint}") from exc
+            pm.distributions[ep.name] = (dist_name, dist.version)
+    _check_hook_names(pm)
+
+
+def _check_hook_names(pm: pluggy.PluginManager) -> None:
+    """Reject ``trackcore_*`` implementations of hooks that have no spec (usually a typo)."""
+    for name, plugin in pm.list_name_plugin():
+        for caller in pm.get_hookcallers(plugin) or ():
+            if caller.spec is None and caller.name.startswith(_HOOK_PREFIX):
+                known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith(_HOOK_PREFIX)))
+                raise PluginError(f"plugin {name!r} implements unknown hook {caller.name!r} (known hooks: {known})")
+
+
+def plugin_hooks(pm: pluggy.PluginManager, plugin: object) -> tuple[str, ...]:
+    """Names of the hooks ``plugin`` implements, sorted."""
+    return tuple(sorted(c.name for c in pm.get_hookcallers(plugin) or ()))
+
+
+def model_status(pm: pluggy.PluginManager, plugin_name: str) -> tuple[ModelStatus, ...]:
+    """The models plugin ``plugin_name`` reports through ``trackcore_model_status``.
+
+    :raises PluginError: the hook raised or returned something other than a list of dicts with
+        keys name, version, path and present.
+    """
+    out: list[ModelStatus] = []
+    for impl in pm.hook.trackcore_model_status.get_hookimpls():
+        if impl.plugin_name != plugin_name:
+            continue
+        try:
+            reported = impl.function()
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin_name!r}: trackcore_model_status failed: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(reported, (list, tuple)):
+            raise PluginError(f"plugin {plugin_name!r}: trackcore_model_status returned "
+                              f"{type(reported).__name__}, expected a list of dicts")
+        for i, entry in enumerate(reported):
+            missing = [k for k in _MODEL_KEYS if not isinstance(entry, dict) or k not in entry]
+            if missing:
+                raise PluginError(f"plugin {plugin_name!r}: trackcore_model_status entry {i} lacks "
+                                  f"{', '.join(missing)} (expected keys {', '.join(_MODEL_KEYS)})")
+            out.append(ModelStatus(str(entry["name"]), str(entry["version"]), str(entry["path"]),
+                                   bool(entry["present"])))
+    return tuple(out)
+
+
+def list_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
+    """Every registered plugin with its distribution, version, hooks and model status, by name."""
+    dists: dict[str, tuple[str, str]] = getattr(pm, "distributions", {})
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # a blocked name
+            continue
+        dist, version = dists.get(name, (None, None))
+        infos.append(PluginInfo(name=name, distribution=dist, version=version,
+                                hooks=plugin_hooks(pm, plugin), models=model_status(pm, name)))
+    return sorted(infos, key=lambda info: info.name)
+
+
+def as_dict(info: PluginInfo) -> dict[str, Any]:
+    """A JSON-ready dict of ``info``."""
+    return {"name": info.name, "distribution": info.distribution, "version": info.version,
+            "hooks": list(info.hooks), "models": [asdict(m) for m in info.models]}
+
+
+__all__ = [
+    "DISABLE_AUTOLOAD_ENV", "ENTRYPOINT_GROUP", "ModelStatus", "PluginInfo", "TrackcorePluginManager",
+    "as_dict", "autoload_disabled", "get_plugin_manager", "hookimpl", "list_plugins", "model_status",
+    "plugin_hooks",
+]
