@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from .backends import available_backends, get_backend, use_backend
 from .errors import BackendError, BuildError, GeometryError, InputError, PluginError, TrackcoreError
 from .event import Event, Table
+from .plugins import hookimpl
 
 try:
     __version__ = _version("trackcore")
@@ -15,6 +16,6 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "Event", "Table", "available_backends", "get_backend", "use_backend",
+    "Event", "Table", "hookimpl", "available_backends", "get_backend", "use_backend",
     "TrackcoreError", "InputError", "GeometryError", "BackendError", "BuildError", "PluginError",
 ]
