@@ -1,0 +1,283 @@
+"""TrackML CSV codec: parse and format one table, write events and submissions.
+
+Parsing uses ``np.loadtxt`` with a structured dtype (C parser, exact int64 ids); when it fails, a
+slow line-by-line pass finds the exact line, column and value to report. Floats are written in
+shortest round-trip form (``repr``), so read -> write -> read is bit-exact.
+"""
+from __future__ import annotations
+
+import gzip as _gzip
+import io
+import os
+import re
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ...errors import InputError
+from .. import schema
+from ..event import Event
+from ..table import Table
+from .atomic import write_bytes, write_files
+
+__all__ = ["Parsed", "decode_text", "parse_csv", "format_csv", "write_event",
+           "write_submission", "read_submission", "check_unique", "CSV_SUFFIXES"]
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+_INT_RE = re.compile(r"\s*[+-]?\d+\s*\Z")
+
+
+@dataclass
+class Parsed:
+    """A table read from one file, with a way to name a data row in error messages."""
+
+    table: Table
+    file: str
+    locate: Callable[[int], str]  # 0-based data row -> "line 7" (CSV) or "row 5" (Parquet)
+
+
+def decode_text(data: bytes, file: str) -> str:
+    """Bytes of a ``.csv`` or ``.csv.gz`` file as text with ``\\n`` line ends."""
+    if file.endswith(".gz"):
+        try:
+            data = _gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"{file}: not a valid gzip file ({exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    return text.replace("\r\n", "\n") if "\r" in text else text
+
+
+def _header(text: str, file: str) -> tuple[list[str], str]:
+    cut = text.find("\n")
+    head, body = (text, "") if cut < 0 else (text[:cut], text[cut + 1:])
+    if not head.strip():
+        raise InputError(f"{file}: empty header (line 1); expected comma-separated column names")
+    names = [n.strip().strip('"') for n in head.split(",")]
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if not n:
+            raise InputError(f"{file}: header column {i + 1} has no name (line 1: {head!r})")
+        if n in seen:
+            raise InputError(f"{file}: header names column {n!r} twice")
+        seen.add(n)
+    return names, body
+
+
+def _locator(body: str) -> Callable[[int], str]:
+    """Map a data row to its file line; np.loadtxt skips empty lines, so count them."""
+    if "\n\n" not in body and not body.startswith("\n"):
+        return lambda row: f"line {row + 2}"
+
+    def locate(row: int) -> str:
+        k = -1
+        for lineno, line in enumerate(body.split("\n"), start=2):
+            if line:
+                k += 1
+                if k == row:
+                    return f"line {lineno}"
+        return f"data row {row}"
+
+    return locate
+
+
+def _diagnose(body: str, names: list[str], dtypes: dict[str, np.dtype], file: str) -> None:
+    """Find the first bad line the slow way and raise an InputError describing it."""
+    for lineno, line in enumerate(body.split("\n"), start=2):
+        if not line:
+            continue
+        fields = line.split(",")
+        if len(fields) != len(names):
+            what = "truncated row" if len(fields) < len(names) else "too many values"
+            raise InputError(f"{file}, line {lineno}: {what}: expected {len(names)} values "
+                             f"({','.join(names)}), found {len(fields)}")
+        for name, value in zip(names, fields):
+            dt = dtypes.get(name)
+            if dt is None:
+                continue
+            where = f"{file}, line {lineno}, column {name!r}"
+            if not value.strip():
+                raise InputError(f"{where}: empty value")
+            if dt.kind in "iu":
+                if not _INT_RE.match(value):
+                    raise InputError(f"{where}: {value!r} is not an integer ({dt.name})")
+                info = np.iinfo(dt)
+                if not info.min <= int(value) <= info.max:
+                    raise InputError(f"{where}: {value.strip()} does not fit in {dt.name}")
+            else:
+                try:
+                    if "_" in value:  # Python accepts 1_000, np.loadtxt does not
+                        raise ValueError
+                    float(value)
+                except ValueError:
+                    raise InputError(f"{where}: {value!r} is not a number") from None
+
+
+def _infer(col: np.ndarray) -> np.ndarray:
+    """Type an unknown column read as text: int64, else float64, else keep the strings."""
+    for dt in (np.int64, np.float64):
+        try:
+            return col.astype(dt)
+        except (ValueError, OverflowError):
+            pass
+    return col
+
+
+def parse_csv(data: bytes | str, file: str, columns: Mapping[str, type],
+              optional: Sequence[str] = ()) -> Parsed:
+    """Parse a TrackML CSV table.
+
+    ``columns`` maps required column names to dtypes (``optional`` ones may be absent); other
+    columns in the file are kept, typed int64, float64 or str. Raises :class:`InputError` naming
+    ``file``, the line and the column on any malformed content.
+    """
+    text = data if isinstance(data, str) else decode_text(data, file)
+    names, body = _header(text, file)
+    for name in columns:
+        if name not in names and name not in optional:
+            raise InputError(f"{file}: missing column {name!r} (header: {','.join(names)})")
+    dtypes = {n: np.dtype(columns[n]) for n in names if n in columns}
+    known = [i for i, n in enumerate(names) if n in dtypes]
+    extra = [i for i, n in enumerate(names) if n not in dtypes]
+    out: dict[str, np.ndarray] = {}
+    if not body.strip():
+        out = {n: np.empty(0, dtype=dtypes.get(n, np.float64)) for n in names}
+        return Parsed(Table(out, name=file), file, _locator(body))
+    struct = np.dtype([(names[i], dtypes[names[i]]) for i in known])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "input contained no data" must not pass silently
+            rows = np.loadtxt(io.StringIO(body), delimiter=",", dtype=struct, comments=None,
+                              usecols=known if extra else None, ndmin=1)
+            texts = (np.loadtxt(io.StringIO(body), delimiter=",", dtype=str, comments=None,
+                                usecols=extra, ndmin=2) if extra else None)
+    except (ValueError, UserWarning) as exc:
+        _diagnose(body, names, dtypes, file)
+        raise InputError(f"{file}: cannot parse ({exc})") from None
+    # With usecols, np.loadtxt does not check row widths; a comma count does, cheaply.
+    if body.count(",") != len(rows) * (len(names) - 1):
+        _diagnose(body, names, dtypes, file)
+        raise InputError(f"{file}: rows do not all have {len(names)} values")
+    for i, name in enumerate(names):
+        if name in dtypes:
+            out[name] = np.ascontiguousarray(rows[name])
+        else:
+            out[name] = _infer(texts[:, extra.index(i)])
+    return Parsed(Table(out, name=file), file, _locator(body))
+
+
+def _format_column(col: np.ndarray, name: str, float_format: str | None) -> list[str]:
+    if col.dtype.kind == "f":
+        values = col.astype(np.float64).tolist()
+        if float_format is None:
+            return list(map(repr, values))  # shortest string that reads back to the same double
+        return [float_format % v for v in values]
+    if col.dtype.kind in "iub":
+        return list(map(str, col.astype(np.int64).tolist() if col.dtype.kind == "b" else col.tolist()))
+    values = [str(v) for v in col.tolist()]
+    for row, v in enumerate(values):
+        if any(c in v for c in ',"\n\r'):
+            raise InputError(f"column {name!r} row {row}: value {v!r} holds a comma, quote or newline")
+    return values
+
+
+def format_csv(table: Table, float_format: str | None = None) -> bytes:
+    """A table as TrackML CSV bytes (header line, then one line per row)."""
+    if float_format is not None:
+        try:
+            float_format % 1.5
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"float_format {float_format!r} is not a %-format for one float ({exc})") from None
+    cols = [_format_column(table[c], c, float_format) for c in table.columns]
+    lines = [",".join(table.columns)]
+    lines.extend(map(",".join, zip(*cols)))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _gz(data: bytes) -> bytes:
+    return _gzip.compress(data, compresslevel=6, mtime=0)  # mtime=0: same bytes every run
+
+
+def write_event(event: Event, directory: str | os.PathLike, *, gzip: bool = False,
+                float_format: str | None = None) -> list[Path]:
+    """Write ``event<9 digits>-<part>.csv[.gz]`` for every part of ``event`` that is not ``None``.
+
+    Floats are written in shortest round-trip form unless ``float_format`` (a %-format such as
+    ``"%.6g"``, lossy) is given. All files are written atomically as a group. Files of this event
+    in the other CSV flavour (``.csv`` vs ``.csv.gz``) or for parts the event lacks are removed,
+    so that reading the folder gives back exactly this event. Returns the written paths.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = ".csv.gz" if gzip else ".csv"
+    files: dict[Path, bytes] = {}
+    for part in schema.SCHEMAS:
+        table = getattr(event, part)
+        if table is None:
+            continue
+        try:
+            data = format_csv(table, float_format)
+        except InputError as exc:
+            raise InputError(f"{event.name} {part}: {exc}") from None
+        files[directory / f"{event.name}-{part}{suffix}"] = _gz(data) if gzip else data
+    written = write_files(files)
+    for part in schema.SCHEMAS:
+        for sfx in CSV_SUFFIXES:
+            stale = directory / f"{event.name}-{part}{sfx}"
+            if stale not in files and stale.exists():
+                stale.unlink()
+    return written
+
+
+def write_submission(path: str | os.PathLike, hit_id, track_id) -> Path:
+    """Write a TrackML submission (``hit_id,track_id``; ``.csv`` or ``.csv.gz``) atomically.
+
+    Every hit_id may appear once; both arrays must be 1-D integer arrays of equal length.
+    """
+    path = Path(path)
+    cols = {}
+    for name, values in (("hit_id", hit_id), ("track_id", track_id)):
+        arr = np.asarray(values)
+        if arr.ndim != 1:
+            raise InputError(f"submission {path.name}: {name} must be 1-D, got shape {arr.shape}")
+        if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and len(arr) == 0):
+            raise InputError(f"submission {path.name}: {name} must be integer, got {arr.dtype}")
+        cols[name] = arr.astype(np.int64)
+    if len(cols["hit_id"]) != len(cols["track_id"]):
+        raise InputError(f"submission {path.name}: {len(cols['hit_id'])} hit_ids but "
+                         f"{len(cols['track_id'])} track_ids")
+    check_unique(cols["hit_id"], f"submission {path.name}", lambda r: f"row {r}")
+    data = format_csv(Table(cols, name="submission"))
+    write_bytes(path, _gz(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def read_submission(path: str | os.PathLike) -> Table:
+    """Read a submission CSV (``hit_id,track_id`` and optionally other columns such as event_id)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read submission {path}: {exc.strerror}") from None
+    parsed = parse_csv(data, path.name, schema.SUBMISSION)
+    check_unique(parsed.table["hit_id"], path.name, parsed.locate)
+    return Table(parsed.table.to_dict(), name="submission")
+
+
+def check_unique(ids: np.ndarray, file: str, locate: Callable[[int], str],
+                         column: str = "hit_id") -> None:
+    if len(ids) < 2:
+        return
+    order = np.argsort(ids, kind="stable")
+    s = ids[order]
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if len(dup):
+        first, second = int(order[dup[0]]), int(order[dup[0] + 1])
+        raise InputError(f"{file}: duplicate {column} {int(s[dup[0]])} at {locate(first)} "
+                         f"and {locate(second)} ({len(dup)} duplicates in all)")
