@@ -45,7 +45,7 @@ std::shared_ptr<Geometry> make_geometry(f64_array centres, f64_array rotations, 
 py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i32_array charge, f64_array mass,
                    f64_array layer_x0, double bz, py::object field_map, uint64_t seed, double max_step,
                    double max_path, int max_crossings, double min_p, bool multiple_scattering, bool energy_loss,
-                   bool use_rk) {
+                   bool use_rk, double loop_fraction) {
     require_shape(vertex, {-1, 3}, "vertex");
     const auto n = vertex.shape(0);
     require_shape(momentum, {n, 3}, "momentum");
@@ -90,6 +90,7 @@ py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i3
     TransportConfig cfg;
     cfg.seed = seed; cfg.max_step = max_step; cfg.max_path = max_path; cfg.max_crossings = max_crossings;
     cfg.min_p = min_p; cfg.multiple_scattering = multiple_scattering; cfg.energy_loss = energy_loss; cfg.use_rk = use_rk;
+    cfg.loop_fraction = loop_fraction;
     Crossings out;
     out.reserve(static_cast<size_t>(n) * 12);
     std::vector<double> x0(layer_x0.data(), layer_x0.data() + geo.layers().size());
@@ -140,6 +141,6 @@ void register_propagation(py::module_& m) {
           py::arg("mass"), py::arg("layer_x0"), py::arg("bz") = 2.0, py::arg("field_map") = py::none(),
           py::arg("seed") = 0, py::arg("max_step") = 50.0, py::arg("max_path") = 10000.0,
           py::arg("max_crossings") = 60, py::arg("min_p") = 0.05, py::arg("multiple_scattering") = true,
-          py::arg("energy_loss") = true, py::arg("use_rk") = false,
+          py::arg("energy_loss") = true, py::arg("use_rk") = false, py::arg("loop_fraction") = 0.5,
           "Transport particles through the geometry; returns their sensitive-module crossings in path order.");
 }

@@ -68,9 +68,13 @@ void transport_particles(const Geometry& geo, const FieldView& field, const std:
         State st{{pin.vertex[0], pin.vertex[1], pin.vertex[2]},
                  {pin.p[0] / p0, pin.p[1] / p0, pin.p[2] / p0},
                  pin.charge / p0};
-        double travelled = 0;
+        double travelled = 0, path_limit = cfg.max_path;
+        if (cfg.loop_fraction > 0) {
+            const double h0 = std::fabs(helix_h(st.qop, stepper.local_bz(st)));
+            if (h0 > 0) path_limit = std::min(path_limit, cfg.loop_fraction * 6.283185307179586 / h0);
+        }
         int n_cross = 0, last_module = -1;
-        while (travelled < cfg.max_path && n_cross < cfg.max_crossings) {
+        while (travelled < path_limit && n_cross < cfg.max_crossings) {
             const double h = helix_h(st.qop, stepper.local_bz(st));
             double ds = cfg.max_step;
             if (std::fabs(h) > 0) ds = std::min(ds, cfg.max_turn / std::fabs(h));

@@ -16,6 +16,7 @@ struct TransportConfig {
     double max_turn = 0.05;          // radians of helix turning per step
     double max_path = 10000.0;       // mm: loopers are followed this far
     int max_crossings = 60;
+    double loop_fraction = 0.5;      // stop after this many transverse turns (ACTS loop protection); <= 0: off
     double min_p = 0.05;             // GeV: particles below stop
     bool multiple_scattering = true;
     bool energy_loss = true;

@@ -28,6 +28,9 @@ class TransportConfig:
     multiple_scattering: bool = True
     energy_loss: bool = True
     use_rk: bool = False
+    #: Stop a particle after this fraction of a full transverse turn (ACTS loop protection, as in the
+    #: TrackML simulation: 0.5 = half a loop); 0 follows loopers until max_path/max_crossings/min_p.
+    loop_fraction: float = 0.5
     layer_x0: dict | None = None  # {(volume_id, layer_id): x/X0}; missing layers use DEFAULT_LAYER_X0
 
     def as_dict(self) -> dict:
@@ -118,4 +121,4 @@ def transport_cpu(detector, vertex, momentum, charge, mass, layer_x0, bz, field_
                             field_map=field_map, seed=seed, max_step=config.max_step, max_path=config.max_path,
                             max_crossings=config.max_crossings, min_p=config.min_p,
                             multiple_scattering=config.multiple_scattering, energy_loss=config.energy_loss,
-                            use_rk=config.use_rk)
+                            use_rk=config.use_rk, loop_fraction=config.loop_fraction)
