@@ -1,4 +1,5 @@
 #include "transport.hpp"
+#include "navigator.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,41 +12,6 @@
 namespace trackcore {
 
 namespace {
-
-struct Stepper {
-    const FieldView& field;
-    bool rk;
-
-    double local_bz(const State& s) const {
-        if (field.constant) return field.bz;
-        double b[3];
-        field(s.pos, b);
-        return b[2];
-    }
-
-    void advance(const State& in, double s, State& out) const {
-        if (rk) rk4_step(in, field, s, out);
-        else helix_advance(in, helix_h(in.qop, field.bz), s, out);
-    }
-
-    // Crossing of the plane (c, n) at path length in (s_min, s_max]; exact helix in a constant field,
-    // else a helix guess in the local Bz refined by Newton steps on Runge-Kutta transport.
-    bool intersect(const State& st, const double* c, const double* n, double s_min, double s_max, double& s,
-                   State& at) const {
-        const double h = helix_h(st.qop, local_bz(st));
-        if (!helix_plane_intersect(st, h, c, n, s_min - 1.0, s_max + 1.0, s, at)) return false;
-        if (rk) {
-            for (int it = 0; it < 8; ++it) {
-                rk4_step(st, field, s, at);
-                const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
-                const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
-                if (std::fabs(f) < 1e-10 || std::fabs(d) < 1e-12) break;
-                s -= f / d;
-            }
-        }
-        return s > s_min && s <= s_max;
-    }
-};
 
 inline double momentum(const State& s) { return 1.0 / std::fabs(s.qop); }
 
@@ -75,41 +41,12 @@ void transport_particles(const Geometry& geo, const FieldView& field, const std:
         }
         int n_cross = 0, last_module = -1;
         while (travelled < path_limit && n_cross < cfg.max_crossings) {
-            const double h = helix_h(st.qop, stepper.local_bz(st));
-            double ds = cfg.max_step;
-            if (std::fabs(h) > 0) ds = std::min(ds, cfg.max_turn / std::fabs(h));
+            const double ds = stepper.step_length(st, cfg.max_step, cfg.max_turn);
             State next;
             stepper.advance(st, ds, next);
-            const double ra = std::hypot(st.pos[0], st.pos[1]), rb = std::hypot(next.pos[0], next.pos[1]);
-            const double za = st.pos[2], zb = next.pos[2];
-            const double rmin = std::min(ra, rb) - 1.0, rmax = std::max(ra, rb) + 1.0;
-            const double zmin = std::min(za, zb) - 1.0, zmax = std::max(za, zb) + 1.0;
             cand.clear();
             ++step_id;
-            for (size_t l = 0; l < layers.size(); ++l) {
-                const LayerGrid& L = layers[l];
-                if (L.bin_start.empty() || rmax < L.r_lo || rmin > L.r_hi || zmax < L.z_lo || zmin > L.z_hi) continue;
-                // Fractions of the chord inside the layer's shell (r for barrels, z for endcaps).
-                double fa = 0, fb = 1;
-                const double qa = L.kind == 0 ? ra : za, qb = L.kind == 0 ? rb : zb;
-                const double lo = L.kind == 0 ? L.r_lo : L.z_lo, hi = L.kind == 0 ? L.r_hi : L.z_hi;
-                if (std::fabs(qb - qa) > 1e-12) {
-                    double f1 = (lo - qa) / (qb - qa), f2 = (hi - qa) / (qb - qa);
-                    if (f1 > f2) std::swap(f1, f2);
-                    fa = std::max(0.0, f1);
-                    fb = std::min(1.0, f2);
-                    if (fa > fb) { fa = fb = std::clamp(0.5 * (f1 + f2), 0.0, 1.0); }
-                }
-                double pa[3], pb[3];
-                for (int k = 0; k < 3; ++k) {
-                    pa[k] = st.pos[k] + fa * (next.pos[k] - st.pos[k]);
-                    pb[k] = st.pos[k] + fb * (next.pos[k] - st.pos[k]);
-                }
-                const double phia = std::atan2(pa[1], pa[0]), phib = std::atan2(pb[1], pb[0]);
-                const double sa = L.kind == 0 ? pa[2] : std::hypot(pa[0], pa[1]);
-                const double sb = L.kind == 0 ? pb[2] : std::hypot(pb[0], pb[1]);
-                geo.candidates(static_cast<int>(l), phia, sa, phib, sb, cand);
-            }
+            gather_candidates(geo, st.pos, next.pos, cand);
             double best_s = std::numeric_limits<double>::infinity();
             int best_m = -1;
             State best_state{};

@@ -1,0 +1,40 @@
+#include "navigator.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace trackcore {
+
+void gather_candidates(const Geometry& geo, const double* a, const double* b, std::vector<int>& cand) {
+    const double ra = std::hypot(a[0], a[1]), rb = std::hypot(b[0], b[1]);
+    const double za = a[2], zb = b[2];
+    const double rmin = std::min(ra, rb) - 1.0, rmax = std::max(ra, rb) + 1.0;
+    const double zmin = std::min(za, zb) - 1.0, zmax = std::max(za, zb) + 1.0;
+    const auto& layers = geo.layers();
+    for (size_t l = 0; l < layers.size(); ++l) {
+        const LayerGrid& L = layers[l];
+        if (L.bin_start.empty() || rmax < L.r_lo || rmin > L.r_hi || zmax < L.z_lo || zmin > L.z_hi) continue;
+        // Fractions of the chord inside the layer's shell (r for barrels, z for endcaps).
+        double fa = 0, fb = 1;
+        const double qa = L.kind == 0 ? ra : za, qb = L.kind == 0 ? rb : zb;
+        const double lo = L.kind == 0 ? L.r_lo : L.z_lo, hi = L.kind == 0 ? L.r_hi : L.z_hi;
+        if (std::fabs(qb - qa) > 1e-12) {
+            double f1 = (lo - qa) / (qb - qa), f2 = (hi - qa) / (qb - qa);
+            if (f1 > f2) std::swap(f1, f2);
+            fa = std::max(0.0, f1);
+            fb = std::min(1.0, f2);
+            if (fa > fb) fa = fb = std::clamp(0.5 * (f1 + f2), 0.0, 1.0);
+        }
+        double pa[3], pb[3];
+        for (int k = 0; k < 3; ++k) {
+            pa[k] = a[k] + fa * (b[k] - a[k]);
+            pb[k] = a[k] + fb * (b[k] - a[k]);
+        }
+        const double phia = std::atan2(pa[1], pa[0]), phib = std::atan2(pb[1], pb[0]);
+        const double sa = L.kind == 0 ? pa[2] : std::hypot(pa[0], pa[1]);
+        const double sb = L.kind == 0 ? pb[2] : std::hypot(pb[0], pb[1]);
+        geo.candidates(static_cast<int>(l), phia, sa, phib, sb, cand);
+    }
+}
+
+}  // namespace trackcore
