@@ -21,6 +21,9 @@ class KernelTable:
         return out
 
 
-NUMPY_KERNELS = KernelTable({})
+NUMPY_KERNELS = KernelTable({
+    "digitize_segments": "trackcore.sim.digitization:digitize_segments_numpy", "cluster_cells": "trackcore.sim.digitization:cluster_cells_numpy",
+})
 CPU_KERNELS = KernelTable({
+    "digitize_segments": "trackcore._core:digitize_segments", "cluster_cells": "trackcore._core:cluster_cells",
     "transport": "trackcore.sim.transport:transport_cpu",})
