@@ -129,7 +129,7 @@ def test_barrel_layers_hermetic(build):
 
 
 def test_barrel_holes_same_as_real(real_detector, trackml_like):
-    dirs = random_dirs(np.random.default_rng(5), 4000, 2.5)
+    dirs = random_dirs(np.random.default_rng(5), 2000, 2.5)
     for lr, lb in zip(real_detector.layers, trackml_like.layers):
         if lr.kind == "barrel":
             np.testing.assert_array_equal(first_hits(trackml_like, lb, dirs), first_hits(real_detector, lr, dirs))
