@@ -67,7 +67,9 @@ def euler_xzx_angles(rotation) -> np.ndarray:
 
     Of the two solutions the one with alpha in [-pi/2, pi/2] is returned, so small angles of
     either sign come back unchanged; beta is then in (-pi, pi]. At gimbal lock (sin beta = 0)
-    only alpha + gamma is defined and gamma = 0 is returned.
+    only one combination of alpha and gamma is defined: it is returned in alpha (gamma = 0) at
+    beta = 0, in gamma (alpha = 0) at beta = pi. Near it, alpha and gamma are ill-conditioned
+    separately (their sum is not).
     """
     r = np.asarray(rotation, np.float64).reshape(-1, 3, 3)
     # R = [[cb, -sb cg, sb sg], [ca sb, ...], [sa sb, ...]]
