@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -10,7 +11,7 @@ namespace trackcore::py_util {
 namespace py = pybind11;
 
 using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using i64_array = py::array_t<long long, py::array::c_style | py::array::forcecast>;
+using i64_array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 using i32_array = py::array_t<int, py::array::c_style | py::array::forcecast>;
 
 inline void require_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, const char* name) {

@@ -9,5 +9,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("ABI_VERSION") = TRACKCORE_CORE_ABI;
     register_geometry(m);
     register_propagation(m);
+    register_tracking(m);
     register_digitization(m);
+    register_seeding(m);
 }

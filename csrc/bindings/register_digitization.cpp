@@ -34,7 +34,7 @@ py::tuple digitize_segments(i64_array module_index, f64_array segments, f64_arra
     require_shape(module_index, {n}, "module_index");
     require_shape(charge, {n}, "charge");
     const auto n_modules = shapes.shape(0);
-    const long long* idx = module_index.data();
+    const int64_t* idx = module_index.data();
     const double* seg = segments.data();
     const double* q = charge.data();
     const double* sh = shapes.data();
@@ -85,9 +85,9 @@ py::array_t<long long> cluster_cells(i64_array module, i64_array ch0, i64_array 
     const auto n = module.shape(0);
     require_shape(ch0, {n}, "ch0");
     require_shape(ch1, {n}, "ch1");
-    const long long* m = module.data();
-    const long long* a = ch0.data();
-    const long long* b = ch1.data();
+    const int64_t* m = module.data();
+    const int64_t* a = ch0.data();
+    const int64_t* b = ch1.data();
     for (py::ssize_t i = 0; i < n; ++i) {
         if (m[i] < 0 || m[i] > kMaxModule || a[i] < 0 || a[i] > kMaxChannel || b[i] < 0 || b[i] > kMaxChannel)
             throw py::value_error("cell " + std::to_string(i) + ": module/ch0/ch1 = " + std::to_string(m[i]) + "/" +

@@ -22,7 +22,7 @@ py::array_t<double> transform(f64_array centres, f64_array rotations, i64_array 
     py::array_t<double> out({n, py::ssize_t(3)});
     const double* c = centres.data();
     const double* r = rotations.data();
-    const long long* idx = module_index.data();
+    const int64_t* idx = module_index.data();
     const double* p = points.data();
     double* o = out.mutable_data();
     for (py::ssize_t i = 0; i < n; ++i)

@@ -5,3 +5,5 @@
 void register_geometry(pybind11::module_& m);
 void register_propagation(pybind11::module_& m);
 void register_digitization(pybind11::module_& m);
+void register_seeding(pybind11::module_& m);
+void register_tracking(pybind11::module_& m);

@@ -1,0 +1,156 @@
+// Bindings of the combinatorial Kalman filter and the track fit. Arrays are checked here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "../src/ckf.hpp"
+#include "arrays.hpp"
+#include "field_args.hpp"
+#include "registry.hpp"
+
+namespace py = pybind11;
+using namespace trackcore;
+using namespace trackcore::py_util;
+
+namespace {
+
+struct HitArrays {
+    i64_array module;
+    f64_array u, v, var_u, var_v, xyz;
+    HitsView view(const Geometry& geo) {
+        require_shape(xyz, {-1, 3}, "hit positions");
+        const auto n = xyz.shape(0);
+        require_shape(module, {n}, "hit module index");
+        for (auto* a : {&u, &v, &var_u, &var_v}) require_shape(*a, {n}, "hit local coordinates/variances");
+        const auto nm = static_cast<long long>(geo.modules().size());
+        for (py::ssize_t i = 0; i < n; ++i) {
+            if (module.at(i) < 0 || module.at(i) >= nm)
+                throw py::value_error("hit " + std::to_string(i) + " has module index outside the geometry");
+            if (!(var_u.at(i) > 0 && var_v.at(i) > 0))
+                throw py::value_error("hit " + std::to_string(i) + " has a non-positive variance");
+        }
+        return HitsView{static_cast<int>(n), module.data(), u.data(), v.data(), var_u.data(), var_v.data(), xyz.data()};
+    }
+};
+
+CkfConfig config_from(const py::dict& d) {
+    CkfConfig c;
+    for (auto item : d) {
+        const auto key = item.first.cast<std::string>();
+        const auto& val = item.second;
+        if (key == "chi2_max") c.chi2_max = val.cast<double>();
+        else if (key == "max_branches") c.max_branches = val.cast<int>();
+        else if (key == "max_candidates") c.max_candidates = val.cast<int>();
+        else if (key == "max_holes") c.max_holes = val.cast<int>();
+        else if (key == "min_measurements") c.min_measurements = val.cast<int>();
+        else if (key == "max_shared") c.max_shared = val.cast<int>();
+        else if (key == "mass") c.mass = val.cast<double>();
+        else if (key == "max_step") c.max_step = val.cast<double>();
+        else if (key == "max_turn") c.max_turn = val.cast<double>();
+        else if (key == "max_path") c.max_path = val.cast<double>();
+        else if (key == "sigma_phi") c.sigma_phi = val.cast<double>();
+        else if (key == "sigma_theta") c.sigma_theta = val.cast<double>();
+        else if (key == "sigma_qop_rel") c.sigma_qop_rel = val.cast<double>();
+        else if (key == "edge_tolerance") c.edge_tolerance = val.cast<double>();
+        else if (key == "skip_used_seeds") c.skip_used_seeds = val.cast<bool>();
+        else throw py::value_error("unknown CKF setting '" + key + "'");
+    }
+    if (c.max_branches < 1 || c.max_candidates < 1 || c.min_measurements < 3 || !(c.chi2_max > 0) || !(c.mass > 0))
+        throw py::value_error("CKF settings out of range (max_branches, max_candidates >= 1, min_measurements >= 3, chi2_max > 0, mass > 0)");
+    return c;
+}
+
+py::dict tracks_to_dict(const std::vector<TrackOut>& tracks) {
+    const auto n = static_cast<py::ssize_t>(tracks.size());
+    py::array_t<int64_t> offsets(n + 1), seed(n), ndf(n);
+    py::array_t<double> perigee({n, py::ssize_t(5)}), cov({n, py::ssize_t(5), py::ssize_t(5)}), chi2(n);
+    py::array_t<bool> ok(n);
+    size_t total = 0;
+    for (const auto& t : tracks) total += t.hits.size();
+    py::array_t<int64_t> hits(static_cast<py::ssize_t>(total));
+    auto* o = offsets.mutable_data();
+    auto* h = hits.mutable_data();
+    o[0] = 0;
+    for (py::ssize_t i = 0; i < n; ++i) {
+        const auto& t = tracks[i];
+        std::copy(t.hits.begin(), t.hits.end(), h + o[i]);
+        o[i + 1] = o[i] + static_cast<int64_t>(t.hits.size());
+        std::copy(t.perigee.begin(), t.perigee.end(), perigee.mutable_data() + 5 * i);
+        std::copy(t.cov.begin(), t.cov.end(), cov.mutable_data() + 25 * i);
+        chi2.mutable_data()[i] = t.chi2;
+        ndf.mutable_data()[i] = t.ndf;
+        seed.mutable_data()[i] = t.seed;
+        ok.mutable_data()[i] = t.has_perigee;
+    }
+    py::dict d;
+    d["offsets"] = offsets; d["hits"] = hits; d["perigee"] = perigee; d["covariance"] = cov;
+    d["chi2"] = chi2; d["ndf"] = ndf; d["seed"] = seed; d["fitted"] = ok;
+    return d;
+}
+
+}  // namespace
+
+void register_tracking(py::module_& m) {
+    m.def(
+        "ckf",
+        [](const Geometry& geo, HitArrays hits, i64_array seeds, f64_array layer_x0, double bz, py::object field_map,
+           py::dict settings) {
+            const HitsView hv = hits.view(geo);
+            require_shape(seeds, {-1, 3}, "seeds");
+            require_shape(layer_x0, {static_cast<py::ssize_t>(geo.layers().size())}, "layer_x0");
+            std::vector<int64_t> s(seeds.data(), seeds.data() + seeds.size());
+            for (auto x : s)
+                if (x < 0 || x >= hv.n) throw py::value_error("seed hit index outside the hits");
+            f64_array brk, bzk;
+            const FieldView field = parse_field(bz, field_map, brk, bzk);
+            const CkfConfig cfg = config_from(settings);
+            std::vector<double> x0(layer_x0.data(), layer_x0.data() + layer_x0.size());
+            CkfStats stats;
+            std::vector<TrackOut> tracks;
+            {
+                py::gil_scoped_release release;
+                tracks = run_ckf(geo, field, hv, s, x0, cfg, stats);
+            }
+            py::dict d = tracks_to_dict(tracks);
+            py::dict st;
+            st["seeds_used"] = stats.seeds_used; st["seeds_skipped"] = stats.seeds_skipped;
+            st["candidates"] = stats.candidates; st["tracks_before_ambiguity"] = stats.tracks_before_ambiguity;
+            d["stats"] = st;
+            return d;
+        },
+        py::arg("geometry"), py::arg("hits"), py::arg("seeds"), py::arg("layer_x0"), py::arg("bz"),
+        py::arg("field_map"), py::arg("settings"),
+        "Combinatorial Kalman filter from seeds + ambiguity resolution + backward filter to the perigee.");
+    m.def(
+        "fit_tracks",
+        [](const Geometry& geo, HitArrays hits, i64_array offsets, i64_array hit_index, f64_array layer_x0, double bz,
+           py::object field_map, py::dict settings) {
+            const HitsView hv = hits.view(geo);
+            std::vector<int64_t> o(offsets.data(), offsets.data() + offsets.size());
+            std::vector<int64_t> hi(hit_index.data(), hit_index.data() + hit_index.size());
+            if (o.empty() || o.front() != 0 || o.back() != static_cast<int64_t>(hi.size()))
+                throw py::value_error("offsets must start at 0 and end at len(hit_index)");
+            for (size_t i = 1; i < o.size(); ++i)
+                if (o[i] < o[i - 1]) throw py::value_error("offsets must be non-decreasing");
+            for (auto x : hi)
+                if (x < 0 || x >= hv.n) throw py::value_error("hit index outside the hits");
+            f64_array brk, bzk;
+            const FieldView field = parse_field(bz, field_map, brk, bzk);
+            const CkfConfig cfg = config_from(settings);
+            std::vector<double> x0(layer_x0.data(), layer_x0.data() + layer_x0.size());
+            std::vector<TrackOut> tracks;
+            {
+                py::gil_scoped_release release;
+                tracks = fit_tracks(geo, field, hv, o, hi, x0, cfg);
+            }
+            return tracks_to_dict(tracks);
+        },
+        py::arg("geometry"), py::arg("hits"), py::arg("offsets"), py::arg("hit_index"), py::arg("layer_x0"),
+        py::arg("bz"), py::arg("field_map"), py::arg("settings"),
+        "Kalman fit (forward + backward filter) of given hit sequences, perigee parameters and covariance.");
+    py::class_<HitArrays>(m, "HitArrays", "Hits for the tracking kernels (private).")
+        .def(py::init([](i64_array module, f64_array u, f64_array v, f64_array var_u, f64_array var_v, f64_array xyz) {
+                 return HitArrays{module, u, v, var_u, var_v, xyz};
+             }),
+             py::arg("module"), py::arg("u"), py::arg("v"), py::arg("var_u"), py::arg("var_v"), py::arg("xyz"));
+}

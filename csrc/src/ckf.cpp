@@ -1,0 +1,345 @@
+#include "ckf.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "trackcore/transform.hpp"
+
+namespace trackcore {
+
+namespace {
+
+struct Step {
+    int module;
+    int64_t hit;  // -1: a hole (crossed, no compatible hit)
+    BoundState filtered;  // after the update (or the prediction for a hole), before material
+};
+
+struct Trajectory {
+    std::vector<Step> steps;
+    BoundState state;  // on the last module, after its material
+    double chi2 = 0;
+    int n_meas = 0, holes = 0;
+    double path = 0;
+};
+
+struct Context {
+    const Geometry& geo;
+    const Stepper stepper;
+    const HitsView& hits;
+    const std::vector<double>& layer_x0;
+    const CkfConfig& cfg;
+    std::vector<int> module_start, module_hits;  // CSR: hits of each module
+    std::vector<int> cand;
+    std::vector<uint32_t> stamp;
+    uint32_t stamp_id = 0;
+
+    Context(const Geometry& g, const FieldView& f, const HitsView& h, const std::vector<double>& x0,
+            const CkfConfig& c)
+        : geo(g), stepper{f, !f.constant}, hits(h), layer_x0(x0), cfg(c), stamp(g.modules().size(), 0) {
+        const size_t nm = g.modules().size();
+        module_start.assign(nm + 1, 0);
+        for (int i = 0; i < h.n; ++i) ++module_start[h.module[i] + 1];
+        for (size_t m = 0; m < nm; ++m) module_start[m + 1] += module_start[m];
+        module_hits.assign(h.n, 0);
+        std::vector<int> fill(module_start.begin(), module_start.end() - 1);
+        for (int i = 0; i < h.n; ++i) module_hits[fill[h.module[i]]++] = i;
+    }
+
+    double x0_of(int module) const { return layer_x0[geo.modules()[module].layer]; }
+};
+
+// Bound state at the bottom hit from the circle through three space points (Bz > 0 bends q > 0 clockwise).
+bool seed_state(const Context& ctx, int64_t b, int64_t m, int64_t t, BoundState& out) {
+    const double* pb = ctx.hits.xyz + 3 * b;
+    const double* pm = ctx.hits.xyz + 3 * m;
+    const double* pt = ctx.hits.xyz + 3 * t;
+    const double ax = pm[0] - pb[0], ay = pm[1] - pb[1], bx = pt[0] - pb[0], by = pt[1] - pb[1];
+    const double d = 2.0 * (ax * by - ay * bx);
+    if (std::fabs(d) < 1e-9) return false;
+    const double a2 = ax * ax + ay * ay, b2 = bx * bx + by * by;
+    const double cx = (by * a2 - ay * b2) / d, cy = (ax * b2 - bx * a2) / d;  // centre relative to pb
+    const double R = std::hypot(cx, cy);
+    // Tangent at pb, perpendicular to the radius, oriented towards the middle hit.
+    double tx = cy / R, ty = -cx / R;
+    if (tx * ax + ty * ay < 0) { tx = -tx; ty = -ty; }
+    const double cross = (-cx) * ty - (-cy) * tx;  // (pb - c) x t
+    const double bz = ctx.stepper.field.constant ? ctx.stepper.field.bz : 2.0;
+    const int q = (cross < 0) == (bz > 0) ? 1 : -1;
+    const double ang = std::acos(std::clamp(((-cx) * (bx - cx) + (-cy) * (by - cy)) / (R * R), -1.0, 1.0));
+    const double arc = R * ang;
+    const double cot = (pt[2] - pb[2]) / std::max(arc, 1e-6);
+    const double theta = std::atan2(1.0, cot);
+    const double pt_gev = kB * std::fabs(bz) * R;
+    const double p = pt_gev / std::sin(theta);
+    out.module = static_cast<int>(ctx.hits.module[b]);
+    out.p = {ctx.hits.u[b], ctx.hits.v[b], std::atan2(ty, tx), theta, q / p};
+    out.C.fill(0);
+    out.C[0] = ctx.hits.var_u[b];
+    out.C[6] = ctx.hits.var_v[b];
+    out.C[12] = ctx.cfg.sigma_phi * ctx.cfg.sigma_phi;
+    out.C[18] = ctx.cfg.sigma_theta * ctx.cfg.sigma_theta;
+    out.C[24] = std::pow(ctx.cfg.sigma_qop_rel * out.p[4], 2);
+    return true;
+}
+
+void add_measurement(Context& ctx, Trajectory& tr, const BoundState& filtered, int64_t hit, double chi2) {
+    tr.steps.push_back({filtered.module, hit, filtered});
+    tr.chi2 += chi2;
+    tr.n_meas += 1;
+    tr.holes = 0;
+    tr.state = filtered;
+    apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, +1);
+}
+
+// Modules of the next layer crossed from tr.state, found by stepping; false when the track leaves.
+bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>>& crossed) {
+    const auto& mods = ctx.geo.modules();
+    const Module& cur = mods[tr.state.module];
+    State st;
+    bound_to_state(cur.centre, cur.rot, tr.state.p.data(), st);
+    const double world_r = ctx.geo.world_r() + 5.0, world_z = ctx.geo.world_z() + 5.0;
+    double walked = 0;
+    while (tr.path + walked < ctx.cfg.max_path) {
+        const double ds = ctx.stepper.step_length(st, ctx.cfg.max_step, ctx.cfg.max_turn);
+        State next;
+        ctx.stepper.advance(st, ds, next);
+        ctx.cand.clear();
+        gather_candidates(ctx.geo, st.pos, next.pos, ctx.cand);
+        ++ctx.stamp_id;
+        crossed.clear();
+        for (int m : ctx.cand) {
+            if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module) continue;
+            ctx.stamp[m] = ctx.stamp_id;
+            const Module& mod = mods[m];
+            const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
+            double s;
+            State at;
+            if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, ds, s, at)) continue;
+            double loc[3];
+            to_local(mod.centre, mod.rot, at.pos, loc);
+            const double tol = ctx.cfg.edge_tolerance;
+            if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol) continue;
+            crossed.emplace_back(walked + s, m);
+        }
+        if (!crossed.empty()) {
+            std::sort(crossed.begin(), crossed.end());
+            const int layer = mods[crossed.front().second].layer;
+            crossed.erase(std::remove_if(crossed.begin(), crossed.end(),
+                                         [&](const auto& c) { return mods[c.second].layer != layer; }),
+                          crossed.end());
+            return true;
+        }
+        st = next;
+        walked += ds;
+        if (std::hypot(st.pos[0], st.pos[1]) > world_r || std::fabs(st.pos[2]) > world_z) return false;
+    }
+    return false;
+}
+
+struct Option {
+    double chi2;
+    int64_t hit;
+    BoundState predicted;
+    double path;
+};
+
+// Extends tr by one layer: returns the children (branches on compatible hits, or one with a hole).
+void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& children, std::vector<Trajectory>& finished) {
+    Trajectory base = tr;
+    std::vector<std::pair<double, int>> crossed;
+    if (!next_layer(ctx, base, crossed)) { finished.push_back(tr); return; }
+    std::vector<Option> options;
+    BoundState hole_state;
+    double hole_path = -1;
+    for (const auto& [s_est, m] : crossed) {
+        BoundState pred;
+        double s;
+        if (!transport_bound(ctx.geo, ctx.stepper, tr.state, m, +1, s_est + 100.0, pred, s)) continue;
+        if (hole_path < 0) { hole_state = pred; hole_path = s; }
+        for (int k = ctx.module_start[m]; k < ctx.module_start[m + 1]; ++k) {
+            const int h = ctx.module_hits[k];
+            BoundState tmp = pred;
+            const double chi2 = kalman_update(tmp, ctx.hits.u[h], ctx.hits.v[h], ctx.hits.var_u[h], ctx.hits.var_v[h], true);
+            if (chi2 < ctx.cfg.chi2_max) options.push_back({chi2, h, pred, s});
+        }
+    }
+    if (hole_path < 0) { finished.push_back(tr); return; }
+    std::sort(options.begin(), options.end(), [](const Option& a, const Option& b) { return a.chi2 < b.chi2; });
+    const int n_take = std::min<int>(static_cast<int>(options.size()), ctx.cfg.max_branches);
+    for (int i = 0; i < n_take; ++i) {
+        Trajectory child = tr;
+        BoundState st = options[i].predicted;
+        const double chi2 = kalman_update(st, ctx.hits.u[options[i].hit], ctx.hits.v[options[i].hit],
+                                          ctx.hits.var_u[options[i].hit], ctx.hits.var_v[options[i].hit], false);
+        child.path += options[i].path;
+        add_measurement(ctx, child, st, options[i].hit, chi2);
+        children.push_back(std::move(child));
+    }
+    if (n_take == 0) {
+        Trajectory child = tr;
+        child.steps.push_back({hole_state.module, -1, hole_state});
+        child.state = hole_state;
+        apply_material(ctx.geo, child.state, ctx.x0_of(hole_state.module), ctx.cfg.mass, +1);
+        child.path += hole_path;
+        child.holes += 1;
+        if (child.holes > ctx.cfg.max_holes) finished.push_back(tr);
+        else children.push_back(std::move(child));
+    }
+}
+
+bool better(const Trajectory& a, const Trajectory& b) {
+    if (a.n_meas != b.n_meas) return a.n_meas > b.n_meas;
+    return a.chi2 < b.chi2;
+}
+
+// Backward filter over the measured steps (from the last, covariance inflated) then the perigee.
+void smooth_to_perigee(Context& ctx, const Trajectory& tr, TrackOut& out) {
+    std::vector<const Step*> steps;
+    for (const auto& s : tr.steps) steps.push_back(&s);
+    while (!steps.empty() && steps.back()->hit < 0) steps.pop_back();
+    if (steps.empty()) return;
+    BoundState st = steps.back()->filtered;
+    for (double& c : st.C) c *= 100.0;
+    double chi2 = 0;
+    int n_meas = 0;
+    for (int k = static_cast<int>(steps.size()) - 1; k >= 0; --k) {
+        const Step& step = *steps[k];
+        if (k != static_cast<int>(steps.size()) - 1) {
+            apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -1);
+            BoundState pred;
+            double s;
+            if (!transport_bound(ctx.geo, ctx.stepper, st, step.module, -1, 3000.0, pred, s)) return;
+            st = pred;
+        }
+        if (step.hit >= 0) {
+            const int64_t h = step.hit;
+            chi2 += kalman_update(st, ctx.hits.u[h], ctx.hits.v[h], ctx.hits.var_u[h], ctx.hits.var_v[h], false);
+            ++n_meas;
+        }
+    }
+    out.chi2 = chi2;
+    out.ndf = 2 * n_meas - 5;
+    out.has_perigee = to_perigee(ctx.geo, ctx.stepper, st, out.perigee, out.cov);
+}
+
+bool start_from_seed(Context& ctx, const int64_t* s, Trajectory& tr) {
+    BoundState st;
+    if (!seed_state(ctx, s[0], s[1], s[2], st)) return false;
+    tr = Trajectory{};
+    add_measurement(ctx, tr, st, s[0], 0.0);
+    for (int k = 1; k < 3; ++k) {
+        BoundState pred;
+        double path;
+        const int m = static_cast<int>(ctx.hits.module[s[k]]);
+        if (m == tr.state.module) return false;
+        if (!transport_bound(ctx.geo, ctx.stepper, tr.state, m, +1, 2000.0, pred, path)) return false;
+        const double chi2 = kalman_update(pred, ctx.hits.u[s[k]], ctx.hits.v[s[k]], ctx.hits.var_u[s[k]],
+                                          ctx.hits.var_v[s[k]], false);
+        tr.path += path;
+        add_measurement(ctx, tr, pred, s[k], chi2);
+    }
+    return true;
+}
+
+}  // namespace
+
+std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const HitsView& hits,
+                              const std::vector<int64_t>& seeds, const std::vector<double>& layer_x0,
+                              const CkfConfig& cfg, CkfStats& stats) {
+    Context ctx(geo, field, hits, layer_x0, cfg);
+    const size_t n_seeds = seeds.size() / 3;
+    std::vector<char> used(hits.n, 0);
+    std::vector<Trajectory> found;
+    std::vector<int> found_seed;
+    std::vector<Trajectory> active, children, finished;
+    for (size_t i = 0; i < n_seeds; ++i) {
+        const int64_t* s = &seeds[3 * i];
+        if (cfg.skip_used_seeds && used[s[0]] && used[s[1]] && used[s[2]]) { ++stats.seeds_skipped; continue; }
+        ++stats.seeds_used;
+        Trajectory tr;
+        if (!start_from_seed(ctx, s, tr)) continue;
+        active.assign(1, tr);
+        finished.clear();
+        for (int round = 0; round < 80 && !active.empty(); ++round) {
+            children.clear();
+            for (const auto& a : active) extend(ctx, a, children, finished);
+            std::sort(children.begin(), children.end(), better);
+            if (static_cast<int>(children.size()) > cfg.max_candidates) children.resize(cfg.max_candidates);
+            stats.candidates += static_cast<int64_t>(children.size());
+            active.swap(children);
+        }
+        for (auto& a : active) finished.push_back(std::move(a));
+        if (finished.empty()) continue;
+        auto best = std::min_element(finished.begin(), finished.end(), better);
+        while (!best->steps.empty() && best->steps.back().hit < 0) best->steps.pop_back();
+        if (best->n_meas < cfg.min_measurements) continue;
+        for (const auto& st : best->steps)
+            if (st.hit >= 0) used[st.hit] = 1;
+        found.push_back(std::move(*best));
+        found_seed.push_back(static_cast<int>(i));
+    }
+    stats.tracks_before_ambiguity = static_cast<int64_t>(found.size());
+
+    // Greedy ambiguity resolution: best tracks first; a track sharing too many hits is dropped,
+    // shared hits stay with the better track so every hit ends up in at most one track.
+    std::vector<size_t> order(found.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        const auto& A = found[a];
+        const auto& B = found[b];
+        if (A.n_meas != B.n_meas) return A.n_meas > B.n_meas;
+        return A.chi2 / std::max(1, 2 * A.n_meas - 5) < B.chi2 / std::max(1, 2 * B.n_meas - 5);
+    });
+    std::vector<int> owner(hits.n, -1);
+    std::vector<TrackOut> out;
+    for (size_t idx : order) {
+        const Trajectory& tr = found[idx];
+        int shared = 0;
+        for (const auto& st : tr.steps)
+            if (st.hit >= 0 && owner[st.hit] >= 0) ++shared;
+        if (shared > cfg.max_shared || tr.n_meas - shared < cfg.min_measurements) continue;
+        TrackOut t;
+        t.seed = found_seed[idx];
+        for (const auto& st : tr.steps)
+            if (st.hit >= 0 && owner[st.hit] < 0) {
+                owner[st.hit] = static_cast<int>(out.size());
+                t.hits.push_back(st.hit);
+            }
+        smooth_to_perigee(ctx, tr, t);
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+std::vector<TrackOut> fit_tracks(const Geometry& geo, const FieldView& field, const HitsView& hits,
+                                 const std::vector<int64_t>& offsets, const std::vector<int64_t>& hit_index,
+                                 const std::vector<double>& layer_x0, const CkfConfig& cfg) {
+    Context ctx(geo, field, hits, layer_x0, cfg);
+    std::vector<TrackOut> out(offsets.size() - 1);
+    for (size_t t = 0; t + 1 < offsets.size(); ++t) {
+        const int64_t* h = hit_index.data() + offsets[t];
+        const int64_t n = offsets[t + 1] - offsets[t];
+        TrackOut& o = out[t];
+        o.hits.assign(h, h + n);
+        Trajectory tr;
+        if (n < 3 || !start_from_seed(ctx, h, tr)) continue;
+        bool ok = true;
+        for (int64_t k = 3; k < n && ok; ++k) {
+            BoundState pred;
+            double path;
+            const int m = static_cast<int>(hits.module[h[k]]);
+            if (m == tr.state.module || !transport_bound(geo, ctx.stepper, tr.state, m, +1, 3000.0, pred, path)) {
+                ok = false;
+                break;
+            }
+            const double chi2 = kalman_update(pred, hits.u[h[k]], hits.v[h[k]], hits.var_u[h[k]], hits.var_v[h[k]], false);
+            add_measurement(ctx, tr, pred, h[k], chi2);
+        }
+        if (ok) smooth_to_perigee(ctx, tr, o);
+    }
+    return out;
+}
+
+}  // namespace trackcore

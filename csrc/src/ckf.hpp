@@ -1,0 +1,59 @@
+#pragma once
+// Combinatorial Kalman filter from triplet seeds, greedy ambiguity resolution on shared hits, and a
+// backward (smoothing) filter that gives perigee parameters with covariance.
+#include <cstdint>
+#include <vector>
+
+#include "geometry.hpp"
+#include "kalman.hpp"
+
+namespace trackcore {
+
+struct HitsView {
+    int n = 0;
+    const int64_t* module;     // module row of each hit
+    const double* u;           // local coordinates (mm)
+    const double* v;
+    const double* var_u;       // variances (mm^2)
+    const double* var_v;
+    const double* xyz;         // global positions (n x 3)
+};
+
+struct CkfConfig {
+    double chi2_max = 15.0;        // per 2-D measurement
+    int max_branches = 2;          // compatible hits followed per layer
+    int max_candidates = 4;        // trajectories kept per seed
+    int max_holes = 2;             // consecutive crossings without a hit before stopping
+    int min_measurements = 5;      // of a track kept after ambiguity resolution
+    int max_shared = 2;            // hits a track may share with better tracks and still be kept
+    double mass = 0.13957;         // GeV: the mass hypothesis for material effects (pion)
+    double max_step = 50.0, max_turn = 0.05, max_path = 3000.0;
+    double sigma_phi = 0.02, sigma_theta = 0.02, sigma_qop_rel = 0.25;  // seed covariance
+    double edge_tolerance = 1.0;   // mm beyond a module edge still searched for hits
+    bool skip_used_seeds = true;   // skip a seed whose three hits all lie on earlier tracks
+};
+
+struct TrackOut {
+    std::vector<int64_t> hits;  // hit indices in path order
+    Vec5 perigee{};
+    Mat5 cov{};
+    double chi2 = 0;
+    int ndf = 0;
+    int seed = -1;
+    bool has_perigee = false;
+};
+
+struct CkfStats {
+    int64_t seeds_used = 0, seeds_skipped = 0, candidates = 0, tracks_before_ambiguity = 0;
+};
+
+std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const HitsView& hits,
+                              const std::vector<int64_t>& seeds, const std::vector<double>& layer_x0,
+                              const CkfConfig& cfg, CkfStats& stats);
+
+// Kalman fit of given hit sequences (no search): forward filter, backward filter, perigee.
+std::vector<TrackOut> fit_tracks(const Geometry& geo, const FieldView& field, const HitsView& hits,
+                                 const std::vector<int64_t>& offsets, const std::vector<int64_t>& hit_index,
+                                 const std::vector<double>& layer_x0, const CkfConfig& cfg);
+
+}  // namespace trackcore

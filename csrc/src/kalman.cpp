@@ -1,0 +1,176 @@
+#include "kalman.hpp"
+
+#include <cmath>
+
+#include "trackcore/material.hpp"
+
+namespace trackcore {
+
+namespace {
+
+State state_of(const Geometry& geo, const BoundState& b) {
+    const Module& m = geo.modules()[b.module];
+    State st;
+    bound_to_state(m.centre, m.rot, b.p.data(), st);
+    return st;
+}
+
+bool intersect_module(const Stepper& stepper, const Module& m, const State& st, int direction, double max_path,
+                      double& s, State& at) {
+    const double n[3] = {m.rot[2], m.rot[5], m.rot[8]};
+    if (direction > 0) return stepper.intersect(st, m.centre, n, 1e-9, max_path, s, at);
+    // Backward: reverse the momentum, go forward, reverse back.
+    State rev = st;
+    for (double& d : rev.dir) d = -d;
+    rev.qop = -st.qop;
+    if (!stepper.intersect(rev, m.centre, n, 1e-9, max_path, s, at)) return false;
+    for (double& d : at.dir) d = -d;
+    at.qop = -at.qop;
+    s = -s;
+    return true;
+}
+
+void sandwich(const Mat5& J, const Mat5& C, Mat5& out) {
+    Mat5 T{};
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 5; ++j) {
+            double acc = 0;
+            for (int k = 0; k < 5; ++k) acc += J[5 * i + k] * C[5 * k + j];
+            T[5 * i + j] = acc;
+        }
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 5; ++j) {
+            double acc = 0;
+            for (int k = 0; k < 5; ++k) acc += T[5 * i + k] * J[5 * j + k];
+            out[5 * i + j] = acc;
+        }
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < i; ++j) out[5 * i + j] = out[5 * j + i] = 0.5 * (out[5 * i + j] + out[5 * j + i]);
+}
+
+// Finite-difference steps per parameter: loc (mm), angles (rad), q/p (relative).
+double fd_step(int i, const Vec5& p) {
+    if (i < 2) return 1e-4;
+    if (i < 4) return 1e-7;
+    return 1e-6 * std::fabs(p[4]) + 1e-12;
+}
+
+}  // namespace
+
+bool transport_bound(const Geometry& geo, const Stepper& stepper, const BoundState& in, int target, int direction,
+                     double max_path, BoundState& out, double& path, Mat5* jac) {
+    const Module& tm = geo.modules()[target];
+    const State st = state_of(geo, in);
+    State at;
+    double s;
+    if (!intersect_module(stepper, tm, st, direction, max_path, s, at)) return false;
+    out.module = target;
+    state_to_bound(tm.centre, tm.rot, at, out.p.data());
+    path = s;
+    Mat5 J{};
+    for (int i = 0; i < 5; ++i) {
+        BoundState q = in;
+        const double h = fd_step(i, in.p);
+        q.p[i] += h;
+        const State sq = state_of(geo, q);
+        State aq;
+        double s2;
+        // The perturbed track meets the plane near the nominal path length.
+        if (!intersect_module(stepper, tm, sq, direction, std::fabs(s) * 2 + 10.0, s2, aq)) return false;
+        Vec5 pq;
+        state_to_bound(tm.centre, tm.rot, aq, pq.data());
+        for (int r = 0; r < 5; ++r) {
+            double d = pq[r] - out.p[r];
+            if (r == 2) d = wrap_phi(d);
+            J[5 * r + i] = d / h;
+        }
+    }
+    sandwich(J, in.C, out.C);
+    if (jac) *jac = J;
+    return true;
+}
+
+void apply_material(const Geometry& geo, BoundState& st, double x0, double mass, int direction) {
+    if (x0 <= 0) return;
+    const Module& m = geo.modules()[st.module];
+    double d[3];
+    direction_from_angles(st.p[2], st.p[3], d);
+    const double cos_inc = std::fmax(std::fabs(d[0] * m.rot[2] + d[1] * m.rot[5] + d[2] * m.rot[8]), 1e-3);
+    const double x = x0 / cos_inc;
+    const double p = 1.0 / std::fabs(st.p[4]);
+    const double t0 = highland_theta0(p, mass, x);
+    const double sin_t = std::fmax(std::sin(st.p[3]), 1e-6);
+    st.C[5 * 2 + 2] += t0 * t0 / (sin_t * sin_t);
+    st.C[5 * 3 + 3] += t0 * t0;
+    const double e = std::sqrt(p * p + mass * mass);
+    const double de = bethe_bloch_si(p, mass) * x * silicon::X0_mm;
+    const double e_new = direction > 0 ? e - de : e + de;
+    if (e_new <= mass * 1.0001) return;
+    const double p_new = std::sqrt(e_new * e_new - mass * mass);
+    const double scale = p / p_new;  // q/p scales by p/p_new; so do its covariance terms
+    st.p[4] *= scale;
+    for (int i = 0; i < 5; ++i) {
+        st.C[5 * 4 + i] *= scale;
+        st.C[5 * i + 4] *= scale;
+    }
+}
+
+double kalman_update(BoundState& st, double mu, double mv, double var_u, double var_v, bool dry_run) {
+    const Mat5& C = st.C;
+    const double r0 = mu - st.p[0], r1 = mv - st.p[1];
+    const double s00 = C[0] + var_u, s01 = C[1], s11 = C[6] + var_v;
+    const double det = s00 * s11 - s01 * s01;
+    if (!(det > 0)) return 1e30;
+    const double i00 = s11 / det, i01 = -s01 / det, i11 = s00 / det;
+    const double chi2 = r0 * (i00 * r0 + i01 * r1) + r1 * (i01 * r0 + i11 * r1);
+    if (dry_run) return chi2;
+    // K = C H^T S^-1 (5x2); H selects loc0, loc1.
+    double K[10];
+    for (int i = 0; i < 5; ++i) {
+        K[2 * i] = C[5 * i + 0] * i00 + C[5 * i + 1] * i01;
+        K[2 * i + 1] = C[5 * i + 0] * i01 + C[5 * i + 1] * i11;
+    }
+    for (int i = 0; i < 5; ++i) st.p[i] += K[2 * i] * r0 + K[2 * i + 1] * r1;
+    st.p[2] = wrap_phi(st.p[2]);
+    Mat5 N{};
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 5; ++j) N[5 * i + j] = C[5 * i + j] - (K[2 * i] * C[j] + K[2 * i + 1] * C[5 + j]);
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < i; ++j) N[5 * i + j] = N[5 * j + i] = 0.5 * (N[5 * i + j] + N[5 * j + i]);
+    st.C = N;
+    return chi2;
+}
+
+bool to_perigee(const Geometry& geo, const Stepper& stepper, const BoundState& st, Vec5& p, Mat5& C) {
+    const double bz = stepper.field.constant ? stepper.field.bz : 0.0;
+    auto perigee_of = [&](const Vec5& bp, Vec5& out) {
+        BoundState b = st;
+        b.p = bp;
+        const State s0 = state_of(geo, b);
+        const double h = helix_h(s0.qop, stepper.field.constant ? bz : stepper.local_bz(s0));
+        double s;
+        if (!perigee_path(s0, h, s)) return false;
+        State at;
+        helix_advance(s0, h, s, at);
+        state_to_perigee(at, out.data());
+        return true;
+    };
+    if (!perigee_of(st.p, p)) return false;
+    Mat5 J{};
+    for (int i = 0; i < 5; ++i) {
+        Vec5 q = st.p;
+        const double h = fd_step(i, st.p);
+        q[i] += h;
+        Vec5 pq;
+        if (!perigee_of(q, pq)) return false;
+        for (int r = 0; r < 5; ++r) {
+            double d = pq[r] - p[r];
+            if (r == 2) d = wrap_phi(d);
+            J[5 * r + i] = d / h;
+        }
+    }
+    sandwich(J, st.C, C);
+    return true;
+}
+
+}  // namespace trackcore

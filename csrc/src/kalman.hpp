@@ -1,0 +1,38 @@
+#pragma once
+// Kalman filter building blocks on bound parameters (loc0, loc1, phi, theta, q/p): transport to a
+// module plane with its Jacobian, material noise, the 2-D measurement update, perigee conversion.
+#include <array>
+
+#include "geometry.hpp"
+#include "navigator.hpp"
+#include "trackcore/track_params.hpp"
+
+namespace trackcore {
+
+using Vec5 = std::array<double, 5>;
+using Mat5 = std::array<double, 25>;  // row-major
+
+struct BoundState {
+    Vec5 p{};
+    Mat5 C{};
+    int module = -1;
+};
+
+// Transport a bound state to module `target` (direction +1 outward along the momentum, -1 backward),
+// with the covariance carried by a finite-difference Jacobian. Returns false if the plane is not met
+// within max_path. On success `path` is the signed path length, `jac` the 5x5 Jacobian.
+bool transport_bound(const Geometry& geo, const Stepper& stepper, const BoundState& in, int target, int direction,
+                     double max_path, BoundState& out, double& path, Mat5* jac = nullptr);
+
+// Multiple scattering (Highland) and mean energy loss of the material x0 (x/X0 at normal incidence)
+// at the state's module; direction -1 restores the energy lost (backward filtering).
+void apply_material(const Geometry& geo, BoundState& st, double x0, double mass, int direction);
+
+// 2-D measurement update; returns the chi2 increment. With dry_run only chi2 is computed.
+double kalman_update(BoundState& st, double mu, double mv, double var_u, double var_v, bool dry_run);
+
+// Perigee parameters (d0, z0, phi, theta, q/p) and covariance from a bound state, by transport to the
+// point of closest approach to the z axis. Returns false if there is no such point.
+bool to_perigee(const Geometry& geo, const Stepper& stepper, const BoundState& st, Vec5& p, Mat5& C);
+
+}  // namespace trackcore

@@ -1,0 +1,72 @@
+"""Combinatorial Kalman filter, ambiguity resolution and track fit (compiled core)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..geometry.detector import Detector
+from ..sim.transport import TransportConfig, compiled_geometry, field_arguments, layer_material
+from .measurements import Measurements
+from .tracks import Tracks
+
+
+@dataclass
+class CkfConfig:
+    """Settings of the track following. Lengths in mm, momenta in GeV, angles in rad."""
+
+    chi2_max: float = 15.0  #: max chi2 of a 2-D measurement added to a track
+    max_branches: int = 2  #: compatible hits followed per layer
+    max_candidates: int = 4  #: trajectories kept per seed (beam width)
+    max_holes: int = 2  #: consecutive crossed modules without a hit before a track stops
+    min_measurements: int = 5  #: hits of a track kept after ambiguity resolution
+    max_shared: int = 2  #: hits a track may share with better tracks
+    mass: float = 0.13957  #: mass hypothesis for material effects (pion)
+    max_step: float = 50.0
+    max_turn: float = 0.05
+    max_path: float = 3000.0
+    sigma_phi: float = 0.02  #: seed covariance
+    sigma_theta: float = 0.02
+    sigma_qop_rel: float = 0.25
+    edge_tolerance: float = 1.0  #: mm beyond a module edge still searched for hits
+    skip_used_seeds: bool = True  #: skip a seed whose three hits all lie on earlier tracks
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detector, *, field=None,
+                config: CkfConfig | None = None, material: dict | None = None) -> tuple[Tracks, dict]:
+    """Follow each seed (rows of ``measurements``, shape (N, 3), best first) through the detector.
+
+    Returns the tracks after ambiguity resolution (each hit on at most one track) with perigee
+    parameters from the backward filter, and counters (seeds used/skipped, candidates).
+    """
+    config = config or CkfConfig()
+    seeds = np.ascontiguousarray(seeds, np.int64).reshape(-1, 3)
+    if len(seeds) and (seeds.min() < 0 or seeds.max() >= len(measurements)):
+        raise InputError("seeds refer to hits outside the event")
+    if len(measurements) == 0 or len(seeds) == 0:
+        return Tracks.empty(), {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0}
+    from .._corelib import core
+
+    bz, fmap = field_arguments(field)
+    out = core().ckf(compiled_geometry(detector), measurements.compiled(), seeds, layer_material(detector, material),
+                     bz, fmap, config.as_dict())
+    return Tracks.from_kernel(out), dict(out["stats"])
+
+
+def fit_tracks(measurements: Measurements, track_hits: list[np.ndarray], detector: Detector, *, field=None,
+               config: CkfConfig | None = None, material: dict | None = None) -> Tracks:
+    """Kalman fit (forward filter, backward filter, perigee) of given hit sequences (inner to outer)."""
+    config = config or CkfConfig()
+    from .._corelib import core
+
+    lengths = np.array([len(h) for h in track_hits], np.int64)
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    flat = np.concatenate(track_hits).astype(np.int64) if len(track_hits) else np.zeros(0, np.int64)
+    bz, fmap = field_arguments(field)
+    out = core().fit_tracks(compiled_geometry(detector), measurements.compiled(), offsets, flat,
+                            layer_material(detector, material), bz, fmap, config.as_dict())
+    return Tracks.from_kernel(out)
