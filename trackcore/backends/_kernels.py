@@ -22,6 +22,7 @@ class KernelTable:
 
 
 NUMPY_KERNELS = KernelTable({
+    "transport": "trackcore.sim.transport_numpy:transport_numpy",
     "digitize_segments": "trackcore.sim.digitization:digitize_segments_numpy", "cluster_cells": "trackcore.sim.digitization:cluster_cells_numpy",
 })
 CPU_KERNELS = KernelTable({
