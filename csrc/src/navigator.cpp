@@ -5,7 +5,25 @@
 
 namespace trackcore {
 
+namespace {
+void gather_monotonic(const Geometry& geo, const double* a, const double* b, std::vector<int>& cand);
+}  // namespace
+
 void gather_candidates(const Geometry& geo, const double* a, const double* b, std::vector<int>& cand) {
+    // r is monotonic along each piece only if the chord is split at its closest approach to the z axis.
+    const double dx = b[0] - a[0], dy = b[1] - a[1], d2 = dx * dx + dy * dy;
+    const double t = d2 > 0 ? -(a[0] * dx + a[1] * dy) / d2 : 0.0;
+    if (t > 0 && t < 1) {
+        const double m[3] = {a[0] + t * dx, a[1] + t * dy, a[2] + t * (b[2] - a[2])};
+        gather_monotonic(geo, a, m, cand);
+        gather_monotonic(geo, m, b, cand);
+        return;
+    }
+    gather_monotonic(geo, a, b, cand);
+}
+
+namespace {
+void gather_monotonic(const Geometry& geo, const double* a, const double* b, std::vector<int>& cand) {
     const double ra = std::hypot(a[0], a[1]), rb = std::hypot(b[0], b[1]);
     const double za = a[2], zb = b[2];
     const double rmin = std::min(ra, rb) - 1.0, rmax = std::max(ra, rb) + 1.0;
@@ -36,5 +54,6 @@ void gather_candidates(const Geometry& geo, const double* a, const double* b, st
         geo.candidates(static_cast<int>(l), phia, sa, phib, sb, cand);
     }
 }
+}  // namespace
 
 }  // namespace trackcore

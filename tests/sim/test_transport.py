@@ -322,8 +322,7 @@ def test_beyond_acceptance_crosses_nothing(generic, trackml, backend):
         assert np.bincount(out["particle_index"], minlength=n).max() <= most, (det.name, eta)
 
 
-@pytest.mark.parametrize("backend", [pytest.param("numpy"), pytest.param("cpu", marks=[CPU, pytest.mark.xfail(
-    strict=True, reason="core bug: gather_candidates tests a layer's r-range at the chord endpoints only")])])
+@pytest.mark.parametrize("backend", [pytest.param("numpy"), pytest.param("cpu", marks=[CPU])])
 def test_chord_grazing_a_layer_finds_its_crossing(generic, backend):
     # A stiff track from a displaced vertex that cuts through the first barrel layer (r ~ 32 mm)
     # inside one 50 mm step whose two ends both lie outside that layer's r range.
@@ -367,7 +366,6 @@ def test_bad_shapes_and_mass(generic, backend):
         kernel(generic, v, p, q, m, x0, 0.0, bad_map, 0, cfg)
 
 
-@pytest.mark.xfail(strict=True, reason="transport.py reshapes momentum (3, 2) to (2, 3) instead of rejecting it")
 def test_momentum_of_wrong_width_is_rejected(generic):
     with pytest.raises(InputError):
         transport(generic, np.zeros((2, 3)), np.ones((3, 2)), np.ones(2, np.int32), np.full(2, MUON), backend="numpy")

@@ -91,8 +91,8 @@ def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, char
     sensor) and ``path`` (mm from the vertex).
     """
     config = config or TransportConfig()
-    vertex = np.ascontiguousarray(vertex, np.float64).reshape(-1, 3)
-    momentum = np.ascontiguousarray(momentum, np.float64).reshape(-1, 3)
+    vertex = _points(vertex, "vertex")
+    momentum = _points(momentum, "momentum")
     charge = np.asarray(charge, np.int32)
     mass = np.asarray(mass, np.float64)
     n = len(vertex)
@@ -103,6 +103,8 @@ def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, char
         raise InputError(f"particle {int(np.flatnonzero(bad)[0])} has a non-finite (NaN/inf) vertex or momentum")
     if np.any(charge == 0):
         raise InputError(f"particle {int(np.flatnonzero(charge == 0)[0])} is neutral: only charged particles are transported")
+    if not np.all(mass > 0):
+        raise InputError("every particle needs a mass > 0 (GeV)")
     if np.any(np.einsum("ij,ij->i", momentum, momentum) <= 0):
         raise InputError("every particle needs a non-zero momentum")
     bz, fmap = field_arguments(field)
@@ -111,6 +113,14 @@ def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, char
     kernel = get_backend(backend).kernel("transport")
     return kernel(detector, vertex, momentum, charge, mass, layer_material(detector, config.layer_x0), bz, fmap,
                   int(seed), config)
+
+
+def _points(a, name: str) -> np.ndarray:
+    """(N, 3) float64 array; a single (3,) point is accepted. Other shapes are an error, not a reshape."""
+    arr = np.atleast_2d(np.asarray(a, np.float64))
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise InputError(f"{name} must have shape (N, 3), got {np.shape(a)}")
+    return np.ascontiguousarray(arr)
 
 
 def transport_cpu(detector, vertex, momentum, charge, mass, layer_x0, bz, field_map, seed, config):
