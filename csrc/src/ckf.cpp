@@ -50,37 +50,38 @@ struct Context {
     double x0_of(int module) const { return layer_x0[geo.modules()[module].layer]; }
 };
 
-// Bound state at the bottom hit from the circle through three space points (Bz > 0 bends q > 0 clockwise).
+// Bound state at the bottom hit from the circle through three space points, via the signed Menger
+// curvature so that collinear points (a straight track) are a smooth limit, not a special case.
 bool seed_state(const Context& ctx, int64_t b, int64_t m, int64_t t, BoundState& out) {
     const double* pb = ctx.hits.xyz + 3 * b;
     const double* pm = ctx.hits.xyz + 3 * m;
     const double* pt = ctx.hits.xyz + 3 * t;
     const double ax = pm[0] - pb[0], ay = pm[1] - pb[1], bx = pt[0] - pb[0], by = pt[1] - pb[1];
-    const double d = 2.0 * (ax * by - ay * bx);
-    if (std::fabs(d) < 1e-9) return false;
-    const double a2 = ax * ax + ay * ay, b2 = bx * bx + by * by;
-    const double cx = (by * a2 - ay * b2) / d, cy = (ax * b2 - bx * a2) / d;  // centre relative to pb
-    const double R = std::hypot(cx, cy);
-    // Tangent at pb, perpendicular to the radius, oriented towards the middle hit.
-    double tx = cy / R, ty = -cx / R;
-    if (tx * ax + ty * ay < 0) { tx = -tx; ty = -ty; }
-    const double cross = (-cx) * ty - (-cy) * tx;  // (pb - c) x t
+    const double la = std::hypot(ax, ay), lb = std::hypot(bx, by), lc = std::hypot(bx - ax, by - ay);
+    if (la < 1e-6 || lb < 1e-6 || lc < 1e-6) return false;
+    const double kappa = 2.0 * (ax * by - ay * bx) / (la * lb * lc);  // > 0: turns counter-clockwise
+    const double k_abs = std::max(std::fabs(kappa), 1e-7);
+    // The tangent at the first point leans away from the chord by half the chord's central angle.
+    const double phi = std::atan2(ay, ax) - std::asin(std::min(1.0, la * kappa / 2.0));
+    const double arc = 2.0 * std::asin(std::min(1.0, lb * k_abs / 2.0)) / k_abs;
+    const double theta = std::atan2(arc, pt[2] - pb[2]);
     const double bz = ctx.stepper.field.constant ? ctx.stepper.field.bz : 2.0;
-    const int q = (cross < 0) == (bz > 0) ? 1 : -1;
-    const double ang = std::acos(std::clamp(((-cx) * (bx - cx) + (-cy) * (by - cy)) / (R * R), -1.0, 1.0));
-    const double arc = R * ang;
-    const double cot = (pt[2] - pb[2]) / std::max(arc, 1e-6);
-    const double theta = std::atan2(1.0, cot);
-    const double pt_gev = kB * std::fabs(bz) * R;
+    // Bz > 0 bends positive charges clockwise.
+    const int q = (kappa > 0) == (bz > 0) ? -1 : 1;
+    const double pt_gev = kB * std::fabs(bz) / k_abs;
     const double p = pt_gev / std::sin(theta);
     out.module = static_cast<int>(ctx.hits.module[b]);
-    out.p = {ctx.hits.u[b], ctx.hits.v[b], std::atan2(ty, tx), theta, q / p};
+    out.p = {ctx.hits.u[b], ctx.hits.v[b], phi, theta, q / p};
     out.C.fill(0);
     out.C[0] = ctx.hits.var_u[b];
     out.C[6] = ctx.hits.var_v[b];
     out.C[12] = ctx.cfg.sigma_phi * ctx.cfg.sigma_phi;
     out.C[18] = ctx.cfg.sigma_theta * ctx.cfg.sigma_theta;
-    out.C[24] = std::pow(ctx.cfg.sigma_qop_rel * out.p[4], 2);
+    // Curvature from a short lever arm is poorly known: its sagitta error (chord L, hit error sigma)
+    // gives sigma(1/R) ~ 8 sigma / L^2, added to the relative q/p uncertainty.
+    const double sig_hit = std::sqrt(std::max(ctx.hits.var_u[m], 1e-6));
+    const double sig_qop_curv = 8.0 * sig_hit / (lb * lb) * std::sin(theta) / (kB * std::fabs(bz));
+    out.C[24] = std::pow(ctx.cfg.sigma_qop_rel * out.p[4], 2) + sig_qop_curv * sig_qop_curv;
     return true;
 }
 
