@@ -26,6 +26,7 @@ sd::Params to_params(const py::dict& d) {
     sd::Params p;
     p.n_phi = get<int>(d, "n_phi");
     p.n_z = get<int>(d, "n_z");
+    p.phi_neighbours = get<int>(d, "phi_neighbours");
     p.inv_phi_bin = get<double>(d, "inv_phi_bin");
     p.z_lo = get<double>(d, "z_lo");
     p.inv_z_bin = get<double>(d, "inv_z_bin");
@@ -52,8 +53,8 @@ sd::Params to_params(const py::dict& d) {
     p.max_seeds = get<long long>(d, "max_seeds");
     if (p.n_phi < 1 || p.n_z < 1 || static_cast<long long>(p.n_phi) * p.n_z > (1LL << 26))
         throw py::value_error("seeding params: n_phi and n_z must be >= 1 and n_phi * n_z <= 2^26");
-    if (p.max_seeds_per_middle < 0 || p.max_seeds < 0 || p.compat_limit < 0)
-        throw py::value_error("seeding params: limits must be >= 0");
+    if (p.max_seeds_per_middle < 0 || p.max_seeds < 0 || p.compat_limit < 0 || p.phi_neighbours < 1)
+        throw py::value_error("seeding params: limits must be >= 0 and phi_neighbours >= 1");
     if (!(p.dr_min > 0) || !(p.dr_max >= p.dr_min))
         throw py::value_error("seeding params: need 0 < dr_min <= dr_max");
     return p;

@@ -22,9 +22,11 @@ class KernelTable:
 
 
 NUMPY_KERNELS = KernelTable({
+    "find_seeds": "trackcore.reco.seeding_numpy:find_seeds_numpy", "seeding_grid": "trackcore.reco.seeding_numpy:seeding_grid_numpy",
     "transport": "trackcore.sim.transport_numpy:transport_numpy",
     "digitize_segments": "trackcore.sim.digitization:digitize_segments_numpy", "cluster_cells": "trackcore.sim.digitization:cluster_cells_numpy",
 })
 CPU_KERNELS = KernelTable({
+    "find_seeds": "trackcore._core:find_seeds", "seeding_grid": "trackcore._core:seeding_grid",
     "digitize_segments": "trackcore._core:digitize_segments", "cluster_cells": "trackcore._core:cluster_cells",
     "transport": "trackcore.sim.transport:transport_cpu",})
