@@ -93,6 +93,15 @@ class Measurements:
                    backend=None) -> "Measurements":
         hits = event.hits
         n = len(hits)
+        for col in ("hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"):
+            if col not in hits:
+                raise InputError(f"{event.name} hits: missing column {col!r}")
+        # A repeated hit_id would make the submission ambiguous (one id, two track ids).
+        ids = np.sort(np.asarray(hits["hit_id"]))
+        repeated = ids[1:][ids[1:] == ids[:-1]]
+        if len(repeated):
+            raise InputError(f"{event.name} hits: hit_id {np.unique(repeated)[:5].tolist()} appear(s) more than once "
+                             f"({len(repeated)} repeats)")
         xyz = np.stack([hits["x"], hits["y"], hits["z"]], axis=1).astype(np.float64) if n else np.zeros((0, 3))
         bad = ~np.isfinite(xyz).all(axis=1)
         if bad.any():

@@ -1,0 +1,226 @@
+"""The reconstruction pipeline end to end: score, timings, submission, plugin stages and hooks, bad
+input, and the real TrackML event."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trackcore.errors import GeometryError, InputError, PluginError
+from trackcore.event import Event, Table
+from trackcore.event.schema import HITS
+from trackcore.hookspecs import SEED_BAD, SeedClasses
+from trackcore.metrics import score_event, tracking_rates
+from trackcore.plugins import get_plugin_manager, hookimpl
+from trackcore.reco.pipeline import build_pipeline, reconstruct
+from trackcore.reco.tracks import Tracks
+from trackcore.sim.digitization import noise_hits
+
+STAGES = ["measurements", "spacepoints", "seeding", "track_finding"]
+#: trackcore/reco/pipeline.py _seed_classification calls ``seeds.perigee_estimate()``, which
+#: trackcore.reco.seeding.Seeds does not have, so any seed classifier plugin crashes the pipeline.
+NO_PERIGEE_ESTIMATE = pytest.mark.xfail(raises=AttributeError, strict=True,
+                                        reason="pipeline.py calls Seeds.perigee_estimate(), which does not exist")
+
+
+@pytest.fixture(scope="module")
+def pileup_reco(reco_detector, pileup_event):
+    return reconstruct(pileup_event, reco_detector)
+
+
+def test_pileup_event_score_and_rates(pileup_event, pileup_reco):
+    hit_id, track_id = pileup_reco.submission()
+    score = score_event(pileup_event, hit_id, track_id)
+    rates = tracking_rates(pileup_event, hit_id, pileup_reco.track_id_of_hits())
+    # Measured 0.36 (efficiency 93% above 1 GeV): the seeding's 0.7 GeV pT cut leaves most of the
+    # soft minimum-bias particles, which carry ~60% of the score weight, unseeded.
+    assert score > 0.30, score
+    assert rates.efficiency_pt > 0.85 and rates.fake_rate < 0.05, rates.format_table()
+
+
+def test_timings_for_every_stage(pileup_reco):
+    assert list(pileup_reco.timings) == STAGES
+    assert all(t >= 0 for t in pileup_reco.timings.values())
+    assert set(pileup_reco.outputs) == set(STAGES)
+    assert pileup_reco.outputs["track_finding"]["tracks"] is pileup_reco.tracks
+
+
+def test_submission_covers_every_hit_once(pileup_event, pileup_reco):
+    hit_id, track_id = pileup_reco.submission()
+    assert np.array_equal(np.sort(hit_id), np.sort(pileup_event.hits["hit_id"]))
+    assert len(hit_id) == len(track_id) == len(pileup_event.hits)
+    tid = pileup_reco.track_id_of_hits()
+    on_track = tid >= 0
+    np.testing.assert_array_equal(track_id[on_track], tid[on_track])
+    # Unassigned hits are singletons with ids after the tracks'.
+    free = track_id[~on_track]
+    assert len(np.unique(free)) == len(free) and (free.min() >= len(pileup_reco.tracks) if len(free) else True)
+
+
+class Recorder:
+    """Observes every stage and inserts two stages of its own."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float]] = []
+
+    @hookimpl
+    def trackcore_observe_stage(self, stage_name, outputs, seconds):
+        self.seen.append((stage_name, seconds))
+
+    @hookimpl
+    def trackcore_register_stages(self, registry):
+        registry.add("hit_count", lambda event, state: {"n": len(state["measurements"]["measurements"])},
+                     after="measurements")
+        registry.add("summary", lambda event, state: {"n_tracks": len(state["track_finding"]["tracks"])})
+
+
+def test_plugin_inserts_stages_and_observes(reco_detector, pileup_event, pileup_reco):
+    pm = get_plugin_manager(load_entrypoints=False)
+    rec = Recorder()
+    pm.register(rec)
+    pipe = build_pipeline(reco_detector, plugin_manager=pm)
+    assert pipe.names == ["measurements", "hit_count", "spacepoints", "seeding", "track_finding", "summary"]
+    reco = pipe.run(pileup_event)
+    assert [name for name, _ in rec.seen] == pipe.names
+    assert reco.outputs["hit_count"] == {"n": len(pileup_event.hits)}
+    assert reco.outputs["summary"] == {"n_tracks": len(pileup_reco.tracks)}
+    assert len(reco.tracks) == len(pileup_reco.tracks)
+    assert set(reco.timings) == set(pipe.names)
+
+
+class NoSeeds:
+    @hookimpl
+    def trackcore_register_stages(self, registry):
+        registry.add("seeding", lambda event, state: {"seeds": None, "hit_index": np.zeros((0, 3), np.int64)},
+                     replace=True)
+
+
+def test_plugin_replaces_a_stage(reco_detector, pileup_event):
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(NoSeeds())
+    reco = reconstruct(pileup_event, reco_detector, plugin_manager=pm)
+    assert reco.outputs["seeding"]["seeds"] is None and len(reco.tracks) == 0
+    hit_id, track_id = reco.submission()
+    assert len(np.unique(track_id)) == len(pileup_event.hits)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"after": "nosuchstage"}, "no stage 'nosuchstage'"),
+                                          ({"replace": True}, "cannot replace stage 'extra'")])
+def test_plugin_stage_errors(reco_detector, kwargs, match):
+    class Bad:
+        @hookimpl
+        def trackcore_register_stages(self, registry):
+            registry.add("extra", lambda event, state: None, **kwargs)
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(Bad())
+    with pytest.raises(PluginError, match=match):
+        build_pipeline(reco_detector, plugin_manager=pm)
+    pipe = build_pipeline(reco_detector)
+    with pytest.raises(PluginError, match="already has a stage 'seeding'"):
+        pipe.add("seeding", lambda event, state: None)
+
+
+class AllBad:
+    @hookimpl
+    def trackcore_classify_seeds(self, event, seeds):
+        return SeedClasses(np.full(len(seeds), SEED_BAD, np.int8), np.zeros(len(seeds), np.float32))
+
+
+class WrongShape:
+    @hookimpl
+    def trackcore_classify_seeds(self, event, seeds):
+        return SeedClasses(np.zeros(len(seeds) + 1, np.int8), np.zeros(len(seeds), np.float32))
+
+
+@NO_PERIGEE_ESTIMATE
+def test_seed_classifier_rejecting_every_seed_gives_no_tracks(reco_detector, pileup_event):
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(AllBad())
+    reco = reconstruct(pileup_event, reco_detector, plugin_manager=pm)
+    out = reco.outputs["seed_classification"]
+    assert len(out["label"]) == len(reco.outputs["seeding"]["hit_index"]) > 0
+    assert len(out["hit_index"]) == 0 and len(reco.tracks) == 0
+
+
+@NO_PERIGEE_ESTIMATE
+def test_seed_classifier_with_wrong_shapes_is_a_plugin_error(reco_detector, pileup_event):
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(WrongShape())
+    with pytest.raises(PluginError, match=r"trackcore_classify_seeds returned label"):
+        reconstruct(pileup_event, reco_detector, plugin_manager=pm)
+
+
+# -- bad input ------------------------------------------------------------------------------
+def _hits_with(event: Event, column: str, row: int, value) -> Event:
+    hits = event.hits.copy()
+    col = hits[column].copy()
+    col[row] = value
+    hits[column] = col
+    return Event(hits=hits, cells=event.cells)
+
+
+def test_event_without_hits(reco_detector):
+    hits = Table({k: np.zeros(0, dtype=t) for k, t in HITS.items()}, name="hits")
+    reco = reconstruct(Event(hits=hits), reco_detector)
+    assert isinstance(reco.tracks, Tracks) and len(reco.tracks) == 0
+    hit_id, track_id = reco.submission()
+    assert len(hit_id) == len(track_id) == 0
+
+
+def test_event_of_noise_only(reco_detector):
+    noise = noise_hits(reco_detector, np.random.default_rng(4), 3000)
+    reco = reconstruct(Event(hits=noise.hits, cells=noise.cells), reco_detector)
+    # Random hits rarely line up into 5-hit helices; each hit stays on at most one track.
+    assert len(reco.tracks) <= 3
+    assert len(np.unique(reco.tracks.hits)) == len(reco.tracks.hits)
+    assert len(reco.submission()[0]) == 3000
+
+
+def test_duplicated_hits(reco_detector, gun_event):
+    # Every hit twice under fresh ids: the CKF takes one copy per module, no hit on two tracks.
+    h = gun_event.hits
+    twice = h.take(np.r_[np.arange(len(h)), np.arange(len(h))])
+    twice["hit_id"] = np.arange(1, len(twice) + 1)
+    reco = reconstruct(Event(hits=twice), reco_detector)
+    assert len(np.unique(reco.tracks.hits)) == len(reco.tracks.hits)
+    assert len(reco.tracks) >= 0.9 * len(gun_event.particles)
+    # The same hit_id twice is ambiguous for a submission: a clear error.
+    same_ids = Event(hits=h.take(np.r_[np.arange(len(h)), [0]]))
+    with pytest.raises(InputError, match=r"hit_id \[\d+\] appear\(s\) more than once"):
+        reconstruct(same_ids, reco_detector)
+
+
+def test_hit_outside_its_module(reco_detector, gun_event):
+    moved = _hits_with(gun_event, "x", 5, gun_event.hits["x"][5] + 50.0)
+    with pytest.raises(InputError, match=r"1 hit\(s\) lie outside their module \(first: hit_id"):
+        reconstruct(moved, reco_detector)
+    unknown = _hits_with(gun_event, "module_id", 2, 99999)
+    with pytest.raises(GeometryError, match="unknown module"):
+        reconstruct(unknown, reco_detector)
+
+
+@pytest.mark.parametrize("column,value", [("x", np.nan), ("z", np.inf)])
+def test_non_finite_coordinates(reco_detector, gun_event, column, value):
+    with pytest.raises(InputError, match="non-finite coordinates at row 7"):
+        reconstruct(_hits_with(gun_event, column, 7, value), reco_detector)
+
+
+def test_missing_column(reco_detector, gun_event):
+    hits = Table({k: gun_event.hits[k] for k in gun_event.hits.columns if k != "volume_id"}, name="hits")
+    with pytest.raises(InputError, match="missing column 'volume_id'"):
+        reconstruct(Event(hits=hits), reco_detector)
+
+
+# -- real data ------------------------------------------------------------------------------
+def test_real_trackml_event(shared_trackml):
+    from trackcore.event.io import read_event
+    from trackcore.geometry.io import read_detector
+
+    detector = read_detector(shared_trackml / "detectors.csv.gz")
+    event = read_event(shared_trackml / "event000000001")
+    reco = reconstruct(event, detector)
+    hit_id, track_id = reco.submission()
+    score = score_event(event, hit_id, track_id)
+    # Measured 0.32 on this 2.9k-hit subset (92% efficiency above 1 GeV, 1 fake in 70 tracks).
+    assert score > 0.25, score
+    assert len(reco.tracks) > 40 and len(np.unique(reco.tracks.hits)) == len(reco.tracks.hits)
