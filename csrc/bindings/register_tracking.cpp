@@ -53,6 +53,7 @@ CkfConfig config_from(const py::dict& d) {
         else if (key == "sigma_qop_rel") c.sigma_qop_rel = val.cast<double>();
         else if (key == "edge_tolerance") c.edge_tolerance = val.cast<double>();
         else if (key == "skip_used_seeds") c.skip_used_seeds = val.cast<bool>();
+        else if (key == "refine") c.refine = val.cast<bool>();
         else throw py::value_error("unknown CKF setting '" + key + "'");
     }
     if (c.max_branches < 1 || c.max_candidates < 1 || c.min_measurements < 3 || !(c.chi2_max > 0) || !(c.mass > 0))

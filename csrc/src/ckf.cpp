@@ -22,6 +22,7 @@ struct Trajectory {
     double chi2 = 0;
     int n_meas = 0, holes = 0;
     double path = 0;
+    int eloss = +1;  // +1 following the particle; -1 following it backwards (energy regained)
 };
 
 struct Context {
@@ -91,7 +92,7 @@ void add_measurement(Context& ctx, Trajectory& tr, const BoundState& filtered, i
     tr.n_meas += 1;
     tr.holes = 0;
     tr.state = filtered;
-    apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, +1);
+    apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, tr.eloss);
 }
 
 // Modules of the next layer crossed from tr.state, found by stepping; false when the track leaves.
@@ -147,7 +148,8 @@ struct Option {
 };
 
 // Extends tr by one layer: returns the children (branches on compatible hits, or one with a hole).
-void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& children, std::vector<Trajectory>& finished) {
+void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& children, std::vector<Trajectory>& finished,
+            int max_branches) {
     Trajectory base = tr;
     std::vector<std::pair<double, int>> crossed;
     if (!next_layer(ctx, base, crossed)) { finished.push_back(tr); return; }
@@ -168,21 +170,44 @@ void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& childre
     }
     if (hole_path < 0) { finished.push_back(tr); return; }
     std::sort(options.begin(), options.end(), [](const Option& a, const Option& b) { return a.chi2 < b.chi2; });
-    const int n_take = std::min<int>(static_cast<int>(options.size()), ctx.cfg.max_branches);
-    for (int i = 0; i < n_take; ++i) {
+    // Each branch takes one hit, then the best compatible hit on every other module of the layer
+    // that the track crosses too (overlapping modules give a particle two hits in one layer).
+    std::vector<int64_t> taken;
+    int n_take = 0;
+    for (size_t i = 0; i < options.size() && n_take < max_branches; ++i) {
+        const Option& o = options[i];
+        if (std::find(taken.begin(), taken.end(), o.hit) != taken.end()) continue;
+        std::vector<const Option*> seq{&o};
+        for (const auto& [s_est, m] : crossed) {
+            if (m == o.predicted.module) continue;
+            for (const Option& x : options)  // sorted by chi2: the first on m is its best
+                if (x.predicted.module == m) { seq.push_back(&x); break; }
+        }
+        std::sort(seq.begin(), seq.end(), [](const Option* a, const Option* b) { return a->path < b->path; });
         Trajectory child = tr;
-        BoundState st = options[i].predicted;
-        const double chi2 = kalman_update(st, ctx.hits.u[options[i].hit], ctx.hits.v[options[i].hit],
-                                          ctx.hits.var_u[options[i].hit], ctx.hits.var_v[options[i].hit], false);
-        child.path += options[i].path;
-        add_measurement(ctx, child, st, options[i].hit, chi2);
+        bool first = true;
+        for (const Option* x : seq) {
+            BoundState st;
+            double s;
+            if (first) { st = x->predicted; s = x->path; }
+            else if (!transport_bound(ctx.geo, ctx.stepper, child.state, x->predicted.module, +1, 200.0, st, s)) continue;
+            const auto h = x->hit;
+            const double chi2 = kalman_update(st, ctx.hits.u[h], ctx.hits.v[h], ctx.hits.var_u[h], ctx.hits.var_v[h], first);
+            if (!first && chi2 >= ctx.cfg.chi2_max) continue;
+            if (first) kalman_update(st, ctx.hits.u[h], ctx.hits.v[h], ctx.hits.var_u[h], ctx.hits.var_v[h], false);
+            child.path += s;
+            add_measurement(ctx, child, st, h, chi2);
+            taken.push_back(h);
+            first = false;
+        }
         children.push_back(std::move(child));
+        ++n_take;
     }
     if (n_take == 0) {
         Trajectory child = tr;
         child.steps.push_back({hole_state.module, -1, hole_state});
         child.state = hole_state;
-        apply_material(ctx.geo, child.state, ctx.x0_of(hole_state.module), ctx.cfg.mass, +1);
+        apply_material(ctx.geo, child.state, ctx.x0_of(hole_state.module), ctx.cfg.mass, child.eloss);
         child.path += hole_path;
         child.holes += 1;
         if (child.holes > ctx.cfg.max_holes) finished.push_back(tr);
@@ -195,23 +220,24 @@ bool better(const Trajectory& a, const Trajectory& b) {
     return a.chi2 < b.chi2;
 }
 
-// Backward filter over the measured steps (from the last, covariance inflated) then the perigee.
-void smooth_to_perigee(Context& ctx, const Trajectory& tr, TrackOut& out) {
+// Backward filter over the measured steps, from the last (covariance inflated) to the first: the
+// state at the first hit then carries the information of every hit (a smoother's result there).
+bool backward_filter(Context& ctx, const Trajectory& tr, BoundState& first, double& chi2, int& n_meas) {
     std::vector<const Step*> steps;
     for (const auto& s : tr.steps) steps.push_back(&s);
     while (!steps.empty() && steps.back()->hit < 0) steps.pop_back();
-    if (steps.empty()) return;
+    if (steps.empty()) return false;
     BoundState st = steps.back()->filtered;
     for (double& c : st.C) c *= 100.0;
-    double chi2 = 0;
-    int n_meas = 0;
+    chi2 = 0;
+    n_meas = 0;
     for (int k = static_cast<int>(steps.size()) - 1; k >= 0; --k) {
         const Step& step = *steps[k];
         if (k != static_cast<int>(steps.size()) - 1) {
-            apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -1);
+            apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -tr.eloss);
             BoundState pred;
             double s;
-            if (!transport_bound(ctx.geo, ctx.stepper, st, step.module, -1, 3000.0, pred, s)) return;
+            if (!transport_bound(ctx.geo, ctx.stepper, st, step.module, -1, 3000.0, pred, s)) return false;
             st = pred;
         }
         if (step.hit >= 0) {
@@ -220,9 +246,73 @@ void smooth_to_perigee(Context& ctx, const Trajectory& tr, TrackOut& out) {
             ++n_meas;
         }
     }
+    first = st;
+    return true;
+}
+
+void smooth_to_perigee(Context& ctx, const Trajectory& tr, TrackOut& out) {
+    BoundState first;
+    double chi2;
+    int n_meas;
+    if (!backward_filter(ctx, tr, first, chi2, n_meas)) return;
     out.chi2 = chi2;
     out.ndf = 2 * n_meas - 5;
-    out.has_perigee = to_perigee(ctx.geo, ctx.stepper, st, out.perigee, out.cov);
+    out.has_perigee = to_perigee(ctx.geo, ctx.stepper, first, out.perigee, out.cov);
+}
+
+// The same track seen by a particle of opposite charge flying the other way.
+BoundState reversed(const BoundState& b) {
+    BoundState r = b;
+    r.p[2] = wrap_phi(b.p[2] + 3.14159265358979323846);
+    r.p[3] = 3.14159265358979323846 - b.p[3];
+    r.p[4] = -b.p[4];
+    // Jacobian diag(1, 1, 1, -1, -1): flip the covariance terms between {theta, q/p} and the rest.
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 5; ++j)
+            if ((i >= 3) != (j >= 3)) r.C[5 * i + j] = -r.C[5 * i + j];
+    return r;
+}
+
+// Follows a trajectory greedily (one branch) until it stops.
+Trajectory follow(Context& ctx, Trajectory tr) {
+    std::vector<Trajectory> children, finished;
+    for (int round = 0; round < 80; ++round) {
+        children.clear();
+        extend(ctx, tr, children, finished, 1);
+        if (children.empty()) break;
+        tr = std::move(children.front());
+    }
+    if (!finished.empty()) tr = finished.back();
+    while (!tr.steps.empty() && tr.steps.back().hit < 0) tr.steps.pop_back();
+    return tr;
+}
+
+// With the full-information state at the first hit: collect the hits inward of the seed (which the
+// outward search never visits), then follow the track outward again from its innermost hit so that
+// layers the seed skipped between its own hits are searched too.
+Trajectory refine(Context& ctx, const Trajectory& best) {
+    BoundState first;
+    double chi2;
+    int n_meas;
+    if (!backward_filter(ctx, best, first, chi2, n_meas)) return best;
+    int64_t first_hit = -1;
+    for (const auto& s : best.steps)
+        if (s.hit >= 0) { first_hit = s.hit; break; }
+    Trajectory inward;
+    inward.eloss = -1;
+    inward.state = reversed(first);
+    inward = follow(ctx, inward);
+    BoundState start = first;
+    int64_t start_hit = first_hit;
+    if (!inward.steps.empty()) {
+        start = reversed(inward.steps.back().filtered);
+        start_hit = inward.steps.back().hit;
+    }
+    for (double& c : start.C) c *= 10.0;  // it already holds these hits' information
+    Trajectory fwd;
+    add_measurement(ctx, fwd, start, start_hit, 0.0);
+    fwd = follow(ctx, fwd);
+    return fwd.n_meas >= best.n_meas ? fwd : best;
 }
 
 bool start_from_seed(Context& ctx, const int64_t* s, Trajectory& tr) {
@@ -265,7 +355,7 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
         finished.clear();
         for (int round = 0; round < 80 && !active.empty(); ++round) {
             children.clear();
-            for (const auto& a : active) extend(ctx, a, children, finished);
+            for (const auto& a : active) extend(ctx, a, children, finished, cfg.max_branches);
             std::sort(children.begin(), children.end(), better);
             if (static_cast<int>(children.size()) > cfg.max_candidates) children.resize(cfg.max_candidates);
             stats.candidates += static_cast<int64_t>(children.size());
@@ -294,20 +384,31 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
         return A.chi2 / std::max(1, 2 * A.n_meas - 5) < B.chi2 / std::max(1, 2 * B.n_meas - 5);
     });
     std::vector<int> owner(hits.n, -1);
-    std::vector<TrackOut> out;
+    std::vector<size_t> accepted;
     for (size_t idx : order) {
         const Trajectory& tr = found[idx];
         int shared = 0;
         for (const auto& st : tr.steps)
             if (st.hit >= 0 && owner[st.hit] >= 0) ++shared;
         if (shared > cfg.max_shared || tr.n_meas - shared < cfg.min_measurements) continue;
+        for (const auto& st : tr.steps)
+            if (st.hit >= 0 && owner[st.hit] < 0) owner[st.hit] = static_cast<int>(idx);
+        accepted.push_back(idx);
+    }
+    // Refinement of the accepted tracks only (it is the costly part): hits inward of the seed and in
+    // layers the seed skipped. A hit stays with the track that owned it first.
+    std::vector<TrackOut> out;
+    std::vector<char> final_owner(hits.n, 0);
+    for (size_t idx : accepted) {
+        const Trajectory tr = cfg.refine ? refine(ctx, found[idx]) : found[idx];
         TrackOut t;
         t.seed = found_seed[idx];
-        for (const auto& st : tr.steps)
-            if (st.hit >= 0 && owner[st.hit] < 0) {
-                owner[st.hit] = static_cast<int>(out.size());
-                t.hits.push_back(st.hit);
-            }
+        for (const auto& st : tr.steps) {
+            if (st.hit < 0 || final_owner[st.hit]) continue;
+            if (owner[st.hit] >= 0 && owner[st.hit] != static_cast<int>(idx)) continue;
+            final_owner[st.hit] = 1;
+            t.hits.push_back(st.hit);
+        }
         smooth_to_perigee(ctx, tr, t);
         out.push_back(std::move(t));
     }

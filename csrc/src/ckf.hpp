@@ -31,6 +31,7 @@ struct CkfConfig {
     double sigma_phi = 0.02, sigma_theta = 0.02, sigma_qop_rel = 0.25;  // seed covariance
     double edge_tolerance = 1.0;   // mm beyond a module edge still searched for hits
     bool skip_used_seeds = true;   // skip a seed whose three hits all lie on earlier tracks
+    bool refine = true;            // search inward of the seed and re-follow the track from its first hit
 };
 
 struct TrackOut {

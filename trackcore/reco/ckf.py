@@ -31,6 +31,7 @@ class CkfConfig:
     sigma_qop_rel: float = 0.25
     edge_tolerance: float = 1.0  #: mm beyond a module edge still searched for hits
     skip_used_seeds: bool = True  #: skip a seed whose three hits all lie on earlier tracks
+    refine: bool = True  #: search inward of the seed, then re-follow the track from its innermost hit
 
     def as_dict(self) -> dict:
         return asdict(self)
