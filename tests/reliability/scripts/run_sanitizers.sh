@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Build trackcore._core with AddressSanitizer + UndefinedBehaviorSanitizer in a private copy of the
+# repository (the shared in-place build is never touched) and run tests against that build.
+#
+# Usage: tests/reliability/scripts/run_sanitizers.sh [pytest args...]
+#   default pytest args: tests/sim tests/reco tests/geometry tests/reliability -q
+# Env: TRACKCORE_SANITIZE_DIR (copy location, default /tmp/trackcore-sanitize),
+#      TRACKCORE_BUILD_JOBS (parallel compile jobs, default: all cores).
+# Exit status: pytest's, or 3 when a sanitizer wrote any report (reports are in $WORK/sanitizer-logs).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+WORK=${TRACKCORE_SANITIZE_DIR:-/tmp/trackcore-sanitize}
+PY="$REPO/.venv/bin/python"
+LOGS="$WORK/sanitizer-logs"
+
+# Copy sources only: no venv, no git data, no shared build products (they would be stale or clobbered).
+[ "$WORK" != "$REPO" ] && [ "$WORK" != / ] || { echo "refusing TRACKCORE_SANITIZE_DIR=$WORK" >&2; exit 2; }
+rm -rf "$WORK" && mkdir -p "$WORK"
+tar -C "$REPO" -cf - --exclude=./.venv --exclude=./.git --exclude=./build --exclude='./trackcore/_core*.so' \
+    --exclude='__pycache__' --exclude=.pytest_cache --exclude=.hypothesis . | tar -C "$WORK" -xf -
+cd "$WORK"
+echo "== building sanitised _core in $WORK (build dir $WORK/build)"
+TRACKCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace -q --build-temp "$WORK/build/temp"
+
+LIBASAN=$(gcc -print-file-name=libasan.so)
+LIBUBSAN=$(gcc -print-file-name=libubsan.so)
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+# Python itself is not instrumented, so the ASan runtime must be loaded first; leak checking of the
+# interpreter is noise (Python never frees some of its arenas), hence detect_leaks=0.
+export LD_PRELOAD="$LIBASAN $LIBUBSAN"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:log_path=$LOGS/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=$LOGS/ubsan"
+export PYTHONPATH="$WORK"      # before the editable install's finder: import the sanitised copy
+export PYTHONDONTWRITEBYTECODE=1
+
+"$PY" -c "import trackcore._core as c, sys; assert c.__file__.startswith('$WORK'), c.__file__; print('== using', c.__file__)"
+
+if [ "$#" -eq 0 ]; then
+    set -- tests/sim tests/reco tests/geometry tests/reliability -q -p no:cacheprovider
+fi
+status=0
+"$PY" -m pytest "$@" || status=$?
+
+reports=$(find "$LOGS" -type f | wc -l)
+echo "== sanitizer report files: $reports (in $LOGS)"
+if [ "$reports" -gt 0 ]; then
+    grep -h -E "runtime error|ERROR: AddressSanitizer|SUMMARY" "$LOGS"/* | sort | uniq -c | head -50
+    [ "$status" -eq 0 ] && status=3
+fi
+exit "$status"
