@@ -1,10 +1,24 @@
-"""The cupy backend: the same kernels on a CUDA GPU. CuPy is imported only when this backend is chosen."""
+"""The cupy backend: the hot loops as CUDA kernels on a GPU. CuPy is imported only when chosen.
+
+Kernels (CUDA C in csrc/cuda, glue in :mod:`trackcore.backends.cupy_kernels`) under the names and
+signatures of the numpy/cpu tables: ``global_to_local``, ``local_to_global``, ``seeding_grid``,
+``find_seeds``; and GPU batch kernels with numpy twins in ``cupy_kernels.reference``:
+``helix_to_plane``, ``kalman_update``, ``lsh_keys``, ``lsh_buckets``. Each accepts numpy or CuPy
+arrays and returns CuPy arrays for CuPy inputs (no transfer) and numpy arrays for numpy inputs.
+Kernels that have no GPU version yet raise :class:`BackendError` naming them; nothing silently
+falls back to the CPU.
+"""
 from __future__ import annotations
+
+import functools
 
 from ..errors import BackendError
 from . import Backend
 
 INSTALL_HINT = "install the GPU extra with `pip install trackcore[cuda]` (CuPy for CUDA 12)"
+
+#: Kernels of the numpy/cpu tables not yet written for the GPU.
+NOT_ON_GPU = ("transport", "digitize_segments", "cluster_cells")
 
 
 def import_cupy():
@@ -22,17 +36,40 @@ def import_cupy():
     return cupy
 
 
-def make_backend() -> Backend:
-    cupy = import_cupy()
+class CupyBackend(Backend):
+    """A :class:`Backend` whose missing kernels say they have no GPU version yet."""
 
-    def global_to_local(centres, rotations, module_index, points):
-        c, r = cupy.asarray(centres), cupy.asarray(rotations)
-        idx, p = cupy.asarray(module_index), cupy.asarray(points)
-        return cupy.einsum("nji,nj->ni", r[idx], p - c[idx])
+    def kernel(self, name: str):
+        if name in NOT_ON_GPU and name not in self.kernels:
+            raise BackendError(
+                f"kernel {name!r} has no GPU version yet on backend {self.name!r}; run it with "
+                f"backend='cpu' or 'numpy' (the 'cupy' backend never falls back to the CPU by itself)")
+        return super().kernel(name)
 
-    def local_to_global(centres, rotations, module_index, points):
-        c, r = cupy.asarray(centres), cupy.asarray(rotations)
-        idx, p = cupy.asarray(module_index), cupy.asarray(points)
-        return c[idx] + cupy.einsum("nij,nj->ni", r[idx], p)
 
-    return Backend("cupy", cupy, {"global_to_local": global_to_local, "local_to_global": local_to_global})
+def kernel_table(runtime) -> dict:
+    """The GPU kernels bound to ``runtime`` (a CuPy runtime, or the host emulation in tests)."""
+    from .cupy_kernels import grid, kalman, lsh, propagation, seeding, transform
+
+    fns = {
+        "global_to_local": transform.global_to_local, "local_to_global": transform.local_to_global,
+        "seeding_grid": grid.seeding_grid, "find_seeds": seeding.find_seeds,
+        "helix_to_plane": propagation.helix_to_plane, "kalman_update": kalman.kalman_update,
+        "lsh_keys": lsh.lsh_keys, "lsh_buckets": lsh.lsh_buckets,
+    }
+    out = {}
+    for name, fn in fns.items():
+        bound = functools.partial(fn, runtime=runtime)
+        functools.update_wrapper(bound, fn)
+        out[name] = bound
+    return out
+
+
+def make_backend(runtime=None) -> Backend:
+    """The ``cupy`` backend; ``runtime`` defaults to CuPy on the current GPU (BackendError without one)."""
+    if runtime is None:
+        from .cupy_kernels import csrc_dir, cupy_runtime
+
+        runtime = cupy_runtime()
+        csrc_dir()  # fail at selection, not at the first kernel call, when the sources are missing
+    return CupyBackend("cupy", runtime.xp, kernel_table(runtime))

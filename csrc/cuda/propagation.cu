@@ -1,0 +1,29 @@
+// Batched helix propagation: each thread carries one track from its state to its own target plane
+// (exact helix in a constant Bz, Newton intersection of trackcore/helix.hpp, as the compiled core).
+#include "trackcore/helix.hpp"
+
+// pos, dir (N, 3) mm / unit; qop (N) 1/GeV; plane point and unit normal (N, 3); bz Tesla. A track
+// that does not meet its plane with path length in (s_min, s_max] gets ok = 0 and NaN outputs.
+extern "C" __global__ void tc_helix_to_plane(long long n, const double* pos, const double* dir, const double* qop,
+                                             double bz, const double* centre, const double* normal, double s_min,
+                                             double s_max, unsigned char* ok, double* s_out, double* pos_out,
+                                             double* dir_out) {
+    const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+    if (i >= n) return;
+    trackcore::State st, at;
+    for (int k = 0; k < 3; ++k) {
+        st.pos[k] = pos[3 * i + k];
+        st.dir[k] = dir[3 * i + k];
+    }
+    st.qop = qop[i];
+    double s = 0;
+    const bool hit = trackcore::helix_plane_intersect(st, trackcore::helix_h(st.qop, bz), centre + 3 * i,
+                                                      normal + 3 * i, s_min, s_max, s, at);
+    ok[i] = hit ? 1 : 0;
+    const double nan = __longlong_as_double(0x7ff8000000000000LL);
+    s_out[i] = hit ? s : nan;
+    for (int k = 0; k < 3; ++k) {
+        pos_out[3 * i + k] = hit ? at.pos[k] : nan;
+        dir_out[3 * i + k] = hit ? at.dir[k] : nan;
+    }
+}
