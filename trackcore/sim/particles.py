@@ -193,7 +193,8 @@ def minimum_bias(rng: RngLike, *, pileup: float = 200.0,
     above 0.1 GeV) and, with ``secondaries``, displaced particles made in the detector material
     (production radius and |z| from the measured (r, z) table, softer and more central). Raising
     ``pt_min`` (GeV) or lowering ``eta_max`` drops particles from that calibrated sample. Extra
-    column ``collision_id`` (0-based) names the pile-up collision. See the MB_* constants.
+    columns: ``collision_id`` (0-based) names the pile-up collision; ``secondary`` is 1 for the
+    particles made in the detector material (TrackML gives their hits weight 0). See the MB_* constants.
     """
     gen = _generator(rng)
     if not (math.isfinite(pileup) and pileup >= 0):
@@ -215,7 +216,7 @@ def minimum_bias(rng: RngLike, *, pileup: float = 200.0,
     p_pt = _tsallis(gen, m, *MB_PROMPT_TSALLIS, MB_PT_MIN)
     p_eta = gen.uniform(-MB_ETA_MAX, MB_ETA_MAX, m)
     prompt = dict(coll=coll, q=q, ptype=ptype, pt=p_pt, eta=p_eta, phi=gen.uniform(-np.pi, np.pi, m),
-                  vx=centres[coll, 0], vy=centres[coll, 1], vz=centres[coll, 2])
+                  vx=centres[coll, 0], vy=centres[coll, 1], vz=centres[coll, 2], secondary=np.zeros(m, np.int8))
 
     coll = np.repeat(np.arange(n_coll), n_disp)
     m = len(coll)
@@ -231,7 +232,8 @@ def minimum_bias(rng: RngLike, *, pileup: float = 200.0,
     vphi = gen.uniform(-np.pi, np.pi, m)
     displaced = dict(coll=coll, q=q, ptype=ptype, pt=_tsallis(gen, m, *MB_DISPLACED_TSALLIS, MB_PT_MIN),
                      eta=d_eta, phi=gen.uniform(-np.pi, np.pi, m), vx=r * np.cos(vphi), vy=r * np.sin(vphi),
-                     vz=gen.uniform(z_edges[zi], z_edges[zi + 1]) * gen.choice([-1, 1], size=m))
+                     vz=gen.uniform(z_edges[zi], z_edges[zi + 1]) * gen.choice([-1, 1], size=m),
+                     secondary=np.ones(m, np.int8))
 
     # Order by collision, prompt before displaced, so ids group by collision.
     cols = {key: np.concatenate([prompt[key], displaced[key]]) for key in prompt}
@@ -241,7 +243,7 @@ def minimum_bias(rng: RngLike, *, pileup: float = 200.0,
     cols = {key: v[order] for key, v in cols.items()}
     px, py, pz = _momentum(cols["pt"], cols["eta"], cols["phi"])
     return _table(cols["ptype"], cols["vx"], cols["vy"], cols["vz"], px, py, pz, cols["q"],
-                  {"collision_id": cols["coll"].astype(np.int32)})
+                  {"collision_id": cols["coll"].astype(np.int32), "secondary": cols["secondary"]})
 
 
 def _b_decays(gen: np.random.Generator, codes: np.ndarray, mom: np.ndarray, prod: np.ndarray,

@@ -42,6 +42,18 @@ def crossings_for_digitization(detector: Detector, crossings: dict) -> dict:
             "w1": exit_[:, 2], "edep": crossings["edep"]}
 
 
+def _weights(truth: Table, particles: Table) -> np.ndarray:
+    """TrackML weights; particles flagged ``secondary`` (made in the material) weigh 0, as in TrackML's files."""
+    if not len(truth):
+        return np.zeros(0)
+    w = trackml_weights(truth, particles, normalize=False)
+    if "secondary" in particles:
+        made_in_material = particles["particle_id"][np.asarray(particles["secondary"]) != 0]
+        w[np.isin(truth["particle_id"], made_in_material)] = 0.0
+    total = w.sum()
+    return w / total if total > 0 else w
+
+
 def simulate_event(detector: Detector, particles: Table, *, field=None, config: SimulationConfig | None = None,
                    seed: int = 0, event_id: int = 0, backend=None,
                    simulation_detector: Detector | None = None) -> Event:
@@ -86,7 +98,7 @@ def simulate_event(detector: Detector, particles: Table, *, field=None, config: 
     parts = particles.copy()
     counts = np.bincount(pidx, minlength=n) if len(pidx) else np.zeros(n, np.int64)
     parts["nhits"] = counts.astype(np.int32)
-    truth["weight"] = trackml_weights(truth, parts) if len(truth) else np.zeros(0)
+    truth["weight"] = _weights(truth, parts)
     event = Event(hits=hits, cells=cells, particles=parts, truth=truth, event_id=event_id,
                   meta={"detector": detector.name, "seed": seed, "n_crossings": len(crossings["module_index"])})
     return event
