@@ -54,6 +54,8 @@ CkfConfig config_from(const py::dict& d) {
         else if (key == "edge_tolerance") c.edge_tolerance = val.cast<double>();
         else if (key == "skip_used_seeds") c.skip_used_seeds = val.cast<bool>();
         else if (key == "refine") c.refine = val.cast<bool>();
+        else if (key == "layer_depth") c.layer_depth = val.cast<double>();
+        else if (key == "skip_used_hits") c.skip_used_hits = val.cast<int>();
         else throw py::value_error("unknown CKF setting '" + key + "'");
     }
     if (c.max_branches < 1 || c.max_candidates < 1 || c.min_measurements < 3 || !(c.chi2_max > 0) || !(c.mass > 0))

@@ -128,6 +128,29 @@ bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>
         if (!crossed.empty()) {
             std::sort(crossed.begin(), crossed.end());
             const int layer = mods[crossed.front().second].layer;
+            // Overlapping modules of the same layer may be crossed just after the step's end.
+            const double reach = crossed.front().first - walked + ctx.cfg.layer_depth;
+            if (reach > ds) {
+                State ext;
+                ctx.stepper.advance(st, reach, ext);
+                ctx.cand.clear();
+                gather_candidates(ctx.geo, st.pos, ext.pos, ctx.cand);
+                for (int m : ctx.cand) {
+                    if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module || mods[m].layer != layer) continue;
+                    ctx.stamp[m] = ctx.stamp_id;
+                    const Module& mod = mods[m];
+                    const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
+                    double s;
+                    State at;
+                    if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, reach, s, at)) continue;
+                    double loc[3];
+                    to_local(mod.centre, mod.rot, at.pos, loc);
+                    const double tol = ctx.cfg.edge_tolerance;
+                    if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol) continue;
+                    crossed.emplace_back(walked + s, m);
+                }
+                std::sort(crossed.begin(), crossed.end());
+            }
             crossed.erase(std::remove_if(crossed.begin(), crossed.end(),
                                          [&](const auto& c) { return mods[c.second].layer != layer; }),
                           crossed.end());
@@ -234,11 +257,12 @@ bool backward_filter(Context& ctx, const Trajectory& tr, BoundState& first, doub
     for (int k = static_cast<int>(steps.size()) - 1; k >= 0; --k) {
         const Step& step = *steps[k];
         if (k != static_cast<int>(steps.size()) - 1) {
-            apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -tr.eloss);
             BoundState pred;
             double s;
             if (!transport_bound(ctx.geo, ctx.stepper, st, step.module, -1, 3000.0, pred, s)) return false;
             st = pred;
+            // The material lumped at this module lies between its hit and the next one outward.
+            apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -tr.eloss);
         }
         if (step.hit >= 0) {
             const int64_t h = step.hit;
@@ -347,7 +371,10 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
     std::vector<Trajectory> active, children, finished;
     for (size_t i = 0; i < n_seeds; ++i) {
         const int64_t* s = &seeds[3 * i];
-        if (cfg.skip_used_seeds && used[s[0]] && used[s[1]] && used[s[2]]) { ++stats.seeds_skipped; continue; }
+        if (cfg.skip_used_seeds && used[s[0]] + used[s[1]] + used[s[2]] >= cfg.skip_used_hits) {
+            ++stats.seeds_skipped;
+            continue;
+        }
         ++stats.seeds_used;
         Trajectory tr;
         if (!start_from_seed(ctx, s, tr)) continue;
@@ -432,7 +459,8 @@ std::vector<TrackOut> fit_tracks(const Geometry& geo, const FieldView& field, co
             BoundState pred;
             double path;
             const int m = static_cast<int>(hits.module[h[k]]);
-            if (m == tr.state.module || !transport_bound(geo, ctx.stepper, tr.state, m, +1, 3000.0, pred, path)) {
+            if (m == tr.state.module) continue;  // a split cluster: one hit per module crossing
+            if (!transport_bound(geo, ctx.stepper, tr.state, m, +1, 3000.0, pred, path)) {
                 ok = false;
                 break;
             }

@@ -30,7 +30,9 @@ struct CkfConfig {
     double max_step = 50.0, max_turn = 0.05, max_path = 3000.0;
     double sigma_phi = 0.02, sigma_theta = 0.02, sigma_qop_rel = 0.25;  // seed covariance
     double edge_tolerance = 1.0;   // mm beyond a module edge still searched for hits
-    bool skip_used_seeds = true;   // skip a seed whose three hits all lie on earlier tracks
+    double layer_depth = 30.0;     // mm of path after a layer's first crossing searched for overlapping modules
+    bool skip_used_seeds = true;   // skip a seed with skip_used_hits of its hits on earlier tracks
+    int skip_used_hits = 3;
     bool refine = true;            // search inward of the seed and re-follow the track from its first hit
 };
 

@@ -26,13 +26,6 @@ KB = 0.299792458e-3  # GeV / (T mm): pT = KB * B * R
 MUON_MASS = 0.10566
 BZ = 2.0  # the default field of simulation and reconstruction (T)
 
-#: csrc/src/ckf.cpp smooth_to_perigee adds a module's material before transporting away from it
-#: instead of after arriving at it, so the innermost layer's scattering never reaches the perigee
-#: covariance; with it moved (checked on a private build) every width below is 0.99-1.06.
-MATERIAL_BUG = pytest.mark.xfail(strict=True, reason="ckf.cpp smooth_to_perigee: material applied at the "
-                                 "wrong plane in the backward filter (innermost scattering missing)")
-
-
 def truth_perigee(vertex: np.ndarray, momentum: np.ndarray, q: np.ndarray, bz: float = BZ) -> np.ndarray:
     """(N, 5) perigee (d0, z0, phi, theta, q/p) of helices from ``vertex`` (mm) with ``momentum`` (GeV).
 
@@ -152,8 +145,8 @@ def _check_pulls(pull: np.ndarray, i: int, where: str) -> None:
     assert 0.9 < width < 1.1, msg
 
 
-PARAMS = [pytest.param(0, marks=MATERIAL_BUG, id="d0"), pytest.param(1, marks=MATERIAL_BUG, id="z0"),
-          pytest.param(2, marks=MATERIAL_BUG, id="phi"), pytest.param(3, marks=MATERIAL_BUG, id="theta"),
+PARAMS = [pytest.param(0, id="d0"), pytest.param(1, id="z0"),
+          pytest.param(2, id="phi"), pytest.param(3, id="theta"),
           pytest.param(4, id="qop")]
 
 

@@ -16,10 +16,6 @@ from trackcore.reco.tracks import Tracks
 from trackcore.sim.digitization import noise_hits
 
 STAGES = ["measurements", "spacepoints", "seeding", "track_finding"]
-#: trackcore/reco/pipeline.py _seed_classification calls ``seeds.perigee_estimate()``, which
-#: trackcore.reco.seeding.Seeds does not have, so any seed classifier plugin crashes the pipeline.
-NO_PERIGEE_ESTIMATE = pytest.mark.xfail(raises=AttributeError, strict=True,
-                                        reason="pipeline.py calls Seeds.perigee_estimate(), which does not exist")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +128,6 @@ class WrongShape:
         return SeedClasses(np.zeros(len(seeds) + 1, np.int8), np.zeros(len(seeds), np.float32))
 
 
-@NO_PERIGEE_ESTIMATE
 def test_seed_classifier_rejecting_every_seed_gives_no_tracks(reco_detector, pileup_event):
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(AllBad())
@@ -142,7 +137,6 @@ def test_seed_classifier_rejecting_every_seed_gives_no_tracks(reco_detector, pil
     assert len(out["hit_index"]) == 0 and len(reco.tracks) == 0
 
 
-@NO_PERIGEE_ESTIMATE
 def test_seed_classifier_with_wrong_shapes_is_a_plugin_error(reco_detector, pileup_event):
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(WrongShape())

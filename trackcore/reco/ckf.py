@@ -30,7 +30,9 @@ class CkfConfig:
     sigma_theta: float = 0.02
     sigma_qop_rel: float = 0.25
     edge_tolerance: float = 1.0  #: mm beyond a module edge still searched for hits
-    skip_used_seeds: bool = True  #: skip a seed whose three hits all lie on earlier tracks
+    layer_depth: float = 30.0  #: mm of path after a layer's first crossing searched for overlapping modules
+    skip_used_seeds: bool = True  #: skip seeds that have ``skip_used_hits`` hits on earlier tracks
+    skip_used_hits: int = 3  #: 1, 2 or 3: how many used hits make a seed skipped
     refine: bool = True  #: search inward of the seed, then re-follow the track from its innermost hit
 
     def as_dict(self) -> dict:
@@ -67,6 +69,8 @@ def fit_tracks(measurements: Measurements, track_hits: list[np.ndarray], detecto
     lengths = np.array([len(h) for h in track_hits], np.int64)
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     flat = np.concatenate(track_hits).astype(np.int64) if len(track_hits) else np.zeros(0, np.int64)
+    if len(flat) and (flat.min() < 0 or flat.max() >= len(measurements)):
+        raise InputError("track hits refer to hits outside the event")
     bz, fmap = field_arguments(field)
     out = core().fit_tracks(compiled_geometry(detector), measurements.compiled(), offsets, flat,
                             layer_material(detector, material), bz, fmap, config.as_dict())

@@ -164,7 +164,9 @@ def _seed_classification(plugin_manager, config: ReconstructionConfig) -> StageF
     def stage(event: Event, state: dict):
         seeds = state["seeding"]["seeds"]
         hit_index = state["seeding"]["hit_index"]
-        params = seeds.perigee_estimate() if len(seeds) else np.zeros((0, 5))
+        # Seed parameters in the hook's layout (d0, z0, phi, theta, q/p); phi is at the bottom hit.
+        params = (np.c_[seeds.d0, seeds.z0, seeds.phi, seeds.theta, seeds.charge * np.sin(seeds.theta) / seeds.pt]
+                  if len(seeds) else np.zeros((0, 5)))
         result = plugin_manager.hook.trackcore_classify_seeds(event=event, seeds=HookSeeds(hit_index, params,
                                                                                           seeds.weight))
         if result is None:
