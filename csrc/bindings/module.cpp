@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
     register_tracking(m);
     register_digitization(m);
     register_seeding(m);
+    register_hashing(m);
 }

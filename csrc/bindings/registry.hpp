@@ -6,4 +6,5 @@ void register_geometry(pybind11::module_& m);
 void register_propagation(pybind11::module_& m);
 void register_digitization(pybind11::module_& m);
 void register_seeding(pybind11::module_& m);
+void register_hashing(pybind11::module_& m);
 void register_tracking(pybind11::module_& m);

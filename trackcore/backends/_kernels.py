@@ -25,8 +25,10 @@ NUMPY_KERNELS = KernelTable({
     "find_seeds": "trackcore.reco.seeding_numpy:find_seeds_numpy", "seeding_grid": "trackcore.reco.seeding_numpy:seeding_grid_numpy",
     "transport": "trackcore.sim.transport_numpy:transport_numpy",
     "digitize_segments": "trackcore.sim.digitization:digitize_segments_numpy", "cluster_cells": "trackcore.sim.digitization:cluster_cells_numpy",
+    "lsh_knn": "trackcore.reco.hashing_numpy:lsh_knn_numpy", "lsh_keys": "trackcore.reco.hashing_numpy:lsh_keys_numpy", "seed_buckets": "trackcore.reco.hashing_numpy:seed_buckets_numpy",
 })
 CPU_KERNELS = KernelTable({
     "find_seeds": "trackcore._core:find_seeds", "seeding_grid": "trackcore._core:seeding_grid",
     "digitize_segments": "trackcore._core:digitize_segments", "cluster_cells": "trackcore._core:cluster_cells",
-    "transport": "trackcore.sim.transport:transport_cpu",})
+    "transport": "trackcore.sim.transport:transport_cpu",
+    "lsh_knn": "trackcore._core:lsh_knn", "lsh_keys": "trackcore._core:lsh_keys", "seed_buckets": "trackcore._core:seed_buckets",})

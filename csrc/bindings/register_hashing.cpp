@@ -1,0 +1,161 @@
+// Hashing kernels: LSH k-NN in hit-feature space and triplet seeding restricted to buckets.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+
+#include "../src/lsh.hpp"
+#include "arrays.hpp"
+#include "registry.hpp"
+
+namespace py = pybind11;
+using namespace trackcore::py_util;
+namespace sd = trackcore::seeding;
+
+namespace {
+
+template <class T>
+T get(const py::dict& d, const char* key) {
+    if (!d.contains(key)) throw py::value_error(std::string("seeding params: missing key '") + key + "'");
+    return d[key].cast<T>();
+}
+
+// The derived parameters of trackcore.reco.seeding.derived_parameters. The same reading as in
+// register_seeding.cpp, whose helper is private to that file.
+sd::Params to_params(const py::dict& d) {
+    sd::Params p;
+    p.n_phi = get<int>(d, "n_phi");
+    p.n_z = get<int>(d, "n_z");
+    p.phi_neighbours = get<int>(d, "phi_neighbours");
+    p.inv_phi_bin = get<double>(d, "inv_phi_bin");
+    p.z_lo = get<double>(d, "z_lo");
+    p.inv_z_bin = get<double>(d, "inv_z_bin");
+    p.dr_min = get<double>(d, "dr_min");
+    p.dr_max = get<double>(d, "dr_max");
+    p.cot_max = get<double>(d, "cot_max");
+    p.z0_min = get<double>(d, "z0_min");
+    p.z0_max = get<double>(d, "z0_max");
+    p.k_bend = get<double>(d, "k_bend");
+    p.d0_max = get<double>(d, "d0_max");
+    p.phi_scale = get<double>(d, "phi_scale");
+    p.phi_margin = get<double>(d, "phi_margin");
+    p.min_helix_diameter2 = get<double>(d, "min_helix_diameter2");
+    p.var_r = get<double>(d, "var_r");
+    p.var_z = get<double>(d, "var_z");
+    p.scatter_per_curv2 = get<double>(d, "scatter_per_curv2");
+    p.scatter_min2 = get<double>(d, "scatter_min2");
+    p.delta_inv_helix_diameter = get<double>(d, "delta_inv_helix_diameter");
+    p.compat_weight = get<double>(d, "compat_weight");
+    p.impact_weight = get<double>(d, "impact_weight");
+    p.z0_weight = get<double>(d, "z0_weight");
+    p.compat_limit = get<int>(d, "compat_limit");
+    p.max_seeds_per_middle = get<int>(d, "max_seeds_per_middle");
+    p.max_seeds = get<long long>(d, "max_seeds");
+    if (p.n_phi < 1 || p.n_z < 1 || static_cast<long long>(p.n_phi) * p.n_z > (1LL << 26))
+        throw py::value_error("seeding params: n_phi and n_z must be >= 1 and n_phi * n_z <= 2^26");
+    if (p.max_seeds_per_middle < 0 || p.max_seeds < 0 || p.compat_limit < 0 || p.phi_neighbours < 1)
+        throw py::value_error("seeding params: limits must be >= 0 and phi_neighbours >= 1");
+    if (!(p.dr_min > 0) || !(p.dr_max >= p.dr_min))
+        throw py::value_error("seeding params: need 0 < dr_min <= dr_max");
+    return p;
+}
+
+void require_finite(const f64_array& a, const char* name) {
+    const double* v = a.data();
+    for (py::ssize_t i = 0; i < a.size(); ++i)
+        if (!std::isfinite(v[i])) throw py::value_error(std::string(name) + ": element " + std::to_string(i) + " is not finite");
+}
+
+void check_lsh(const f64_array& x, const f64_array& proj, const f64_array& offsets, double width) {
+    require_shape(x, {-1, -1}, "features");
+    require_shape(proj, {-1, -1, x.shape(1)}, "projections");
+    require_shape(offsets, {proj.shape(0), proj.shape(1)}, "offsets");
+    require_finite(x, "features");
+    require_finite(proj, "projections");
+    require_finite(offsets, "offsets");
+    if (!(width > 0) || !std::isfinite(width)) throw py::value_error("width must be finite and > 0");
+}
+
+py::array_t<long long> lsh_knn(f64_array x, i64_array query, f64_array proj, f64_array offsets, double width, int k) {
+    check_lsh(x, proj, offsets, width);
+    require_shape(query, {-1}, "query");
+    if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+    const auto n = x.shape(0);
+    const auto* q = reinterpret_cast<const std::int64_t*>(query.data());
+    for (py::ssize_t i = 0; i < query.shape(0); ++i)
+        if (q[i] < 0 || q[i] >= n)
+            throw py::value_error("query[" + std::to_string(i) + "] = " + std::to_string(q[i]) + " is not a point index");
+    std::vector<std::int64_t> out;
+    {
+        py::gil_scoped_release release;
+        out = trackcore::lsh::knn(n, static_cast<int>(x.shape(1)), x.data(), query.shape(0), q,
+                                  static_cast<int>(proj.shape(0)), static_cast<int>(proj.shape(1)), proj.data(),
+                                  offsets.data(), width, k);
+    }
+    py::array_t<long long> res({query.shape(0), static_cast<py::ssize_t>(k)});
+    std::copy(out.begin(), out.end(), res.mutable_data());
+    return res;
+}
+
+py::array_t<unsigned long long> lsh_keys(f64_array x, f64_array proj, f64_array offsets, double width) {
+    check_lsh(x, proj, offsets, width);
+    std::vector<std::uint64_t> out = trackcore::lsh::keys(x.shape(0), static_cast<int>(x.shape(1)), x.data(),
+                                                          static_cast<int>(proj.shape(0)),
+                                                          static_cast<int>(proj.shape(1)), proj.data(),
+                                                          offsets.data(), width);
+    py::array_t<unsigned long long> res({proj.shape(0), x.shape(0)});
+    std::copy(out.begin(), out.end(), res.mutable_data());
+    return res;
+}
+
+py::tuple seed_buckets(f64_array x, f64_array y, f64_array z, f64_array r, f64_array phi, i64_array layer,
+                       i64_array members, py::dict params) {
+    const auto n = x.shape(0);
+    for (const auto& [a, name] : {std::pair{&x, "x"}, {&y, "y"}, {&z, "z"}, {&r, "r"}, {&phi, "phi"}}) {
+        require_shape(*a, {n}, name);
+        require_finite(*a, name);
+    }
+    require_shape(layer, {n}, "layer");
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (!(r.data()[i] > 0)) throw py::value_error("r[" + std::to_string(i) + "] must be > 0");
+    require_shape(members, {-1, -1}, "members");
+    const auto* mem = reinterpret_cast<const std::int64_t*>(members.data());
+    for (py::ssize_t i = 0; i < members.size(); ++i)
+        if (mem[i] < -1 || mem[i] >= n)
+            throw py::value_error("members: element " + std::to_string(i) + " = " + std::to_string(mem[i]) +
+                                  " is not a space-point index or -1");
+    const sd::Params p = to_params(params);
+    std::vector<sd::Seed> seeds;
+    {
+        py::gil_scoped_release release;
+        seeds = trackcore::lsh::seed_buckets(n, x.data(), y.data(), z.data(), r.data(), phi.data(),
+                                             reinterpret_cast<const std::int64_t*>(layer.data()), members.shape(0),
+                                             static_cast<int>(members.shape(1)), mem, p);
+    }
+    const auto k = static_cast<py::ssize_t>(seeds.size());
+    py::array_t<long long> hits({k, static_cast<py::ssize_t>(3)});
+    py::array_t<double> weight(k);
+    auto* h = hits.mutable_data();
+    auto* w = weight.mutable_data();
+    for (py::ssize_t i = 0; i < k; ++i) {
+        h[3 * i] = seeds[i].bottom;
+        h[3 * i + 1] = seeds[i].middle;
+        h[3 * i + 2] = seeds[i].top;
+        w[i] = seeds[i].weight;
+    }
+    return py::make_tuple(hits, weight);
+}
+
+}  // namespace
+
+void register_hashing(py::module_& m) {
+    m.def("lsh_knn", &lsh_knn, py::arg("features"), py::arg("query"), py::arg("projections"), py::arg("offsets"),
+          py::arg("width"), py::arg("k"),
+          "k nearest points of each query among those sharing an LSH key in any table: (n_query, k) int64, -1 pads.");
+    m.def("lsh_keys", &lsh_keys, py::arg("features"), py::arg("projections"), py::arg("offsets"), py::arg("width"),
+          "LSH keys (n_tables, n) uint64 of each point.");
+    m.def("seed_buckets", &seed_buckets, py::arg("x"), py::arg("y"), py::arg("z"), py::arg("r"), py::arg("phi"),
+          py::arg("layer"), py::arg("members"), py::arg("params"),
+          "Triplet seeds inside each bucket (rows of members, -1 pads), deduplicated: (hits (N, 3), weight).");
+}
