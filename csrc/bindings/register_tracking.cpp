@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
+
 #include "../src/ckf.hpp"
 #include "arrays.hpp"
 #include "field_args.hpp"
@@ -151,6 +153,33 @@ void register_tracking(py::module_& m) {
         py::arg("geometry"), py::arg("hits"), py::arg("offsets"), py::arg("hit_index"), py::arg("layer_x0"),
         py::arg("bz"), py::arg("field_map"), py::arg("settings"),
         "Kalman fit (forward + backward filter) of given hit sequences, perigee parameters and covariance.");
+    m.def(
+        "transport_jacobian",
+        [](const Geometry& geo, int from_module, std::array<double, 5> params, int to_module, int direction, double bz,
+           bool numeric) {
+            const int nm = static_cast<int>(geo.modules().size());
+            if (from_module < 0 || from_module >= nm || to_module < 0 || to_module >= nm)
+                throw py::index_error("module index outside the geometry");
+            if (direction != 1 && direction != -1) throw py::value_error("direction must be +1 or -1");
+            FieldView field;
+            field.bz = bz;
+            const Stepper stepper{field, false};
+            BoundState in;
+            in.module = from_module;
+            in.p = params;
+            in.C.fill(0);
+            BoundState out;
+            double path;
+            Mat5 J{};
+            if (!transport_bound(geo, stepper, in, to_module, direction, 1e5, out, path, &J, numeric))
+                throw py::value_error("the track does not reach the target module's plane");
+            py::array_t<double> jac({5, 5});
+            std::copy(J.begin(), J.end(), jac.mutable_data());
+            return py::make_tuple(out.p, path, jac);
+        },
+        py::arg("geometry"), py::arg("from_module"), py::arg("params"), py::arg("to_module"), py::arg("direction"),
+        py::arg("bz"), py::arg("numeric"),
+        "Bound parameters on to_module, signed path and the 5x5 transport Jacobian (for tests).");
     py::class_<HitArrays>(m, "HitArrays", "Hits for the tracking kernels (private).")
         .def(py::init([](i64_array module, f64_array u, f64_array v, f64_array var_u, f64_array var_v, f64_array xyz) {
                  return HitArrays{module, u, v, var_u, var_v, xyz};

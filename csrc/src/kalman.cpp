@@ -57,8 +57,94 @@ double fd_step(int i, const Vec5& p) {
 
 }  // namespace
 
+namespace {
+
+// Analytic bound-to-bound Jacobian of the exact helix in a constant field Bz: bound -> free at the
+// start plane, free transport over the signed path s, path-length correction onto the target plane,
+// free -> bound there. (The ACTS decomposition, for a 7-vector (x, y, z, tx, ty, tz, q/p).)
+void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const State& st0, const State& at,
+                    double s, double bz, Mat5& J) {
+    double B[7][5] = {};
+    for (int k = 0; k < 3; ++k) {
+        B[k][0] = from.rot[3 * k + 0];
+        B[k][1] = from.rot[3 * k + 1];
+    }
+    const double sp = std::sin(p[2]), cp = std::cos(p[2]), st = std::sin(p[3]), ct = std::cos(p[3]);
+    B[3][2] = -st * sp; B[4][2] = st * cp;
+    B[3][3] = ct * cp; B[4][3] = ct * sp; B[5][3] = -st;
+    B[6][4] = 1.0;
+
+    const double h = helix_h(st0.qop, bz), hs = h * s;
+    double S, C1, dS, dC1;  // sin(hs)/h, (1-cos hs)/h and their h-derivatives
+    if (std::fabs(hs) < 1e-3) {
+        const double s2 = s * s, s3 = s2 * s;
+        S = s - h * h * s3 / 6.0;
+        C1 = h * s2 / 2.0 - h * h * h * s2 * s2 / 24.0;
+        dS = -h * s3 / 3.0 + h * h * h * s3 * s2 / 30.0;
+        dC1 = s2 / 2.0 - h * h * s2 * s2 / 8.0;
+    } else {
+        const double c = std::cos(hs), sn = std::sin(hs);
+        S = sn / h;
+        C1 = (1.0 - c) / h;
+        dS = (s * c - S) / h;
+        dC1 = (s * sn - C1) / h;
+    }
+    const double c = std::cos(hs), sn = std::sin(hs);
+    const double tx = st0.dir[0], ty = st0.dir[1];
+    const double dh = kB * bz;  // dh / d(q/p)
+    double T[7][7] = {};
+    for (int k = 0; k < 7; ++k) T[k][k] = 1.0;
+    // position rows
+    T[0][3] = S;   T[0][4] = C1;
+    T[1][3] = -C1; T[1][4] = S;
+    T[2][5] = s;
+    T[0][6] = (tx * dS + ty * dC1) * dh;
+    T[1][6] = (ty * dS - tx * dC1) * dh;
+    // direction rows
+    T[3][3] = c;   T[3][4] = sn;
+    T[4][3] = -sn; T[4][4] = c;
+    T[5][5] = 1.0;
+    T[3][6] = (-tx * s * sn + ty * s * c) * dh;
+    T[4][6] = (-ty * s * sn - tx * s * c) * dh;
+    // path correction: the transported track is moved along itself back onto the target plane
+    const double n[3] = {to.rot[2], to.rot[5], to.rot[8]};
+    const double denom = n[0] * at.dir[0] + n[1] * at.dir[1] + n[2] * at.dir[2];
+    const double h_at = helix_h(at.qop, bz);
+    const double dFds[7] = {at.dir[0], at.dir[1], at.dir[2], h_at * at.dir[1], -h_at * at.dir[0], 0.0, 0.0};
+    double g[7];
+    for (int j = 0; j < 7; ++j) g[j] = (n[0] * T[0][j] + n[1] * T[1][j] + n[2] * T[2][j]) / denom;
+    for (int i = 0; i < 7; ++i)
+        for (int j = 0; j < 7; ++j) T[i][j] -= dFds[i] * g[j];
+    // free -> bound at the target
+    double F[5][7] = {};
+    for (int k = 0; k < 3; ++k) {
+        F[0][k] = to.rot[3 * k + 0];
+        F[1][k] = to.rot[3 * k + 1];
+    }
+    const double txy2 = at.dir[0] * at.dir[0] + at.dir[1] * at.dir[1];
+    F[2][3] = -at.dir[1] / txy2;
+    F[2][4] = at.dir[0] / txy2;
+    F[3][5] = -1.0 / std::sqrt(std::fmax(1.0 - at.dir[2] * at.dir[2], 1e-300));
+    F[4][6] = 1.0;
+    double TB[7][5] = {};
+    for (int i = 0; i < 7; ++i)
+        for (int j = 0; j < 5; ++j) {
+            double acc = 0;
+            for (int k = 0; k < 7; ++k) acc += T[i][k] * B[k][j];
+            TB[i][j] = acc;
+        }
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 5; ++j) {
+            double acc = 0;
+            for (int k = 0; k < 7; ++k) acc += F[i][k] * TB[k][j];
+            J[5 * i + j] = acc;
+        }
+}
+
+}  // namespace
+
 bool transport_bound(const Geometry& geo, const Stepper& stepper, const BoundState& in, int target, int direction,
-                     double max_path, BoundState& out, double& path, Mat5* jac) {
+                     double max_path, BoundState& out, double& path, Mat5* jac, bool numeric) {
     const Module& tm = geo.modules()[target];
     const State st = state_of(geo, in);
     State at;
@@ -68,21 +154,26 @@ bool transport_bound(const Geometry& geo, const Stepper& stepper, const BoundSta
     state_to_bound(tm.centre, tm.rot, at, out.p.data());
     path = s;
     Mat5 J{};
-    for (int i = 0; i < 5; ++i) {
-        BoundState q = in;
-        const double h = fd_step(i, in.p);
-        q.p[i] += h;
-        const State sq = state_of(geo, q);
-        State aq;
-        double s2;
-        // The perturbed track meets the plane near the nominal path length.
-        if (!intersect_module(stepper, tm, sq, direction, std::fabs(s) * 2 + 10.0, s2, aq)) return false;
-        Vec5 pq;
-        state_to_bound(tm.centre, tm.rot, aq, pq.data());
-        for (int r = 0; r < 5; ++r) {
-            double d = pq[r] - out.p[r];
-            if (r == 2) d = wrap_phi(d);
-            J[5 * r + i] = d / h;
+    if (stepper.field.constant && !stepper.rk && !numeric) {
+        helix_jacobian(geo.modules()[in.module], tm, in.p, st, at, s, stepper.field.bz, J);
+    } else {
+        // Field maps: finite differences through the same transport.
+        for (int i = 0; i < 5; ++i) {
+            BoundState q = in;
+            const double h = fd_step(i, in.p);
+            q.p[i] += h;
+            const State sq = state_of(geo, q);
+            State aq;
+            double s2;
+            // The perturbed track meets the plane near the nominal path length.
+            if (!intersect_module(stepper, tm, sq, direction, std::fabs(s) * 2 + 10.0, s2, aq)) return false;
+            Vec5 pq;
+            state_to_bound(tm.centre, tm.rot, aq, pq.data());
+            for (int r = 0; r < 5; ++r) {
+                double d = pq[r] - out.p[r];
+                if (r == 2) d = wrap_phi(d);
+                J[5 * r + i] = d / h;
+            }
         }
     }
     sandwich(J, in.C, out.C);

@@ -21,8 +21,9 @@ struct BoundState {
 // Transport a bound state to module `target` (direction +1 outward along the momentum, -1 backward),
 // with the covariance carried by a finite-difference Jacobian. Returns false if the plane is not met
 // within max_path. On success `path` is the signed path length, `jac` the 5x5 Jacobian.
+// The Jacobian is analytic for the helix in a constant field (numeric=false), else by finite differences.
 bool transport_bound(const Geometry& geo, const Stepper& stepper, const BoundState& in, int target, int direction,
-                     double max_path, BoundState& out, double& path, Mat5* jac = nullptr);
+                     double max_path, BoundState& out, double& path, Mat5* jac = nullptr, bool numeric = false);
 
 // Multiple scattering (Highland) and mean energy loss of the material x0 (x/X0 at normal incidence)
 // at the state's module; direction -1 restores the energy lost (backward filtering).
