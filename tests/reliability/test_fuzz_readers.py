@@ -142,3 +142,30 @@ def test_whole_number_id_beyond_int64_is_rejected(tmp_path, seeds):
     (tmp_path / "detectors.csv").write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
     with pytest.raises(GeometryError, match="volume_id"):
         read_detector(tmp_path / "detectors.csv")
+
+
+
+@pytest.mark.xfail(strict=True, reason="trackml_csv._diagnose: _INT_RE's \\s* accepts \\x1c-\\x1f, which int() "
+                                       "rejects, so int(value) raises a plain ValueError (found by fuzz_readers.py)")
+@pytest.mark.parametrize("value", ["1\x1c", "5\x1e\x1e", "\x1f7"])
+def test_integer_with_control_separator_is_an_input_error(value):
+    from trackcore.event import schema
+    from trackcore.event.io.trackml_csv import parse_csv
+
+    text = f"hit_id,track_id\n{value},1\n"
+    with pytest.raises(InputError, match="line 2"):
+        parse_csv(text.encode(), "submission.csv", schema.SUBMISSION)
+
+
+@pytest.mark.xfail(strict=True, reason="parquet.parse_parquet catches ArrowException/OSError, but a column name "
+                                       "that is not UTF-8 raises UnicodeDecodeError from table.column_names "
+                                       "(found by fuzz_readers.py)")
+def test_parquet_column_name_not_utf8_is_an_input_error(seeds):
+    from trackcore.event import schema
+    from trackcore.event.io.parquet import parse_parquet
+
+    data = bytearray(seeds["cells.parquet"])
+    at = data.index(b"hit_id", data.index(b"\x18\x06schema"))  # the name in the footer's schema
+    data[at + 4:at + 6] = b"\x97\x98"
+    with pytest.raises(InputError, match="cells.parquet"):
+        parse_parquet(bytes(data), "event000000001-cells.parquet", schema.CELLS)

@@ -4,13 +4,13 @@
 #
 # Usage: tests/reliability/scripts/run_sanitizers.sh [pytest args...]
 #   default pytest args: tests/sim tests/reco tests/geometry tests/reliability -q
-# Env: TRACKCORE_SANITIZE_DIR (copy location, default /tmp/trackcore-sanitize),
+# Env: TRACKCORE_SANITIZE_DIR (copy location, default /tmp/trackcore-sanitize/main),
 #      TRACKCORE_BUILD_JOBS (parallel compile jobs, default: all cores).
 # Exit status: pytest's, or 3 when a sanitizer wrote any report (reports are in $WORK/sanitizer-logs).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-WORK=${TRACKCORE_SANITIZE_DIR:-/tmp/trackcore-sanitize}
+WORK=${TRACKCORE_SANITIZE_DIR:-/tmp/trackcore-sanitize/main}
 PY="$REPO/.venv/bin/python"
 LOGS="$WORK/sanitizer-logs"
 
@@ -19,9 +19,15 @@ LOGS="$WORK/sanitizer-logs"
 rm -rf "$WORK" && mkdir -p "$WORK"
 tar -C "$REPO" -cf - --exclude=./.venv --exclude=./.git --exclude=./build --exclude='./trackcore/_core*.so' \
     --exclude='__pycache__' --exclude=.pytest_cache --exclude=.hypothesis . | tar -C "$WORK" -xf -
+# Tests find the real TrackML data in ../shared beside the repository: give the copy the same neighbour.
+if [ -d "$REPO/../shared" ] && [ ! -e "$(dirname "$WORK")/shared" ]; then
+    ln -s "$(cd "$REPO/../shared" && pwd)" "$(dirname "$WORK")/shared"
+fi
 cd "$WORK"
 echo "== building sanitised _core in $WORK (build dir $WORK/build)"
-TRACKCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace -q --build-temp "$WORK/build/temp"
+# setup.py's -fsanitize=undefined leaves out float-cast-overflow (double -> integer casts out of
+# range, e.g. cell and bin indices); CFLAGS adds it for this build only.
+CFLAGS="${CFLAGS:-} -fsanitize=float-cast-overflow" TRACKCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace -q --build-temp "$WORK/build/temp"
 
 LIBASAN=$(gcc -print-file-name=libasan.so)
 LIBUBSAN=$(gcc -print-file-name=libubsan.so)
