@@ -17,6 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--detector", default="trackml", help="detectors.csv path or built-in name (default trackml)")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     p.add_argument("--backend", default=None, help="numpy, cpu or cupy (default: cpu when built)")
+    p.add_argument("--seeding", choices=("grid", "hashing"), default="grid",
+                   help="seeding strategy: triplets from the (phi, z) grid, or inside ANN buckets (default grid)")
     p.add_argument("--json", action="store_true", help="print per-event results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -43,10 +45,14 @@ def run(args: argparse.Namespace) -> int:
 
     detector = load_detector(args.detector)
     pm = getattr(args, "plugin_manager", None) or get_plugin_manager()
+    from ..reco.pipeline import ReconstructionConfig
+
+    config = ReconstructionConfig(seeding_strategy=args.seeding)
     results = []
     for src, name in tqdm(event_sources(args.source), desc="reconstruct", unit="event", disable=args.quiet):
         event = read_event(src, event=name) if name else read_event(src)
-        _, result = reconstruct_event(event, detector, args.output, backend=args.backend, plugin_manager=pm)
+        _, result = reconstruct_event(event, detector, args.output, backend=args.backend, plugin_manager=pm,
+                                      config=config)
         results.append(result)
     print(results_json(results) if args.json else summarize(results))
     return 0

@@ -7,13 +7,14 @@ resolution and the backward fit). Plugins add, insert or replace stages through
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import PluginError
+from ..errors import InputError, PluginError
 from ..event import Event
 from ..geometry.detector import Detector
 from .ckf import CkfConfig, find_tracks
@@ -29,13 +30,30 @@ class Stage:
     fn: StageFn
 
 
+def default_seeding():
+    """Seeding tuned for the TrackML-like detector at <mu> = 200 (see the reconstruction issue's note)."""
+    from .seeding import SeedingConfig
+
+    return SeedingConfig(min_pt=0.15, z0_min=-100.0, z0_max=100.0)
+
+
+def default_ckf() -> CkfConfig:
+    return CkfConfig(chi2_max=10.0, max_shared=1, skip_used_hits=2, min_measurements=6)
+
+
 @dataclass
 class ReconstructionConfig:
     """Settings of every built-in stage."""
 
-    seeding: Any = None  # trackcore.reco.seeding.SeedingConfig (default when None)
-    ckf: CkfConfig = field(default_factory=CkfConfig)
-    seed_volumes: tuple[int, ...] | None = None  # volumes used for seeding (None: the seeder's default)
+    seeding: Any = None  #: trackcore.reco.seeding.SeedingConfig (None: :func:`default_seeding`)
+    ckf: CkfConfig = field(default_factory=default_ckf)
+    #: "grid" (triplets from the (phi, z) grid) or "hashing" (triplets inside ANN buckets, needs faiss
+    #: unless hashing.method is "lsh")
+    seeding_strategy: str = "grid"
+    hashing: Any = None  #: trackcore.reco.hashing.HashingConfig for the hashing strategy
+    #: Track finding repeats on the hits no track took, once per entry: SeedingConfig overrides
+    #: (e.g. a lower minimum pT) and, under "ckf", CkfConfig overrides for that pass.
+    extra_passes: tuple[dict, ...] = ({"min_pt": 0.1, "ckf": {"min_measurements": 7}},)
     #: seed classes dropped when a seed classifier plugin is present (2 = bad)
     drop_seed_labels: tuple[int, ...] = (2,)
 
@@ -119,7 +137,17 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
     from .spacepoints import SpacePoints
 
     config = config or ReconstructionConfig()
-    seeding_config = config.seeding or seeding_mod.SeedingConfig()
+    seeding_config = config.seeding or default_seeding()
+    if config.seeding_strategy not in ("grid", "hashing"):
+        raise InputError(f"unknown seeding strategy {config.seeding_strategy!r}: choose 'grid' or 'hashing'")
+
+    def find_seeds(sp, seed_cfg):
+        if config.seeding_strategy == "grid":
+            return seeding_mod.find_seeds(sp, seed_cfg, backend=backend)
+        from . import hashing
+
+        hcfg = dataclasses.replace(config.hashing or hashing.HashingConfig(), seeding=seed_cfg)
+        return hashing.hashing_seeds(sp, hcfg, backend=backend)
 
     def measurements(event: Event, state: dict):
         hits_split = None
@@ -130,12 +158,11 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
         return {"measurements": Measurements.from_event(event, detector, backend=backend)}
 
     def spacepoints(event: Event, state: dict):
-        kw = {} if config.seed_volumes is None else {"volumes": config.seed_volumes}
-        return {"spacepoints": SpacePoints.from_event(event, detector, **kw)}
+        return {"spacepoints": SpacePoints.from_event(event, detector, volumes=seeding_config.volumes)}
 
     def seeding(event: Event, state: dict):
         sp = state["spacepoints"]["spacepoints"]
-        seeds = seeding_mod.find_seeds(sp, seeding_config, backend=backend)
+        seeds = find_seeds(sp, seeding_config)
         return {"seeds": seeds, "hit_index": sp.hit_index[seeds.hits] if len(seeds) else np.zeros((0, 3), np.int64)}
 
     def track_finding(event: Event, state: dict):
@@ -143,37 +170,60 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
         classified = state.get("seed_classification")
         if classified is not None:
             seeds = classified["hit_index"]
-        tracks, stats = find_tracks(state["measurements"]["measurements"], seeds, detector, field=field,
-                                    config=config.ckf)
-        return {"tracks": tracks, "stats": stats}
+        meas = state["measurements"]["measurements"]
+        tracks, stats = find_tracks(meas, seeds, detector, field=field, config=config.ckf)
+        passes = [stats]
+        sp_all = state["spacepoints"]["spacepoints"]
+        for overrides in config.extra_passes:
+            overrides = dict(overrides)
+            ckf_config = dataclasses.replace(config.ckf, **overrides.pop("ckf", {}))
+            # Later passes see only the hits no track took: fresh seeds among them, a CKF on them.
+            free = np.ones(len(meas), bool)
+            free[tracks.hits] = False
+            rows = np.flatnonzero(free)
+            sp = sp_all.take(np.flatnonzero(free[sp_all.hit_index]))
+            seeds2 = find_seeds(sp, dataclasses.replace(seeding_config, **overrides))
+            if not len(seeds2):
+                break
+            hit_index = sp.hit_index[seeds2.hits]
+            if classify_seeds:
+                hit_index = _classify(plugin_manager, config, event, seeds2, hit_index)["hit_index"]
+            local = np.searchsorted(rows, hit_index)
+            more, stats2 = find_tracks(meas.take(rows), local, detector, field=field, config=ckf_config)
+            tracks = tracks.concat(more.remap_hits(rows))
+            passes.append(stats2)
+        return {"tracks": tracks, "stats": {k: sum(p[k] for p in passes) for k in passes[0]}, "passes": passes}
 
+    classify_seeds = plugin_manager is not None and bool(plugin_manager.hook.trackcore_classify_seeds.get_hookimpls())
     pipeline = Pipeline([Stage("measurements", measurements), Stage("spacepoints", spacepoints),
                          Stage("seeding", seeding), Stage("track_finding", track_finding)], plugin_manager)
 
     if plugin_manager is not None:
-        impls = plugin_manager.hook.trackcore_classify_seeds.get_hookimpls()
-        if impls:
+        if classify_seeds:
             pipeline.add("seed_classification", _seed_classification(plugin_manager, config), after="seeding")
         plugin_manager.hook.trackcore_register_stages(registry=pipeline)
     return pipeline
 
 
-def _seed_classification(plugin_manager, config: ReconstructionConfig) -> StageFn:
+def _classify(plugin_manager, config: ReconstructionConfig, event: Event, seeds, hit_index: np.ndarray) -> dict:
+    """Ask the seed classifier plugin for labels; drop the seeds whose label is in drop_seed_labels."""
     from ..hookspecs import Seeds as HookSeeds
 
+    # Seed parameters in the hook's layout (d0, z0, phi, theta, q/p); phi is at the bottom hit.
+    params = (np.c_[seeds.d0, seeds.z0, seeds.phi, seeds.theta, seeds.charge * np.sin(seeds.theta) / seeds.pt]
+              if len(seeds) else np.zeros((0, 5)))
+    result = plugin_manager.hook.trackcore_classify_seeds(event=event, seeds=HookSeeds(hit_index, params,
+                                                                                      seeds.weight))
+    if result is None:
+        return {"hit_index": hit_index, "label": None, "score": None}
+    result.check(len(hit_index), "seed classifier")
+    keep = ~np.isin(result.label, config.drop_seed_labels)
+    return {"hit_index": hit_index[keep], "label": result.label, "score": result.score}
+
+
+def _seed_classification(plugin_manager, config: ReconstructionConfig) -> StageFn:
     def stage(event: Event, state: dict):
-        seeds = state["seeding"]["seeds"]
-        hit_index = state["seeding"]["hit_index"]
-        # Seed parameters in the hook's layout (d0, z0, phi, theta, q/p); phi is at the bottom hit.
-        params = (np.c_[seeds.d0, seeds.z0, seeds.phi, seeds.theta, seeds.charge * np.sin(seeds.theta) / seeds.pt]
-                  if len(seeds) else np.zeros((0, 5)))
-        result = plugin_manager.hook.trackcore_classify_seeds(event=event, seeds=HookSeeds(hit_index, params,
-                                                                                          seeds.weight))
-        if result is None:
-            return {"hit_index": hit_index, "label": None, "score": None}
-        result.check(len(hit_index), "seed classifier")
-        keep = ~np.isin(result.label, config.drop_seed_labels)
-        return {"hit_index": hit_index[keep], "label": result.label, "score": result.score}
+        return _classify(plugin_manager, config, event, state["seeding"]["seeds"], state["seeding"]["hit_index"])
 
     return stage
 

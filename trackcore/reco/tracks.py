@@ -1,6 +1,7 @@
 """Tracks: hit lists (CSR) with fitted perigee parameters and covariance."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,17 @@ class Tracks:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def remap_hits(self, rows: np.ndarray) -> "Tracks":
+        """The same tracks with hit indices mapped through ``rows`` (from a subset back to the event)."""
+        return dataclasses.replace(self, hits=np.asarray(rows)[self.hits])
+
+    def concat(self, other: "Tracks") -> "Tracks":
+        """These tracks followed by ``other``'s."""
+        return Tracks(np.r_[self.offsets, other.offsets[1:] + self.offsets[-1]], np.r_[self.hits, other.hits],
+                      np.concatenate([self.perigee, other.perigee]),
+                      np.concatenate([self.covariance, other.covariance]), np.r_[self.chi2, other.chi2],
+                      np.r_[self.ndf, other.ndf], np.r_[self.seed, other.seed], np.r_[self.fitted, other.fitted])
 
     @property
     def n_hits(self) -> np.ndarray:
