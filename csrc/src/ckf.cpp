@@ -95,6 +95,16 @@ void add_measurement(Context& ctx, Trajectory& tr, const BoundState& filtered, i
     apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, tr.eloss);
 }
 
+// False when both ends of the chord a-b lie on the same side of the module's plane, further than
+// margin from it: then the arc they bound cannot cross it (cheap test before the helix intersection).
+inline bool chord_may_cross(const double* a, const double* b, const Module& mod, double margin) {
+    const double fa = (a[0] - mod.centre[0]) * mod.rot[2] + (a[1] - mod.centre[1]) * mod.rot[5] +
+                      (a[2] - mod.centre[2]) * mod.rot[8];
+    const double fb = (b[0] - mod.centre[0]) * mod.rot[2] + (b[1] - mod.centre[1]) * mod.rot[5] +
+                      (b[2] - mod.centre[2]) * mod.rot[8];
+    return !((fa > margin && fb > margin) || (fa < -margin && fb < -margin));
+}
+
 // Modules of the next layer crossed from tr.state, found by stepping; false when the track leaves.
 bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>>& crossed) {
     const auto& mods = ctx.geo.modules();
@@ -111,10 +121,13 @@ bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>
         gather_candidates(ctx.geo, st.pos, next.pos, ctx.cand);
         ++ctx.stamp_id;
         crossed.clear();
+        const double h_abs = std::fabs(helix_h(st.qop, ctx.stepper.local_bz(st)));
+        const double margin = ds * ds * h_abs / 8.0 + 0.01;  // the arc stays within its sagitta of the chord
         for (int m : ctx.cand) {
             if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module) continue;
             ctx.stamp[m] = ctx.stamp_id;
             const Module& mod = mods[m];
+            if (!chord_may_cross(st.pos, next.pos, mod, margin)) continue;
             const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
             double s;
             State at;
@@ -135,10 +148,12 @@ bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>
                 ctx.stepper.advance(st, reach, ext);
                 ctx.cand.clear();
                 gather_candidates(ctx.geo, st.pos, ext.pos, ctx.cand);
+                const double margin_ext = reach * reach * h_abs / 8.0 + 0.01;
                 for (int m : ctx.cand) {
                     if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module || mods[m].layer != layer) continue;
                     ctx.stamp[m] = ctx.stamp_id;
                     const Module& mod = mods[m];
+                    if (!chord_may_cross(st.pos, ext.pos, mod, margin_ext)) continue;
                     const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
                     double s;
                     State at;
