@@ -28,12 +28,18 @@ class SimulationConfig:
     noise_fraction: float = 0.15
     #: Readout noise on cell charges (threshold fluctuations); off gives a noise-free readout.
     readout_noise: bool = True
+    #: Fraction of a barrel sensor's thickness that collects charge. TrackML's barrel clusters hold
+    #: half the path through the sensor (their summed cell values, and cells per hit, show it) while
+    #: endcap clusters hold all of it; 0.5 reproduces the real cells-per-hit of each barrel volume.
+    barrel_active_fraction: float = 0.5
 
 
-def crossings_for_digitization(detector: Detector, crossings: dict) -> dict:
-    """Entry and exit points through the sensor thickness, from mid-plane crossings (straight over 2t)."""
+def crossings_for_digitization(detector: Detector, crossings: dict, barrel_active_fraction: float = 1.0) -> dict:
+    """Entry and exit points through the (active) sensor thickness, from mid-plane crossings (straight)."""
     local, d = crossings["local"], crossings["local_direction"]
-    t = detector.thickness[crossings["module_index"]]
+    t = detector.thickness[crossings["module_index"]].copy()
+    barrel = np.array([lay.kind == "barrel" for lay in detector.layers])[detector.layer_index(crossings["module_index"])]
+    t[barrel] *= barrel_active_fraction
     dw = np.where(np.abs(d[:, 2]) < 1e-3, np.copysign(1e-3, d[:, 2] + 1e-300), d[:, 2])
     half = d * (t / dw)[:, None]
     entry, exit_ = local - half, local + half
@@ -77,7 +83,10 @@ def simulate_event(detector: Detector, particles: Table, *, field=None, config: 
     crossings = transport(sim_det, vertex, momentum, particles["q"], mass_of(particles["particle_type"]) if n else
                           np.zeros(0), field=field, config=config.transport, seed=seed, backend=backend)
     readout_rng = rng if config.readout_noise else None
-    signal = digitize(sim_det, crossings_for_digitization(sim_det, crossings), config.digitization, readout_rng,
+    if not 0 < config.barrel_active_fraction <= 1:
+        raise InputError(f"barrel_active_fraction must be in (0, 1], got {config.barrel_active_fraction}")
+    signal = digitize(sim_det, crossings_for_digitization(sim_det, crossings, config.barrel_active_fraction),
+                      config.digitization, readout_rng,
                       backend=backend)
     noise = noise_hits(sim_det, rng, float(config.noise_fraction), n_signal_hits=len(signal.hits),
                        config=config.digitization, first_hit_id=len(signal.hits) + 1, backend=backend)
