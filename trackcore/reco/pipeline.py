@@ -34,7 +34,7 @@ def default_seeding():
     """Seeding tuned for the TrackML-like detector at <mu> = 200 (see the reconstruction issue's note)."""
     from .seeding import SeedingConfig
 
-    return SeedingConfig(min_pt=0.15, z0_min=-100.0, z0_max=100.0)
+    return SeedingConfig(min_pt=0.15)
 
 
 def default_ckf() -> CkfConfig:
