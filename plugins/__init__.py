@@ -1,0 +1,1 @@
+"""First-party trackcore plugins (registered through the trackcore entry-point group)."""
