@@ -219,3 +219,28 @@ def test_real_trackml_event(shared_trackml):
     # Measured 0.40 on this 2.9k-hit subset (92% efficiency above 1 GeV, 1 fake in 70 tracks).
     assert score > 0.33, score
     assert len(reco.tracks) > 40 and len(np.unique(reco.tracks.hits)) == len(reco.tracks.hits)
+
+
+@pytest.mark.parametrize("method", ["lsh", "faiss_ivf"])
+def test_hashing_seeding_strategy_reconstructs(reco_detector, pileup_event, method):
+    # On this sparse <mu> = 10 event hashing trails grid seeding by a few hundredths (measured: grid
+    # 0.91, LSH 0.85); at <mu> = 200 it matches or beats it (see the hashing issue's note).
+    from trackcore.metrics import score_event
+    from trackcore.reco.hashing import HashingConfig
+
+    if method.startswith("faiss"):
+        pytest.importorskip("faiss")
+    scores = {}
+    for strategy in ("grid", "hashing"):
+        config = ReconstructionConfig(seeding_strategy=strategy, hashing=HashingConfig(method=method))
+        reco = reconstruct(pileup_event, reco_detector, config)
+        scores[strategy] = score_event(pileup_event, *reco.submission())
+    assert scores["grid"] > 0.85
+    assert scores["hashing"] > scores["grid"] - 0.1, scores
+
+
+def test_unknown_seeding_strategy_is_an_input_error(reco_detector):
+    from trackcore.errors import InputError
+
+    with pytest.raises(InputError, match="unknown seeding strategy"):
+        build_pipeline(reco_detector, ReconstructionConfig(seeding_strategy="magic"))
