@@ -68,36 +68,29 @@ class EventResult:
 
 
 def reconstruct_event(event: Event, detector: Detector, output: Path | None = None, *, backend=None,
-                      plugin_manager=None, config=None):
-    """Reconstruct one event; write ``<event>-submission.csv`` and ``<event>-tracks.csv`` when ``output``."""
+                      plugin_manager=None, config=None, formats=("csv",)):
+    """Reconstruct one event; write its tracks and submission when ``output`` (a folder) is given.
+
+    ``formats`` (csv, parquet, root) as in :mod:`trackcore.output`; for csv the files are
+    ``<event>-submission.csv`` and ``<event>-tracks.csv`` (perigee, errors and covariance).
+    """
     from .reco.pipeline import reconstruct
 
     t0 = time.perf_counter()
     reco = reconstruct(event, detector, config, backend=backend, plugin_manager=plugin_manager)
     total = time.perf_counter() - t0
     if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
+        from .output import write_outputs
+
         hit_id, track_id = reco.submission()
-        write_submission(output / f"{event.name}-submission.csv", hit_id, track_id)
-        _write_tracks(output / f"{event.name}-tracks.csv", reco)
+        write_outputs(output, event.name, reco.tracks, hit_id, track_id, formats)
     result = EventResult(event.name, len(event.hits), len(reco.tracks), dict(reco.timings, total=total))
     if event.truth is not None and len(event.hits):
         hit_id, track_id = reco.submission()
         result.score = score_event(event, hit_id, track_id)
-        result.rates = tracking_rates(event, hit_id, reco.track_id_of_hits()).as_dict()
+        # the submission ids: unassigned hits are singletons, not one big track -1
+        result.rates = tracking_rates(event, hit_id, track_id).as_dict()
     return reco, result
-
-
-def _write_tracks(path: Path, reco) -> None:
-    from .event.io.atomic import atomic_open
-
-    table = reco.tracks.to_table()
-    cols = table.columns
-    lines = [",".join(cols)]
-    for row in zip(*(table[c] for c in cols)):
-        lines.append(",".join(repr(float(v)) if isinstance(v, (float, np.floating)) else str(v) for v in row))
-    with atomic_open(path) as f:
-        f.write(("\n".join(lines) + "\n").encode())
 
 
 def summarize(results: list[EventResult]) -> str:

@@ -18,6 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--detector", default="trackml", help="detectors.csv path or built-in name (default trackml)")
     p.add_argument("--output", "-o", type=Path, default=Path("demo-output"), help="output folder")
+    verbosity = p.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", "-q", action="store_true", help="results only: no progress lines")
+    verbosity.add_argument("--verbose", "-v", action="store_true", help="debug messages")
     p.set_defaults(func=run)
     return p
 
@@ -26,18 +29,23 @@ def run(args: argparse.Namespace) -> int:
     from types import SimpleNamespace
 
     from ..api import reconstruct_event, simulate_events, summarize
+    from ..config import configure_logging
     from ..geometry.io import load_detector
     from ..plugins import get_plugin_manager
 
+    quiet = getattr(args, "quiet", False)
+    configure_logging(-1 if quiet else 1 if getattr(args, "verbose", False) else 0)
     detector = load_detector(args.detector)
-    print(detector.summary().splitlines()[0])
+    if not quiet:
+        print(detector.summary().splitlines()[0])
     sim_args = SimpleNamespace(detector=detector, output=args.output / "events", events=args.events,
                                pileup=args.pileup, gun=0, gun_pt=(1, 10), gun_eta=(-2.5, 2.5), gun_pdg=13, jets=0,
                                seed=args.seed, noise=0.15, first_event=0, gzip=False, backend=None, misalign=False)
     pm = getattr(args, "plugin_manager", None) or get_plugin_manager()
     results = []
     for event, path in simulate_events(sim_args):
-        print(f"simulated {path}: {len(event.hits)} hits")
+        if not quiet:
+            print(f"simulated {path}: {len(event.hits)} hits")
         reco, result = reconstruct_event(event, detector, args.output / "reco", plugin_manager=pm)
         results.append(result)
         print(summarize([result]))

@@ -12,10 +12,10 @@ from types import ModuleType
 from typing import Sequence
 
 from ..errors import TrackcoreError
-from . import backends_cmd, demo, info, plugins_cmd, reconstruct, score, simulate
+from . import backends_cmd, config_cmd, demo, info, plot, plugins_cmd, reconstruct, report, score, simulate
 
 #: Built-in subcommand modules, in the order ``--help`` lists them.
-COMMANDS: list[ModuleType] = [demo, simulate, reconstruct, score, info, plugins_cmd, backends_cmd]
+COMMANDS: list[ModuleType] = [demo, simulate, reconstruct, score, plot, report, config_cmd, info, plugins_cmd, backends_cmd]
 
 PROG = "trackcore"
 EXIT_ERROR = 2

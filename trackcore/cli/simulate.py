@@ -29,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--gzip", action="store_true", help="write .csv.gz files")
     p.add_argument("--backend", default=None, help="numpy or cpu (default: cpu when built)")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    verbosity = p.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings and errors only")
+    verbosity.add_argument("--verbose", "-v", action="store_true", help="debug messages")
     p.set_defaults(func=run)
     return p
 
@@ -38,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..api import simulate_events
+    from ..config import configure_logging
 
+    configure_logging(-1 if args.quiet else 1 if args.verbose else 0)
     for event, path in tqdm(simulate_events(args), total=args.events, desc="simulate", unit="event",
                             disable=args.quiet):
         if args.quiet:
