@@ -35,8 +35,11 @@ any_array = hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, min_
 
 def _bounded(code: str, timeout: float = 4.0, memory_gb: float = 2.0) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter with a wall-time and address-space limit."""
-    # AddressSanitizer reserves terabytes of address space for its shadow: no RLIMIT_AS under it.
-    limit = "" if "libasan" in os.environ.get("LD_PRELOAD", "") else \
+    # AddressSanitizer reserves terabytes of address space for its shadow: no RLIMIT_AS under it,
+    # and its slower start-up needs more time to reach the kernel at all.
+    asan = "libasan" in os.environ.get("LD_PRELOAD", "")
+    timeout *= 5 if asan else 1
+    limit = "" if asan else \
         f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({int(memory_gb * 2**30)},) * 2)\n"
     prelude = limit + "import numpy as np\nfrom trackcore._corelib import core\nC = core()\n"
     try:

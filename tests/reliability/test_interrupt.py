@@ -24,14 +24,15 @@ from trackcore.event.io import read_event, write_event, write_parquet
 KILLS = 30
 
 
-def _writer_loop(out: Path, fmt: str, events: list[Event]) -> None:
-    """Rewrite the event folder forever, alternating versions (runs in a forked child)."""
+def _writer_loop(out: Path, fmt: str, events: list[Event], done_fd: int) -> None:
+    """Rewrite the event folder forever, alternating versions; one byte to ``done_fd`` per write."""
     i = 0
     while True:
         if fmt == "parquet":
             write_parquet(events[i % 2], out)
         else:
             write_event(events[i % 2], out, gzip=(fmt == "csv.gz"))
+        os.write(done_fd, b".")
         i += 1
 
 
@@ -68,15 +69,23 @@ def test_sigkill_during_write_leaves_a_complete_version(tmp_path: Path, fmt: str
     seen: dict[str, set[int]] = {"hits": set(), "cells": set()}
     mixed = 0
     for _ in range(KILLS):
+        done_r, done_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: write until killed; never return into pytest
             try:
-                _writer_loop(out, fmt, versions)
+                os.close(done_r)
+                _writer_loop(out, fmt, versions, done_w)
             finally:
                 os._exit(1)
-        time.sleep(rnd.uniform(0.0, 3 * cycle))
+        os.close(done_w)
+        # Wait for 1-2 completed writes (machine speed does not matter), then kill at a random
+        # moment of the next one.
+        for _ in range(rnd.randint(1, 2)):
+            assert os.read(done_r, 1) == b"."
+        time.sleep(rnd.uniform(0.0, 1.5 * cycle))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        os.close(done_r)
         got = read_event(out / "event000000001", format="parquet" if fmt == "parquet" else "csv", validate=False)
         which = {p: _which(got, versions, p) for p in seen}
         for p, k in which.items():

@@ -26,8 +26,8 @@ fi
 cd "$WORK"
 echo "== building sanitised _core in $WORK (build dir $WORK/build)"
 # setup.py's -fsanitize=undefined leaves out float-cast-overflow (double -> integer casts out of
-# range, e.g. cell and bin indices); CFLAGS adds it for this build only.
-CFLAGS="${CFLAGS:-} -fsanitize=float-cast-overflow" TRACKCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace -q --build-temp "$WORK/build/temp"
+# range, e.g. cell and bin indices); CFLAGS/CXXFLAGS (newer setuptools compiles C++ with CXXFLAGS) add it.
+CFLAGS="${CFLAGS:-} -fsanitize=float-cast-overflow" CXXFLAGS="${CXXFLAGS:-} -fsanitize=float-cast-overflow" TRACKCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace -q --build-temp "$WORK/build/temp"
 
 LIBASAN=$(gcc -print-file-name=libasan.so)
 LIBUBSAN=$(gcc -print-file-name=libubsan.so)
