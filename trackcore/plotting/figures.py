@@ -29,14 +29,42 @@ def new_figure(*, figsize: tuple[float, float], nrows: int = 1, ncols: int = 1):
 
 
 def save(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Write ``fig`` to ``path`` (.png or .pdf; folders created)."""
+    """Write ``fig`` to ``path`` (.png or .pdf; folders created; the file appears complete or not at all).
+
+    PNGs are stored with a 256-colour palette: plots have few colours, and this makes them 2-4x
+    smaller (small enough to check into a repository) with no visible change.
+    """
+    import io
+
+    from ..event.io.atomic import write_bytes
+
     path = Path(path)
-    if path.suffix.lower() not in FORMATS:
+    fmt = path.suffix.lower()
+    if fmt not in FORMATS:
         raise InputError(f"{path}: plots are written as {' or '.join(FORMATS)}; got suffix {path.suffix!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt[1:], dpi=dpi)
+    data = buf.getvalue()
+    if fmt == ".png":
+        data = _palette_png(data)
+    write_bytes(path, data)
     return path
+
+
+def _palette_png(data: bytes) -> bytes:
+    import io
+
+    try:
+        from PIL import Image
+    except ImportError:  # Pillow comes with matplotlib; without it keep the full-colour PNG
+        return data
+    with Image.open(io.BytesIO(data)) as im:
+        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        out = io.BytesIO()
+        small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _truth_lines(event, min_pt: float, max_lines: int):
@@ -99,7 +127,7 @@ def _binned(values: np.ndarray, ok: np.ndarray, bins: np.ndarray):
     return frac, err, n
 
 
-def _rate_plot(ax, values, ok, bins, xlabel, ylabel, log: bool) -> None:
+def _rate_plot(ax, values, ok, bins, xlabel, ylabel, log: bool, auto_y: bool = False) -> None:
     frac, err, n = _binned(values, ok, bins)
     centres = np.sqrt(bins[1:] * bins[:-1]) if log else 0.5 * (bins[1:] + bins[:-1])
     has = n > 0
@@ -109,7 +137,8 @@ def _rate_plot(ax, values, ok, bins, xlabel, ylabel, log: bool) -> None:
         ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 100) if bins[0] <= t <= bins[-1]]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
-    ax.set_ylim(0, 1.05)
+    top = np.nanmax(np.r_[frac[has] + err[has], 0.0]) if auto_y else 1.0
+    ax.set_ylim(0, 1.05 if not auto_y else max(0.05, min(1.05, 1.2 * top)))  # small rates stay visible
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -145,8 +174,8 @@ def efficiency(recos, path: str | os.PathLike, *, min_hits: int = 4, min_pt_eta:
     sel = p_pt > min_pt_eta
     _rate_plot(axes[0, 1], p_eta[sel], p_found[sel].astype(float), ETA_BINS, "particle eta", "efficiency", False)
     axes[0, 1].set_title(f"particles with pT > {min_pt_eta:g} GeV", fontsize=9)
-    _rate_plot(axes[1, 0], t_pt, t_fake.astype(float), PT_BINS, "track pT [GeV] (fit)", "fake rate", True)
-    _rate_plot(axes[1, 1], t_eta, t_fake.astype(float), ETA_BINS, "track eta (hits)", "fake rate", False)
+    _rate_plot(axes[1, 0], t_pt, t_fake.astype(float), PT_BINS, "track pT [GeV] (fit)", "fake rate", True, True)
+    _rate_plot(axes[1, 1], t_eta, t_fake.astype(float), ETA_BINS, "track eta (hits)", "fake rate", False, True)
     names = recos[0].event.name if len(recos) == 1 else f"{len(recos)} events"
     axes[0, 0].set_title(f"{names}: {int(p_found.sum())}/{len(p_found)} particles (>= {min_hits} hits) found",
                          fontsize=9)
