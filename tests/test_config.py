@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tomllib
 
 import pytest
 
 from trackcore.cli.main import main
+from trackcore.config import tomllib
 from trackcore.config import (RunConfig, config_from_dict, config_hash, configure_logging, dump_config, load_config,
                               parameters, save_config)
 from trackcore.errors import InputError

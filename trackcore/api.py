@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from .event import Event
-from .event.io import read_event, write_event, write_submission
+from .event.io import read_event, write_event
 from .geometry.detector import Detector
 from .geometry.io import load_detector
 from .metrics import score_event, tracking_rates

@@ -26,10 +26,14 @@ import os
 import re
 import textwrap
 import tokenize
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 from .errors import InputError
 from .reco.ckf import CkfConfig

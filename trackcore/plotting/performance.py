@@ -63,8 +63,6 @@ def seeds(recos, path: str | os.PathLike) -> Path:
     A seed is *true* when its three hits come from one (non-noise) particle. Needs seeds, i.e.
     reconstructions run now (:func:`trackcore.plotting.data.reconstruct_for_plots`).
     """
-    from .data import eta_of
-
     w, true, eta, rel_pt, per_particle, n_seeds = [], [], [], [], [], 0
     for er in recos:
         if er.seeds is None or er.seed_hits is None:
