@@ -15,7 +15,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
+def __getattr__(name: str):
+    # Lazy, so that importing trackcore does not import the pipeline and Dask.
+    if name == "run_dataset":
+        from .distributed import run_dataset
+
+        return run_dataset
+    raise AttributeError(f"module 'trackcore' has no attribute {name!r}")
+
+
 __all__ = [
+    "run_dataset",
     "Event", "Table", "hookimpl", "available_backends", "get_backend", "use_backend",
     "TrackcoreError", "InputError", "GeometryError", "BackendError", "BuildError", "PluginError",
 ]

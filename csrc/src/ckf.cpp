@@ -451,6 +451,10 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
             final_owner[st.hit] = 1;
             t.hits.push_back(st.hit);
         }
+        if (static_cast<int>(t.hits.size()) < std::min(cfg.min_measurements, 3)) {  // its hits went to better tracks
+            for (auto h : t.hits) final_owner[h] = 0;
+            continue;
+        }
         smooth_to_perigee(ctx, tr, t);
         out.push_back(std::move(t));
     }

@@ -17,7 +17,15 @@ __all__ = ["atomic_open", "write_bytes", "write_files"]
 def _temp_for(path: Path) -> tuple[int, Path]:
     # Same folder as the target: os.replace is only atomic within one filesystem.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes 0600 files; give the result the mode an ordinary open() would.
+    os.fchmod(fd, 0o666 & ~_umask())
     return fd, Path(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _discard(tmp: Path) -> None:
