@@ -1,7 +1,7 @@
 """The tutorial's code runs: every ``python`` block, in order, in one namespace; every ``trackcore``
 command of its ``bash`` blocks parses; every image it shows exists and is small.
 
-The tutorial lives in :data:`TUTORIAL` (to become the README's section: change that one line).
+The tutorial is the README's Python section (:data:`TUTORIAL`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from trackcore.backends import available_backends
 from trackcore.plugins import DISABLE_AUTOLOAD_ENV
 
 REPO = Path(__file__).resolve().parent.parent
-TUTORIAL = REPO / "trackcore" / "TUTORIAL.md"
+TUTORIAL = REPO / "README.md"
 MAX_IMAGE_BYTES = 200_000
 
 pytestmark = pytest.mark.skipif(available_backends()["cpu"] != "ok", reason="compiled core not built")
