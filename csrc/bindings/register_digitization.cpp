@@ -2,7 +2,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <tuple>
 
@@ -19,6 +21,16 @@ namespace {
 // Channel indices are packed in 21 bits each (and modules in the rest) for the neighbour search.
 constexpr long long kMaxChannel = (1LL << 21) - 1;
 constexpr long long kMaxModule = (1LL << 21) - 1;
+// Most grid lines a module may have along one axis: its channels must fit the 21 bits that
+// cluster_cells accepts. This also bounds the work per segment (at most 2 * 2^21 + 1 pieces); a
+// tiny pitch (1e-300 mm) would otherwise loop or allocate without bound. Real sensors have < 10^4.
+constexpr double kMaxCellsPerAxis = static_cast<double>(1LL << 21);
+
+std::string fmt_g(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", x);
+    return buf;
+}
 
 template <class T>
 py::array_t<T> to_array(const std::vector<T>& v) {
@@ -44,6 +56,14 @@ py::tuple digitize_segments(i64_array module_index, f64_array segments, f64_arra
             if (!std::isfinite(s[c]) || (c > 0 && s[c] <= 0) || s[c] < 0)
                 throw py::value_error("shapes[" + std::to_string(m) + ", " + std::to_string(c) +
                                       "] = " + std::to_string(s[c]) + " must be finite and > 0 (>= 0 for min_hu)");
+        // Same formulae as the numpy twin (_check_kernel_inputs); the u extent is the wider half width,
+        // which is what the traversal clips to.
+        const double cells_u = std::ceil(2.0 * std::max(s[0], s[1]) / s[3] - 1e-9);
+        const double cells_v = std::ceil(2.0 * s[2] / s[4] - 1e-9);
+        if (!(cells_u <= kMaxCellsPerAxis) || !(cells_v <= kMaxCellsPerAxis))
+            throw py::value_error("shapes[" + std::to_string(m) + "]: pitch_u = " + fmt_g(s[3]) + " mm, pitch_v = " +
+                                  fmt_g(s[4]) + " mm give " + fmt_g(cells_u) + " x " + fmt_g(cells_v) +
+                                  " cells; at most 2^21 per axis");
     }
     for (py::ssize_t i = 0; i < n; ++i) {
         if (idx[i] < 0 || idx[i] >= n_modules)

@@ -81,6 +81,8 @@ void deposit_segment(std::int64_t crossing, const double* seg, double charge, co
 
 namespace {
 
+constexpr std::int64_t kMaxPackedChannel = (std::int64_t{1} << 21) - 1;
+
 std::int64_t find_root(std::vector<std::int64_t>& parent, std::int64_t i) {
     while (parent[i] != i) {
         parent[i] = parent[parent[i]];  // path halving
@@ -103,7 +105,9 @@ std::vector<std::int64_t> cluster_cells(const std::int64_t* module, const std::i
     for (std::int64_t i = 0; i < n; ++i) {
         for (const auto& o : offsets) {
             const std::int64_t a = ch0[i] + o[0], b = ch1[i] + o[1];
-            if (b < 0) continue;
+            // A neighbour outside [0, 2^21) does not exist; packing it would carry into the next
+            // field (channel 2^21 of row a is channel 0 of row a + 1, row 2^21 is the next module).
+            if (b < 0 || b > kMaxPackedChannel || a > kMaxPackedChannel) continue;
             const std::int64_t k = key(module[i], a, b);
             const auto it = std::lower_bound(keys.begin() + i + 1, keys.end(), k);
             if (it == keys.end() || *it != k) continue;

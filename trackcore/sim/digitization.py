@@ -39,6 +39,7 @@ MIN_PIECE = 1e-12
 MIN_STEP = 1e-12
 CROSSING_KEYS = ("module_index", "particle_index", "u0", "v0", "w0", "u1", "v1", "w1", "edep")
 _SHIFT = 21  # bits per channel index when packing (module, ch0, ch1) into one int64 key
+_MAX_CELLS_PER_AXIS = float(1 << _SHIFT)  # channels 0 .. 2^21 - 1 along u and along v
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,16 @@ def _check_kernel_inputs(module_index, segments, charge, shapes) -> None:
             raise InputError(f"{name} must have shape ({n},), got {a.shape}")
     if not np.isfinite(shapes).all() or (shapes[:, 1:] <= 0).any() or (shapes[:, 0] < 0).any():
         raise InputError("shapes must be finite and > 0 (>= 0 for min_hu)")
+    # Channels must fit the 21 bits cluster_cells accepts; this also bounds the pieces per segment
+    # (a 1e-300 mm pitch would loop without bound). Same formulae as the compiled twin.
+    with np.errstate(over="ignore"):
+        cells_u = np.ceil(2.0 * np.maximum(shapes[:, 0], shapes[:, 1]) / shapes[:, 3] - 1e-9)
+        cells_v = np.ceil(2.0 * shapes[:, 2] / shapes[:, 4] - 1e-9)
+    bad = ~((cells_u <= _MAX_CELLS_PER_AXIS) & (cells_v <= _MAX_CELLS_PER_AXIS))
+    if bad.any():
+        m = int(np.flatnonzero(bad)[0])
+        raise InputError(f"shapes[{m}]: pitch_u = {shapes[m, 3]:g} mm, pitch_v = {shapes[m, 4]:g} mm give "
+                         f"{cells_u[m]:g} x {cells_v[m]:g} cells; at most 2^21 per axis")
     bad = (module_index < 0) | (module_index >= len(shapes))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -229,10 +240,13 @@ def cluster_cells_numpy(module, ch0, ch1) -> np.ndarray:
         raise InputError(f"cells must be sorted by (module, ch0, ch1) without duplicates; cell {i} is not after cell {i - 1}")
     src, dst = [], []
     for d0, d1 in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        b = ch1 + d1
-        target = (module << (2 * _SHIFT)) | ((ch0 + d0) << _SHIFT) | np.maximum(b, 0)
+        a, b = ch0 + d0, ch1 + d1
+        # A neighbour outside [0, 2^21) does not exist; packing it would carry into the next field
+        # (channel 2^21 of row a is channel 0 of row a + 1).
+        inside = (b >= 0) & (b < lim) & (a < lim)
+        target = (module << (2 * _SHIFT)) | (np.where(inside, a, 0) << _SHIFT) | np.where(inside, b, 0)
         pos = np.minimum(np.searchsorted(key, target), max(len(key) - 1, 0))
-        hit = (b >= 0) & (key[pos] == target) if len(key) else np.zeros(0, bool)
+        hit = inside & (key[pos] == target) if len(key) else np.zeros(0, bool)
         src.append(np.flatnonzero(hit))
         dst.append(pos[hit])
     src, dst = np.concatenate(src), np.concatenate(dst)
