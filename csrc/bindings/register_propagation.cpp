@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <string>
 
 #include "../src/geometry.hpp"
 #include "../src/transport.hpp"
@@ -33,6 +34,13 @@ std::shared_ptr<Geometry> make_geometry(f64_array centres, f64_array rotations, 
         for (int k = 0; k < 9; ++k) m.rot[k] = rotations.data()[9 * i + k];
         m.half_t = half_t.at(i); m.min_hu = min_hu.at(i); m.max_hu = max_hu.at(i); m.hv = hv.at(i);
         m.layer = module_layer.at(i);
+        // A NaN centre or rotation would silently shrink the world (world_r = 0) and lose the module.
+        bool finite = std::isfinite(m.half_t) && std::isfinite(m.min_hu) && std::isfinite(m.max_hu) &&
+                      std::isfinite(m.hv);
+        for (double c : m.centre) finite = finite && std::isfinite(c);
+        for (double r : m.rot) finite = finite && std::isfinite(r);
+        if (!finite)
+            throw py::value_error("module " + std::to_string(i) + " has a non-finite centre, rotation or size");
         if (m.layer < 0 || m.layer >= n_layers)
             throw py::value_error("module_layer[" + std::to_string(i) + "] is outside [0, n_layers)");
         if (!(m.hv > 0 && m.max_hu > 0 && m.half_t > 0))
@@ -40,6 +48,23 @@ std::shared_ptr<Geometry> make_geometry(f64_array centres, f64_array rotations, 
     }
     std::vector<int> kinds(layer_kind.data(), layer_kind.data() + n_layers);
     return std::make_shared<Geometry>(std::move(mods), std::move(kinds));
+}
+
+// Most steps one particle may take (max_path / max_step): max_step = 0 or 1e-300 would never end.
+// Mirrors trackcore.sim.transport.MAX_STEPS_PER_PARTICLE.
+constexpr double kMaxStepsPerParticle = 1e7;
+
+void check_config(double bz, double max_step, double max_path, int max_crossings, double min_p,
+                  double loop_fraction) {
+    auto fail = [](const std::string& what) { throw py::value_error("transport: " + what); };
+    if (!std::isfinite(bz)) fail("bz = " + std::to_string(bz) + " T must be finite");
+    if (!(std::isfinite(max_step) && max_step > 0)) fail("max_step = " + std::to_string(max_step) + " mm must be finite and > 0");
+    if (!(std::isfinite(max_path) && max_path >= 0)) fail("max_path = " + std::to_string(max_path) + " mm must be finite and >= 0");
+    if (!(max_path / max_step <= kMaxStepsPerParticle))
+        fail("max_path / max_step = " + std::to_string(max_path / max_step) + " steps per particle; at most 1e7");
+    if (max_crossings < 0) fail("max_crossings = " + std::to_string(max_crossings) + " must be >= 0");
+    if (!(std::isfinite(min_p) && min_p >= 0)) fail("min_p = " + std::to_string(min_p) + " GeV must be finite and >= 0");
+    if (!std::isfinite(loop_fraction)) fail("loop_fraction must be finite (<= 0 turns loop protection off)");
 }
 
 py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i32_array charge, f64_array mass,
@@ -52,6 +77,7 @@ py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i3
     require_shape(charge, {n}, "charge");
     require_shape(mass, {n}, "mass");
     require_shape(layer_x0, {static_cast<py::ssize_t>(geo.layers().size())}, "layer_x0");
+    check_config(bz, max_step, max_path, max_crossings, min_p, loop_fraction);
     std::vector<ParticleIn> parts(n);
     for (py::ssize_t i = 0; i < n; ++i) {
         ParticleIn& p = parts[i];

@@ -193,8 +193,6 @@ def test_transport_rejects_wrong_layer_material_length(geo):
                     x0[:-1], 2.0, None, *_TRANSPORT_KW.values())
 
 
-@pytest.mark.xfail(strict=True, reason="transport does not check max_step > 0 (nor TransportConfig): max_step=0 or "
-                                       "1e-300 never terminates")
 @pytest.mark.parametrize("max_step", [0.0])
 def test_transport_zero_step_is_value_error(max_step):
     res = _bounded(f"""
@@ -211,8 +209,6 @@ def test_transport_zero_step_is_value_error(max_step):
     assert "ValueError" in res.stdout, res.stdout + res.stderr[-500:]
 
 
-@pytest.mark.xfail(strict=True, reason="_core.Geometry checks sizes > 0 but not that centres/rotations are finite; "
-                                       "a NaN centre silently gives an empty world (world_r = 0)")
 def test_geometry_rejects_non_finite_centre():
     c = np.zeros((2, 3))
     c[0, 0] = np.nan

@@ -15,6 +15,9 @@ from ..geometry.detector import Detector, LONG_STRIP_VOLUMES, PIXEL_VOLUMES, SHO
 #: Typical HL-LHC silicon tracker values (pixel ~1.5%, strips ~2.5-3% per layer).
 DEFAULT_LAYER_X0 = {PIXEL_VOLUMES: 0.015, SHORT_STRIP_VOLUMES: 0.025, LONG_STRIP_VOLUMES: 0.030}
 FALLBACK_LAYER_X0 = 0.02
+#: Most steps one particle may take (max_path / max_step): a zero or tiny max_step would never end.
+#: The compiled kernel enforces the same limit.
+MAX_STEPS_PER_PARTICLE = 1e7
 
 
 @dataclass
@@ -32,6 +35,34 @@ class TransportConfig:
     #: TrackML simulation: 0.5 = half a loop); 0 follows loopers until max_path/max_crossings/min_p.
     loop_fraction: float = 0.5
     layer_x0: dict | None = None  # {(volume_id, layer_id): x/X0}; missing layers use DEFAULT_LAYER_X0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first setting out of range (checked again at each use)."""
+        def number(name: str) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise InputError(f"TransportConfig.{name} = {value!r} must be a number")
+            if not np.isfinite(value):
+                raise InputError(f"TransportConfig.{name} = {value} must be finite")
+            return float(value)
+
+        max_step, max_path, min_p = number("max_step"), number("max_path"), number("min_p")
+        number("loop_fraction")
+        if max_step <= 0:
+            raise InputError(f"TransportConfig.max_step = {max_step} mm must be > 0")
+        if max_path < 0:
+            raise InputError(f"TransportConfig.max_path = {max_path} mm must be >= 0")
+        if max_path / max_step > MAX_STEPS_PER_PARTICLE:
+            raise InputError(f"TransportConfig: max_path / max_step = {max_path / max_step:.3g} steps per particle; "
+                             f"at most {MAX_STEPS_PER_PARTICLE:.0e}")
+        if min_p < 0:
+            raise InputError(f"TransportConfig.min_p = {min_p} GeV must be >= 0")
+        mc = self.max_crossings
+        if isinstance(mc, bool) or not isinstance(mc, (int, np.integer)) or not 0 <= mc < 2**31:
+            raise InputError(f"TransportConfig.max_crossings = {mc!r} must be an integer in [0, 2^31)")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +122,7 @@ def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, char
     sensor) and ``path`` (mm from the vertex).
     """
     config = config or TransportConfig()
+    config.validate()  # fields may have been changed after construction
     vertex = _points(vertex, "vertex")
     momentum = _points(momentum, "momentum")
     charge = np.asarray(charge, np.int32)
@@ -108,6 +140,8 @@ def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, char
     if np.any(np.einsum("ij,ij->i", momentum, momentum) <= 0):
         raise InputError("every particle needs a non-zero momentum")
     bz, fmap = field_arguments(field)
+    if not np.isfinite(bz):
+        raise InputError(f"field: Bz = {bz} T must be finite")
     if fmap is None and bz == 0.0 and config.use_rk is False and field is not None and not getattr(field, "is_constant", True):
         raise InputError("a helix needs a non-zero field")
     kernel = get_backend(backend).kernel("transport")
