@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "../src/seeding.hpp"
 #include "arrays.hpp"
@@ -18,7 +19,16 @@ namespace {
 template <class T>
 T get(const py::dict& d, const char* key) {
     if (!d.contains(key)) throw py::value_error(std::string("seeding params: missing key '") + key + "'");
-    return d[key].cast<T>();
+    py::object value = d[key];
+    try {
+        return value.cast<T>();
+    } catch (const py::cast_error&) {
+        // pybind11's cast_error is a RuntimeError; a bad parameter is the caller's ValueError.
+        const char* want = std::is_floating_point<T>::value ? "a number" : "an integer in range";
+        throw py::value_error(std::string("seeding params: '") + key + "' must be " + want + ", got " +
+                              std::string(py::str(py::repr(value)).cast<std::string>()).substr(0, 50) + " (" +
+                              std::string(py::str(value.get_type().attr("__name__"))) + ")");
+    }
 }
 
 // The derived parameters built by trackcore.reco.seeding.derived_parameters.

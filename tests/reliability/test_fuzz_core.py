@@ -246,8 +246,6 @@ def test_find_seeds_valid_or_value_error(n, data):
         assert hits.min() >= 0 and hits.max() < n
 
 
-@pytest.mark.xfail(strict=True, reason="register_seeding get<T>() lets pybind11's cast_error (a RuntimeError) "
-                                       "escape for a parameter of the wrong type instead of a ValueError naming it")
 def test_find_seeds_wrong_parameter_type_is_value_error():
     params = _seed_params()
     params["n_phi"] = 1.5
