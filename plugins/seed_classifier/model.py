@@ -89,10 +89,18 @@ def load_state(path: str | Path) -> SeedMLP:
         raise InputError(f"seed classifier: model file {path} not found")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: UnpicklingError, EOFError, zip errors...
+        raise InputError(f"seed classifier: cannot load model file {path} "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+    try:
+        if not isinstance(blob, dict):
+            raise TypeError(f"expected a dict, got {type(blob).__name__}")
         model = SeedMLP(int(blob["n_features"]), [int(h) for h in blob["hidden"]], int(blob["n_classes"]))
         model.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise InputError(f"seed classifier: {path} is not a seed classifier state dict: {exc}") from exc
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"seed classifier: {path} is not a seed classifier state dict: {str(exc)[:200]}") from exc
     model.eval()
     return model
 

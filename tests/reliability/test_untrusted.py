@@ -201,8 +201,6 @@ def test_pickled_code_in_a_model_file_never_runs(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="seed_classifier.model.load_state catches KeyError/RuntimeError/TypeError/"
-                                       "ValueError but torch.load(weights_only=True) raises pickle.UnpicklingError")
 @pytest.mark.parametrize("data", [b"garbage", pickle.dumps({"n_features": 3})])
 def test_bad_model_file_is_an_input_error(tmp_path, data):
     model = _seed_classifier_model()
