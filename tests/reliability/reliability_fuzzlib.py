@@ -142,7 +142,6 @@ TARGETS: dict[str, tuple[Callable[[bytes, Path, dict], object], str]] = {
 #: Findings reported to the owners and pinned by strict xfail tests: target -> exception types that
 #: still escape. Remove an entry once its fix lands (the strict xfail then fails and reminds you).
 KNOWN_BUGS: dict[str, tuple[type[BaseException], ...]] = {
-    "detectors.csv.gz(raw)": (zlib.error,),  # geometry.io._read_text does not catch zlib.error
     # event.io._Zip: odd zip versions/methods, encryption, member names flagged UTF-8 that are not
     "dataset.zip": (NotImplementedError, RuntimeError, UnicodeDecodeError),
     # parquet.parse_parquet: a column name that is not UTF-8

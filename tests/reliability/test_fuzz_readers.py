@@ -85,8 +85,6 @@ def test_corrupt_deflate_stream_in_event_csv_gz(seeds, work):
     assert F.run_target("hits.csv.gz(raw)", data, work, seeds) == "InputError"
 
 
-@pytest.mark.xfail(strict=True, reason="geometry.io._read_text catches OSError/EOFError/UnicodeDecodeError but "
-                                       "not zlib.error, which gzip raises for a damaged deflate stream")
 @pytest.mark.parametrize("reader", ["read_detector", "read_alignment", "read_field_map"])
 def test_corrupt_deflate_stream_in_geometry_csv_gz(reader, seeds, tmp_path):
     from trackcore.geometry import alignment, field, io

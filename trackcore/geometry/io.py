@@ -12,6 +12,7 @@ import gzip
 import io
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -39,7 +40,7 @@ def _read_text(path: Path, error: type[InputError]) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:  # zlib.error: damaged deflate data
         raise error(f"{path}: cannot read ({exc})") from None
 
 
