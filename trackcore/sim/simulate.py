@@ -32,16 +32,27 @@ class SimulationConfig:
     #: half the path through the sensor (their summed cell values, and cells per hit, show it) while
     #: endcap clusters hold all of it; 0.5 reproduces the real cells-per-hit of each barrel volume.
     barrel_active_fraction: float = 0.5
+    #: Longest charge segment in a sensor's plane (mm). TrackML's longest pixel clusters span ~1.5 mm
+    #: (barrel; 0.5 mm in the endcaps): grazing, curling tracks do not deposit along a straight line
+    #: through the whole module, as an uncapped straight segment would.
+    max_segment: float = 1.5
 
 
-def crossings_for_digitization(detector: Detector, crossings: dict, barrel_active_fraction: float = 1.0) -> dict:
-    """Entry and exit points through the (active) sensor thickness, from mid-plane crossings (straight)."""
+def crossings_for_digitization(detector: Detector, crossings: dict, barrel_active_fraction: float = 1.0,
+                               max_segment: float = np.inf) -> dict:
+    """Entry and exit points through the (active) sensor thickness, from mid-plane crossings (straight).
+
+    ``max_segment`` (mm) caps the segment's length in the sensor plane: a curling track grazing a
+    sensor leaves it long before a straight line through the thickness would.
+    """
     local, d = crossings["local"], crossings["local_direction"]
     t = detector.thickness[crossings["module_index"]].copy()
     barrel = np.array([lay.kind == "barrel" for lay in detector.layers])[detector.layer_index(crossings["module_index"])]
     t[barrel] *= barrel_active_fraction
     dw = np.where(np.abs(d[:, 2]) < 1e-3, np.copysign(1e-3, d[:, 2] + 1e-300), d[:, 2])
     half = d * (t / dw)[:, None]
+    in_plane = np.hypot(half[:, 0], half[:, 1])
+    half *= np.minimum(1.0, 0.5 * max_segment / np.maximum(in_plane, 1e-300))[:, None]
     entry, exit_ = local - half, local + half
     return {"module_index": crossings["module_index"], "particle_index": crossings["particle_index"],
             "u0": entry[:, 0], "v0": entry[:, 1], "w0": entry[:, 2], "u1": exit_[:, 0], "v1": exit_[:, 1],
@@ -85,7 +96,8 @@ def simulate_event(detector: Detector, particles: Table, *, field=None, config: 
     readout_rng = rng if config.readout_noise else None
     if not 0 < config.barrel_active_fraction <= 1:
         raise InputError(f"barrel_active_fraction must be in (0, 1], got {config.barrel_active_fraction}")
-    signal = digitize(sim_det, crossings_for_digitization(sim_det, crossings, config.barrel_active_fraction),
+    signal = digitize(sim_det, crossings_for_digitization(sim_det, crossings, config.barrel_active_fraction,
+                                                 config.max_segment),
                       config.digitization, readout_rng,
                       backend=backend)
     noise = noise_hits(sim_det, rng, float(config.noise_fraction), n_signal_hits=len(signal.hits),
