@@ -143,8 +143,6 @@ def test_whole_number_id_beyond_int64_is_rejected(tmp_path, seeds):
 
 
 
-@pytest.mark.xfail(strict=True, reason="trackml_csv._diagnose: _INT_RE's \\s* accepts \\x1c-\\x1f, which int() "
-                                       "rejects, so int(value) raises a plain ValueError (found by fuzz_readers.py)")
 @pytest.mark.parametrize("value", ["1\x1c", "5\x1e\x1e", "\x1f7"])
 def test_integer_with_control_separator_is_an_input_error(value):
     from trackcore.event import schema

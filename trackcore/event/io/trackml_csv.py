@@ -25,10 +25,36 @@ from ..table import Table
 from .atomic import write_bytes, write_files
 
 __all__ = ["Parsed", "decode_text", "parse_csv", "format_csv", "write_event",
-           "write_submission", "read_submission", "check_unique", "CSV_SUFFIXES"]
+           "write_submission", "read_submission", "check_unique", "CSV_SUFFIXES",
+           "MAX_UNCOMPRESSED_BYTES", "MAX_COMPRESSION_RATIO", "uncompressed_limit"]
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
-_INT_RE = re.compile(r"\s*[+-]?\d+\s*\Z")
+# Only the blanks np.loadtxt strips: \s would also accept \x1c-\x1f, which int() rejects.
+_INT_RE = re.compile(r"[ \t\f\v]*([+-]?)0*([0-9]+)[ \t\f\v]*\Z")
+_SHOWN = 50  # characters of a bad value quoted in an error message
+# np.loadtxt strips any Unicode whitespace around a number, so "1\x1c" would read as 1; a TrackML
+# file only has spaces and tabs there. The ASCII ones are looked for with a fast per-character scan.
+_ODD_BLANKS = "\x0b\x0c\x1c\x1d\x1e\x1f"
+_ODD_BLANK_RE = re.compile("[\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+
+#: Decompression limits for untrusted ``.csv.gz`` files and zip members. A TrackML event file
+#: compresses 3-5x; these are generous bounds that only a decompression bomb (or a damaged file)
+#: exceeds: at most 2 GiB uncompressed, and at most 1000x the compressed size beyond the first MiB.
+MAX_UNCOMPRESSED_BYTES = 2 * 2**30
+MAX_COMPRESSION_RATIO = 1000
+_RATIO_FREE_BYTES = 2**20
+
+
+def uncompressed_limit(compressed_bytes: int) -> int:
+    """Most bytes that ``compressed_bytes`` of gzip/deflate data may expand to before it is refused."""
+    return min(MAX_UNCOMPRESSED_BYTES, max(_RATIO_FREE_BYTES, MAX_COMPRESSION_RATIO * compressed_bytes))
+
+
+def _show(value: str) -> str:
+    """``value`` quoted for an error message, cut to ~50 characters (a field may be megabytes long)."""
+    if len(value) <= _SHOWN:
+        return repr(value)
+    return f"{value[:_SHOWN]!r}... ({len(value)} characters)"
 
 
 @dataclass
@@ -43,15 +69,56 @@ class Parsed:
 def decode_text(data: bytes, file: str) -> str:
     """Bytes of a ``.csv`` or ``.csv.gz`` file as text with ``\\n`` line ends."""
     if file.endswith(".gz"):
-        try:
-            data = _gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{file}: not a valid gzip file ({exc})") from None
+        data = _gunzip(data, file)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{file}: not UTF-8 text (byte {exc.start})") from None
     return text.replace("\r\n", "\n") if "\r" in text else text
+
+
+def _gunzip(data: bytes, file: str) -> bytes:
+    """Decompress a gzip file, refusing one that expands beyond :func:`uncompressed_limit`.
+
+    The trailer's size field (ISIZE, the last member's size mod 2^32) is checked first, so an
+    honest bomb is refused before any decompression; a lying trailer is caught by the streaming cap.
+    """
+    limit = uncompressed_limit(len(data))
+    bomb = (f"{file}: expands to more than {limit} bytes ({MAX_COMPRESSION_RATIO}x its {len(data)} bytes, "
+            f"at most {MAX_UNCOMPRESSED_BYTES} bytes): refusing a decompression bomb")
+    try:
+        with _gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            if len(data) >= 18 and int.from_bytes(data[-4:], "little") > limit:
+                # The trailer claims too much (a bomb, or a truncated/damaged file): measure the real
+                # size in 1 MiB pieces, keeping none, before allocating anything.
+                total = 0
+                while chunk := fh.read(_RATIO_FREE_BYTES):
+                    total += len(chunk)
+                    if total > limit:
+                        raise InputError(bomb)
+                fh.seek(0)
+            out = fh.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{file}: not a valid gzip file ({exc})") from None
+    if len(out) > limit:  # a trailer that lied (it only holds the last member's size mod 2^32)
+        raise InputError(bomb)
+    return out
+
+
+def _check_blanks(body: str, names: list[str], dtypes: dict[str, np.dtype], file: str) -> None:
+    """Refuse a typed value surrounded by a control or Unicode blank that np.loadtxt would strip."""
+    if body.isascii() and not any(c in body for c in _ODD_BLANKS):
+        return  # the usual case: a few memchr scans, no regex over the whole body
+    for m in _ODD_BLANK_RE.finditer(body):
+        start = body.rfind("\n", 0, m.start()) + 1
+        col = body.count(",", start, m.start())
+        name = names[col] if col < len(names) else None
+        if name in dtypes:  # extra text columns may hold any text
+            end = body.find("\n", m.start())
+            value = body[start:end if end >= 0 else len(body)].split(",")[col]
+            raise InputError(f"{file}, line {body.count(chr(10), 0, start) + 2}, column {name!r}: "
+                             f"{_show(value)} holds the character {m.group()!r}; only spaces and tabs may "
+                             "surround a number")
 
 
 def _header(text: str, file: str) -> tuple[list[str], str]:
@@ -63,9 +130,9 @@ def _header(text: str, file: str) -> tuple[list[str], str]:
     seen: set[str] = set()
     for i, n in enumerate(names):
         if not n:
-            raise InputError(f"{file}: header column {i + 1} has no name (line 1: {head!r})")
+            raise InputError(f"{file}: header column {i + 1} has no name (line 1: {_show(head)})")
         if n in seen:
-            raise InputError(f"{file}: header names column {n!r} twice")
+            raise InputError(f"{file}: header names column {_show(n)} twice")
         seen.add(n)
     return names, body
 
@@ -105,18 +172,20 @@ def _diagnose(body: str, names: list[str], dtypes: dict[str, np.dtype], file: st
             if not value.strip():
                 raise InputError(f"{where}: empty value")
             if dt.kind in "iu":
-                if not _INT_RE.match(value):
-                    raise InputError(f"{where}: {value!r} is not an integer ({dt.name})")
+                m = _INT_RE.match(value)
+                if not m:
+                    raise InputError(f"{where}: {_show(value)} is not an integer ({dt.name})")
                 info = np.iinfo(dt)
-                if not info.min <= int(value) <= info.max:
-                    raise InputError(f"{where}: {value.strip()} does not fit in {dt.name}")
+                # Count digits before int(): Python refuses to convert > 4300 digits (ValueError).
+                if len(m.group(2)) > len(str(info.max)) or not info.min <= int(m.group(1) + m.group(2)) <= info.max:
+                    raise InputError(f"{where}: {_show(value.strip())} does not fit in {dt.name}")
             else:
                 try:
                     if "_" in value:  # Python accepts 1_000, np.loadtxt does not
                         raise ValueError
                     float(value)
                 except ValueError:
-                    raise InputError(f"{where}: {value!r} is not a number") from None
+                    raise InputError(f"{where}: {_show(value)} is not a number") from None
 
 
 def _infer(col: np.ndarray) -> np.ndarray:
@@ -141,7 +210,7 @@ def parse_csv(data: bytes | str, file: str, columns: Mapping[str, type],
     names, body = _header(text, file)
     for name in columns:
         if name not in names and name not in optional:
-            raise InputError(f"{file}: missing column {name!r} (header: {','.join(names)})")
+            raise InputError(f"{file}: missing column {name!r} (header: {_show(','.join(names))})")
     dtypes = {n: np.dtype(columns[n]) for n in names if n in columns}
     known = [i for i, n in enumerate(names) if n in dtypes]
     extra = [i for i, n in enumerate(names) if n not in dtypes]
@@ -149,6 +218,7 @@ def parse_csv(data: bytes | str, file: str, columns: Mapping[str, type],
     if not body.strip():
         out = {n: np.empty(0, dtype=dtypes.get(n, np.float64)) for n in names}
         return Parsed(Table(out, name=file), file, _locator(body))
+    _check_blanks(body, names, dtypes, file)
     struct = np.dtype([(names[i], dtypes[names[i]]) for i in known])
     try:
         with warnings.catch_warnings():
@@ -159,7 +229,7 @@ def parse_csv(data: bytes | str, file: str, columns: Mapping[str, type],
                                 usecols=extra, ndmin=2) if extra else None)
     except (ValueError, UserWarning) as exc:
         _diagnose(body, names, dtypes, file)
-        raise InputError(f"{file}: cannot parse ({exc})") from None
+        raise InputError(f"{file}: cannot parse ({str(exc)[:200]})") from None
     # With usecols, np.loadtxt does not check row widths; a comma count does, cheaply.
     if body.count(",") != len(rows) * (len(names) - 1):
         _diagnose(body, names, dtypes, file)
