@@ -144,8 +144,6 @@ TARGETS: dict[str, tuple[Callable[[bytes, Path, dict], object], str]] = {
 KNOWN_BUGS: dict[str, tuple[type[BaseException], ...]] = {
     # event.io._Zip: odd zip versions/methods, encryption, member names flagged UTF-8 that are not
     "dataset.zip": (NotImplementedError, RuntimeError, UnicodeDecodeError),
-    # parquet.parse_parquet: a column name that is not UTF-8
-    **{f"{p}.parquet": (UnicodeDecodeError,) for p in PARTS},
 }
 
 

@@ -118,8 +118,6 @@ def _extra_columns():
             "binary": pa.array([b"\xff", b"\x00", b"a"])}
 
 
-@pytest.mark.xfail(strict=True, reason="parquet._column: extra nested/binary columns raise ValueError or "
-                                       "UnicodeDecodeError instead of InputError")
 @pytest.mark.parametrize("kind", ["list", "map", "binary"])
 def test_parquet_extra_column_of_unsupported_type(kind):
     from trackcore.event import schema
@@ -153,9 +151,6 @@ def test_integer_with_control_separator_is_an_input_error(value):
         parse_csv(text.encode(), "submission.csv", schema.SUBMISSION)
 
 
-@pytest.mark.xfail(strict=True, reason="parquet.parse_parquet catches ArrowException/OSError, but a column name "
-                                       "that is not UTF-8 raises UnicodeDecodeError from table.column_names "
-                                       "(found by fuzz_readers.py)")
 def test_parquet_column_name_not_utf8_is_an_input_error(seeds):
     from trackcore.event import schema
     from trackcore.event.io.parquet import parse_parquet

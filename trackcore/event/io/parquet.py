@@ -39,8 +39,20 @@ def _column(chunked, name: str, want: np.dtype | None, file: str) -> np.ndarray:
         raise InputError(f"{file}, row {row}, column {name!r}: null value")
     typ = chunked.type
     if want is None:  # a column outside the schema: keep it, strings as numpy str
-        arr = chunked.to_numpy()
-        return arr.astype(str) if arr.dtype == object else arr
+        if pa.types.is_dictionary(typ):  # e.g. a pandas categorical: keep the decoded values
+            try:
+                chunked, typ = chunked.cast(typ.value_type), typ.value_type
+            except pa.ArrowException as exc:
+                raise InputError(f"{file}: column {name!r} cannot be decoded ({str(exc)[:200]})") from None
+        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
+                or pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+            raise InputError(f"{file}: column {name!r} has type {typ}; extra columns must be numbers, "
+                             "booleans or text (not lists, maps, structs or binary)")
+        try:
+            arr = chunked.to_numpy()
+            return arr.astype(str) if arr.dtype == object else arr
+        except (pa.ArrowException, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"{file}: column {name!r} cannot be read ({str(exc)[:200]})") from None
     if want.kind in "iu":
         if not pa.types.is_integer(typ):
             raise InputError(f"{file}: column {name!r} must be integer ({want.name}), got {typ}")
@@ -62,9 +74,9 @@ def parse_parquet(data: bytes | str | os.PathLike, file: str, columns: Mapping[s
     try:
         src = pa.BufferReader(data) if isinstance(data, (bytes, bytearray, memoryview)) else str(data)
         table = pq.read_table(src)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{file}: not a readable Parquet file ({exc})") from None
-    names = table.column_names
+        names = table.column_names
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # UnicodeDecodeError: a non-UTF-8 name
+        raise InputError(f"{file}: not a readable Parquet file ({str(exc)[:200]})") from None
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise InputError(f"{file}: column(s) {dup} appear twice")
