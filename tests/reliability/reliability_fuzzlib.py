@@ -142,8 +142,6 @@ TARGETS: dict[str, tuple[Callable[[bytes, Path, dict], object], str]] = {
 #: Findings reported to the owners and pinned by strict xfail tests: target -> exception types that
 #: still escape. Remove an entry once its fix lands (the strict xfail then fails and reminds you).
 KNOWN_BUGS: dict[str, tuple[type[BaseException], ...]] = {
-    # event.io._Zip: odd zip versions/methods, encryption, member names flagged UTF-8 that are not
-    "dataset.zip": (NotImplementedError, RuntimeError, UnicodeDecodeError),
 }
 
 

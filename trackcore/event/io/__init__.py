@@ -9,13 +9,15 @@ suffix ``.csv``, ``.csv.gz`` or ``.parquet``. :func:`read_event` accepts
   event (``"event000000001"`` or its number ``1``); it may be left out if there is only one.
 
 Zip members are read in memory, never extracted, and an archive holding an absolute or ``..``
-member name is refused. Units: mm (positions), GeV (momenta), elementary charge (q).
+member name is refused, as is a member whose declared size exceeds the decompression limits of
+:func:`trackcore.event.io.trackml_csv.uncompressed_limit` (2 GiB, 1000x its compressed size). Units: mm (positions), GeV (momenta), elementary charge (q).
 """
 from __future__ import annotations
 
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
@@ -27,7 +29,7 @@ from .. import schema
 from ..event import Event
 from .parquet import parse_parquet, read_parquet, write_parquet
 from .trackml_csv import (CSV_SUFFIXES, Parsed, check_unique, parse_csv, read_submission,
-                          write_event, write_submission)
+                          uncompressed_limit, write_event, write_submission)
 
 __all__ = ["read_event", "write_event", "list_events", "iter_events", "read_parquet",
            "write_parquet", "read_submission", "write_submission", "PARTS"]
@@ -61,13 +63,20 @@ class _Folder:
         pass
 
 
+# What zipfile raises for archives it cannot read: damaged structures, a newer zip version or an
+# unknown compression method (NotImplementedError), an encrypted member (RuntimeError), a member
+# name flagged UTF-8 that is not (UnicodeDecodeError), a damaged deflate stream (zlib.error).
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, UnicodeDecodeError,
+               zlib.error)
+
+
 class _Zip:
     def __init__(self, path: Path):
         self.label = str(path)
         try:
             self.zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise InputError(f"{path}: not a readable zip archive ({exc})") from None
+        except _ZIP_ERRORS as exc:
+            raise InputError(f"{path}: not a readable zip archive ({type(exc).__name__}: {str(exc)[:200]})") from None
         for name in self.zf.namelist():
             if not _safe_member(name):
                 self.zf.close()
@@ -76,10 +85,19 @@ class _Zip:
         self.names = [n for n in self.zf.namelist() if not n.endswith("/")]
 
     def read(self, member: str) -> bytes:
+        info = self.zf.getinfo(member)
+        # Refuse a bomb from the central directory's sizes, before decompressing anything; zipfile
+        # then stops at the declared size, so a member that lies about it cannot expand further.
+        limit = uncompressed_limit(info.compress_size)
+        if info.file_size > limit:
+            raise InputError(f"{self.label}: member {member!r} declares {info.file_size} bytes uncompressed from "
+                             f"{info.compress_size} (limit {limit} bytes): refusing a decompression bomb")
         try:
-            return self.zf.read(member)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise InputError(f"{self.label}: cannot read member {member!r} ({exc})") from None
+            with self.zf.open(info) as fh:
+                return fh.read(limit + 1)
+        except _ZIP_ERRORS as exc:
+            raise InputError(f"{self.label}: cannot read member {member!r} "
+                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
     def display(self, member: str) -> str:
         return f"{Path(self.label).name}:{member}"
