@@ -159,13 +159,13 @@ def test_hook_through_plugin_manager(events, trained):
 
 def test_pipeline_drops_bad_seeds(events, trained):
     from trackcore.geometry.builders import trackml_like_detector
-    from trackcore.reco.pipeline import reconstruct
+    from trackcore.reco.pipeline import ReconstructionConfig, reconstruct
 
     event = events[1]
     _, _, out = trained
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(plugin.SeedClassifier(out / "model.onnx"), name="seed_classifier")
-    reco = reconstruct(event, trackml_like_detector(), plugin_manager=pm)
+    reco = reconstruct(event, trackml_like_detector(), ReconstructionConfig(classify_seeds=True), plugin_manager=pm)
     stage = reco.outputs["seed_classification"]
     n = len(reco.outputs["seeding"]["hit_index"])
     assert stage["label"].shape == (n,) and len(stage["hit_index"]) == (stage["label"] != SEED_BAD).sum() < n

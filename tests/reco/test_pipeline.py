@@ -132,7 +132,7 @@ class WrongShape:
 def test_seed_classifier_rejecting_every_seed_gives_no_tracks(reco_detector, pileup_event):
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(AllBad())
-    reco = reconstruct(pileup_event, reco_detector, plugin_manager=pm)
+    reco = reconstruct(pileup_event, reco_detector, ReconstructionConfig(classify_seeds=True), plugin_manager=pm)
     out = reco.outputs["seed_classification"]
     assert len(out["label"]) == len(reco.outputs["seeding"]["hit_index"]) > 0
     assert len(out["hit_index"]) == 0 and len(reco.tracks) == 0
@@ -142,7 +142,7 @@ def test_seed_classifier_with_wrong_shapes_is_a_plugin_error(reco_detector, pile
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(WrongShape())
     with pytest.raises(PluginError, match=r"trackcore_classify_seeds returned label"):
-        reconstruct(pileup_event, reco_detector, plugin_manager=pm)
+        reconstruct(pileup_event, reco_detector, ReconstructionConfig(classify_seeds=True), plugin_manager=pm)
 
 
 # -- bad input ------------------------------------------------------------------------------
@@ -244,3 +244,10 @@ def test_unknown_seeding_strategy_is_an_input_error(reco_detector):
 
     with pytest.raises(InputError, match="unknown seeding strategy"):
         build_pipeline(reco_detector, ReconstructionConfig(seeding_strategy="magic"))
+
+
+def test_seed_classifier_is_opt_in(reco_detector, pileup_event):
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(AllBad())
+    reco = reconstruct(pileup_event, reco_detector, plugin_manager=pm)
+    assert "seed_classification" not in reco.outputs and len(reco.tracks) > 0

@@ -18,6 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--detector", default="trackml", help="detectors.csv path or built-in name (default trackml)")
     p.add_argument("--output", "-o", type=Path, default=Path("demo-output"), help="output folder")
+    p.add_argument("--classify-seeds", action="store_true", help="drop bad seeds with the seed classifier plugin")
     verbosity = p.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", "-q", action="store_true", help="results only: no progress lines")
     verbosity.add_argument("--verbose", "-v", action="store_true", help="debug messages")
@@ -46,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     for event, path in simulate_events(sim_args):
         if not quiet:
             print(f"simulated {path}: {len(event.hits)} hits")
-        reco, result = reconstruct_event(event, detector, args.output / "reco", plugin_manager=pm)
+        from ..reco.pipeline import ReconstructionConfig
+
+        reco, result = reconstruct_event(event, detector, args.output / "reco", plugin_manager=pm,
+                                         config=ReconstructionConfig(classify_seeds=args.classify_seeds))
         results.append(result)
         print(summarize([result]))
         from ..metrics import tracking_rates

@@ -36,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "paths its workers see")
     p.add_argument("--overwrite", action="store_true", help="reconstruct events even when their outputs exist")
     p.add_argument("--no-plugins", action="store_true", help="do not use installed plugins")
+    p.add_argument("--classify-seeds", action="store_true",
+                   help="drop bad seeds with the seed classifier plugin (trained on trackcore's simulation)")
     p.add_argument("--json", action="store_true", help="print per-event results as JSON")
     verbosity = p.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings and errors only")
@@ -59,6 +61,8 @@ def run_config(args: argparse.Namespace):
         run.formats = tuple(dict.fromkeys(args.formats))
     if args.seeding is not None:
         run.reconstruction = dataclasses.replace(run.reconstruction, seeding_strategy=args.seeding)
+    if args.classify_seeds:
+        run.reconstruction = dataclasses.replace(run.reconstruction, classify_seeds=True)
     return run
 
 
