@@ -34,7 +34,7 @@ def default_seeding():
     """Seeding tuned for the TrackML-like detector at <mu> = 200 (see the reconstruction issue's note)."""
     from .seeding import SeedingConfig
 
-    return SeedingConfig(min_pt=0.15)
+    return SeedingConfig(min_pt=0.2, delta_r_max=80.0)
 
 
 def default_ckf() -> CkfConfig:
