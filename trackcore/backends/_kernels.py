@@ -26,6 +26,7 @@ NUMPY_KERNELS = KernelTable({
     "transport": "trackcore.sim.transport_numpy:transport_numpy",
     "digitize_segments": "trackcore.sim.digitization:digitize_segments_numpy", "cluster_cells": "trackcore.sim.digitization:cluster_cells_numpy",
     "lsh_knn": "trackcore.reco.hashing_numpy:lsh_knn_numpy", "lsh_keys": "trackcore.reco.hashing_numpy:lsh_keys_numpy", "seed_buckets": "trackcore.reco.hashing_numpy:seed_buckets_numpy",
+    "ckf": "trackcore.reco.ckf_numpy:ckf_numpy",
 })
 CPU_KERNELS = KernelTable({
     "find_seeds": "trackcore._core:find_seeds", "seeding_grid": "trackcore._core:seeding_grid",
