@@ -100,8 +100,6 @@ def test_sigkill_during_write_leaves_a_complete_version(tmp_path: Path, fmt: str
     print(f"{fmt}: {KILLS} kills, {mixed} left a mixed (old/new) file set")
 
 
-@pytest.mark.xfail(strict=True, reason="atomic.write_files renames one file at a time: an interruption between two "
-                                       "os.replace calls leaves new hits beside old cells (a mixed event)")
 def test_interruption_between_renames_leaves_one_version(tmp_path: Path, monkeypatch):
     from trackcore.event.io import atomic
 

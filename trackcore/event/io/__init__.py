@@ -8,7 +8,9 @@ suffix ``.csv``, ``.csv.gz`` or ``.parquet``. :func:`read_event` accepts
 - a dataset folder or a ``.zip`` (events possibly in a subfolder), with ``event=`` naming the
   event (``"event000000001"`` or its number ``1``); it may be left out if there is only one.
 
-Zip members are read in memory, never extracted, and an archive holding an absolute or ``..``
+Writers commit an event's files as one group through a journal (see :mod:`.atomic`); reading a
+folder honours it, and restarts a read during which a writer committed, so a reader gets the old
+event or the new one, never a mix of their files. Zip members are read in memory, never extracted, and an archive holding an absolute or ``..``
 member name is refused, as is a member whose declared size exceeds the decompression limits of
 :func:`trackcore.event.io.trackml_csv.uncompressed_limit` (2 GiB, 1000x its compressed size). Units: mm (positions), GeV (momenta), elementary charge (q).
 """
@@ -27,6 +29,7 @@ import numpy as np
 from ...errors import InputError
 from .. import schema
 from ..event import Event
+from .atomic import journal_path, pending_group
 from .parquet import parse_parquet, read_parquet, write_parquet
 from .trackml_csv import (CSV_SUFFIXES, Parsed, check_unique, parse_csv, read_submission,
                           uncompressed_limit, write_event, write_submission)
@@ -38,19 +41,71 @@ PARTS = tuple(schema.SCHEMAS)  # hits, cells, particles, truth
 _FORMATS = {"csv": CSV_SUFFIXES, "parquet": (".parquet",)}
 _FILE_RE = re.compile(r"^(event(\d+))-(hits|cells|particles|truth)(\.csv|\.csv\.gz|\.parquet)$")
 _PREFIX_RE = re.compile(r"^event(\d+)$")
+_READ_ATTEMPTS = 5  # reads of an event restarted because a writer committed meanwhile
 
 
 # -- sources: a folder or a zip archive ------------------------------------------------------
+def _ident(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _candidates(event: str) -> list[str]:
+    """Every file name an event may have, in part then format order."""
+    return [f"{event}-{p}{s}" for p in PARTS for f in _FORMATS.values() for s in f]
+
+
 class _Folder:
+    """Event files in a folder, as committed: an unfinished journaled write (see ``atomic``) is
+    seen complete, its new files read from their temporaries and its removed files hidden."""
+
     def __init__(self, root: Path, only: str | None = None):
-        self.root, self.label = root, str(root)
+        self.root, self.label, self.only = root, str(root), only
+        self.refresh()
+
+    def event_stamp(self, event: str) -> tuple:
+        """Identity of an event's journal and files: any commit renames a file over at least one
+        of them (a new inode), so an unchanged stamp means no write happened in between."""
+        return tuple(_ident(self.root / n) for n in [journal_path(self.root, event).name, *_candidates(event)])
+
+    def refresh(self) -> None:
+        """(Re)build the view; for one event, retried until no write commits while it is built."""
+        for _ in range(_READ_ATTEMPTS):
+            before = self.event_stamp(self.only) if self.only else None
+            self._build()
+            if self.only is None or self.event_stamp(self.only) == before:
+                self.stamp = before
+                return
+        raise InputError(f"{self.root}: {self.only} was rewritten during each of {_READ_ATTEMPTS} attempts to read it")
+
+    def _build(self) -> None:
+        root, only = self.root, self.only
         if only is None:  # a whole dataset folder: flat, like the TrackML downloads
-            self.names = sorted(p.name for p in root.iterdir() if p.is_file())
+            listing = sorted(p.name for p in root.iterdir() if p.is_file())
+            journals = [n for n in listing if n.startswith(".") and n.endswith(".commit")]
         else:  # one event: probe its dozen possible names instead of listing a big folder
-            self.names = [f"{only}-{p}{s}" for p in PARTS for f in _FORMATS.values() for s in f
-                          if (root / f"{only}-{p}{s}").is_file()]
+            listing = [n for n in _candidates(only) if (root / n).is_file()]
+            journals = [journal_path(root, only).name]
+        self.redirect: dict[str, str] = {}  # member -> temporary holding its committed content
+        hidden: set[str] = set()
+        for name in journals:
+            group = pending_group(root / name)
+            if group is not None:
+                self.redirect.update(group.replace)
+                hidden |= group.removed
+        names = (set(listing) - hidden) | set(self.redirect)
+        self.names = sorted(names) if only is None else [n for n in _candidates(only) if n in names]
 
     def read(self, member: str) -> bytes:
+        tmp = self.redirect.get(member)
+        if tmp is not None:
+            try:
+                return (self.root / tmp).read_bytes()
+            except FileNotFoundError:
+                pass  # the writer renamed it over the member meanwhile: same content
         try:
             return (self.root / member).read_bytes()
         except OSError as exc:
@@ -195,13 +250,38 @@ def _parse(data: bytes, file: str, part: str) -> Parsed:
     return parse(data, file, schema.SCHEMAS[part], optional)
 
 
+def _read_consistent(src, ev: _EventFiles, wanted: set[str], fmt: str | None
+                     ) -> tuple[str, dict[str, str], dict[str, bytes]]:
+    """(format, part -> member, part -> bytes) of one event, all from one committed version.
+
+    In a folder, a writer may commit a new version while the files are read one by one: the
+    event's stamp then changes and the read starts again from a fresh view (a seqlock).
+    """
+    if not isinstance(src, _Folder):  # an archive does not change under its reader
+        fmt, chosen = _choose_files(src, ev, fmt)
+        return fmt, chosen, {p: src.read(m) for p, m in chosen.items() if p in wanted}
+    view = src if src.only == ev.name else _Folder(src.root, only=ev.name)
+    for _ in range(_READ_ATTEMPTS):
+        try:
+            fmt_used, chosen = _choose_files(view, _select(view, _index(view), ev.event_id), fmt)
+            blobs = {p: view.read(m) for p, m in chosen.items() if p in wanted}
+        except InputError:
+            if view.event_stamp(ev.name) == view.stamp:
+                raise
+        else:
+            if view.event_stamp(ev.name) == view.stamp:
+                return fmt_used, chosen, blobs
+        view.refresh()
+    raise InputError(f"{src.label}: {ev.name} was rewritten during each of {_READ_ATTEMPTS} attempts to read it")
+
+
 def _read(src, ev: _EventFiles, parts: Iterable[str], validate: bool, fmt: str | None) -> Event:
     wanted = set(parts) | {"hits"}  # hits are always read: an Event needs them
     unknown = wanted - set(PARTS)
     if unknown:
         raise InputError(f"parts: unknown part(s) {sorted(unknown)}; choose from {list(PARTS)}")
-    fmt, chosen = _choose_files(src, ev, fmt)
-    parsed = {p: _parse(src.read(m), src.display(m), p) for p, m in chosen.items() if p in wanted}
+    fmt, chosen, blobs = _read_consistent(src, ev, wanted, fmt)
+    parsed = {p: _parse(data, src.display(chosen[p]), p) for p, data in blobs.items()}
     event = Event(**{p: parsed[p].table if p in parsed else None for p in PARTS},
                   event_id=ev.event_id,
                   meta={"source": src.label, "format": fmt,

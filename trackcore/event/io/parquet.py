@@ -15,7 +15,7 @@ from ...errors import InputError
 from .. import schema
 from ..event import Event
 from ..table import Table
-from .atomic import write_files
+from .atomic import journal_path, write_files
 from .trackml_csv import Parsed
 
 __all__ = ["parse_parquet", "format_parquet", "write_parquet", "read_parquet"]
@@ -102,7 +102,8 @@ def format_parquet(table: Table, compression: str = "zstd") -> bytes:
 def write_parquet(event: Event, directory: str | os.PathLike, *, compression: str = "zstd") -> list[Path]:
     """Write ``event<9 digits>-<part>.parquet`` for every part present (atomically, as a group).
 
-    Parquet files of this event for parts it lacks are removed. Returns the written paths.
+    Parquet files of this event for parts it lacks are removed. Like :func:`write_event`, the group
+    is committed through a journal: readers see the old event or the new one. Returns the written paths.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -111,12 +112,10 @@ def write_parquet(event: Event, directory: str | os.PathLike, *, compression: st
         table = getattr(event, part)
         if table is not None:
             files[directory / f"{event.name}-{part}.parquet"] = format_parquet(table, compression)
-    written = write_files(files)
-    for part in schema.SCHEMAS:
-        stale = directory / f"{event.name}-{part}.parquet"
-        if stale not in files and stale.exists():
-            stale.unlink()
-    return written
+    stale = [directory / f"{event.name}-{part}.parquet" for part in schema.SCHEMAS]
+    # One journaled group: a reader never sees new hits beside old cells, even after a crash.
+    return write_files(files, remove=[p for p in stale if p not in files],  # absent ones are skipped
+                       journal=journal_path(directory, event.name))
 
 
 def read_parquet(path: str | os.PathLike, **kwargs) -> Event:

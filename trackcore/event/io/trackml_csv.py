@@ -22,7 +22,7 @@ from ...errors import InputError
 from .. import schema
 from ..event import Event
 from ..table import Table
-from .atomic import write_bytes, write_files
+from .atomic import journal_path, write_bytes, write_files
 
 __all__ = ["Parsed", "decode_text", "parse_csv", "format_csv", "write_event",
            "write_submission", "read_submission", "check_unique", "CSV_SUFFIXES",
@@ -281,7 +281,9 @@ def write_event(event: Event, directory: str | os.PathLike, *, gzip: bool = Fals
     Floats are written in shortest round-trip form unless ``float_format`` (a %-format such as
     ``"%.6g"``, lossy) is given. All files are written atomically as a group. Files of this event
     in the other CSV flavour (``.csv`` vs ``.csv.gz``) or for parts the event lacks are removed,
-    so that reading the folder gives back exactly this event. Returns the written paths.
+    so that reading the folder gives back exactly this event. The files are committed through a
+    journal (``.<event>.commit``, see :mod:`.atomic`): readers see the old event or the new one,
+    never a mix, even if the writer is killed. Returns the written paths.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -296,13 +298,10 @@ def write_event(event: Event, directory: str | os.PathLike, *, gzip: bool = Fals
         except InputError as exc:
             raise InputError(f"{event.name} {part}: {exc}") from None
         files[directory / f"{event.name}-{part}{suffix}"] = _gz(data) if gzip else data
-    written = write_files(files)
-    for part in schema.SCHEMAS:
-        for sfx in CSV_SUFFIXES:
-            stale = directory / f"{event.name}-{part}{sfx}"
-            if stale not in files and stale.exists():
-                stale.unlink()
-    return written
+    stale = [directory / f"{event.name}-{part}{sfx}" for part in schema.SCHEMAS for sfx in CSV_SUFFIXES]
+    # One journaled group: a reader never sees new hits beside old cells, even after a crash.
+    return write_files(files, remove=[p for p in stale if p not in files],  # absent ones are skipped
+                       journal=journal_path(directory, event.name))
 
 
 def write_submission(path: str | os.PathLike, hit_id, track_id) -> Path:
