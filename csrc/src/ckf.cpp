@@ -148,6 +148,9 @@ bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>
                 ctx.stepper.advance(st, reach, ext);
                 ctx.cand.clear();
                 gather_candidates(ctx.geo, st.pos, ext.pos, ctx.cand);
+                // Re-test modules the step looked at but found crossed only beyond its end; skip the found ones.
+                ++ctx.stamp_id;
+                for (const auto& c : crossed) ctx.stamp[c.second] = ctx.stamp_id;
                 const double margin_ext = reach * reach * h_abs / 8.0 + 0.01;
                 for (int m : ctx.cand) {
                     if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module || mods[m].layer != layer) continue;

@@ -29,6 +29,7 @@ NUMPY_KERNELS = KernelTable({
     "ckf": "trackcore.reco.ckf_numpy:ckf_numpy",
 })
 CPU_KERNELS = KernelTable({
+    "ckf": "trackcore.reco.ckf:ckf_cpu",
     "find_seeds": "trackcore._core:find_seeds", "seeding_grid": "trackcore._core:seeding_grid",
     "digitize_segments": "trackcore._core:digitize_segments", "cluster_cells": "trackcore._core:cluster_cells",
     "transport": "trackcore.sim.transport:transport_cpu",

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..backends import get_backend
 from ..errors import InputError
 from ..geometry.detector import Detector
 from ..sim.transport import TransportConfig, compiled_geometry, field_arguments, layer_material
@@ -40,7 +41,7 @@ class CkfConfig:
 
 
 def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detector, *, field=None,
-                config: CkfConfig | None = None, material: dict | None = None) -> tuple[Tracks, dict]:
+                config: CkfConfig | None = None, material: dict | None = None, backend=None) -> tuple[Tracks, dict]:
     """Follow each seed (rows of ``measurements``, shape (N, 3), best first) through the detector.
 
     Returns the tracks after ambiguity resolution (each hit on at most one track) with perigee
@@ -52,12 +53,18 @@ def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detecto
         raise InputError("seeds refer to hits outside the event")
     if len(measurements) == 0 or len(seeds) == 0:
         return Tracks.empty(), {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0}
+    bz, fmap = field_arguments(field)
+    out = get_backend(backend).kernel("ckf")(detector, measurements, seeds, layer_material(detector, material), bz,
+                                             config.as_dict(), fmap)
+    return Tracks.from_kernel(out), dict(out["stats"])
+
+
+def ckf_cpu(detector: Detector, measurements: Measurements, seeds: np.ndarray, layer_x0: np.ndarray, bz: float,
+            config: dict, field_map=None) -> dict:
+    """The ``cpu`` kernel ``ckf``: the compiled CKF, with the arguments of the numpy reference ``ckf_numpy``."""
     from .._corelib import core
 
-    bz, fmap = field_arguments(field)
-    out = core().ckf(compiled_geometry(detector), measurements.compiled(), seeds, layer_material(detector, material),
-                     bz, fmap, config.as_dict())
-    return Tracks.from_kernel(out), dict(out["stats"])
+    return core().ckf(compiled_geometry(detector), measurements.compiled(), seeds, layer_x0, bz, field_map, config)
 
 
 def fit_tracks(measurements: Measurements, track_hits: list[np.ndarray], detector: Detector, *, field=None,

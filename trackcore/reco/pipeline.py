@@ -175,7 +175,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
         if classified is not None:
             seeds = classified["hit_index"]
         meas = state["measurements"]["measurements"]
-        tracks, stats = find_tracks(meas, seeds, detector, field=field, config=config.ckf)
+        tracks, stats = find_tracks(meas, seeds, detector, field=field, config=config.ckf, backend=backend)
         passes = [stats]
         sp_all = state["spacepoints"]["spacepoints"]
         for overrides in config.extra_passes:
@@ -193,7 +193,8 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             if classify_seeds:
                 hit_index = _classify(plugin_manager, config, event, seeds2, hit_index)["hit_index"]
             local = np.searchsorted(rows, hit_index)
-            more, stats2 = find_tracks(meas.take(rows), local, detector, field=field, config=ckf_config)
+            more, stats2 = find_tracks(meas.take(rows), local, detector, field=field, config=ckf_config,
+                                       backend=backend)
             tracks = tracks.concat(more.remap_hits(rows))
             passes.append(stats2)
         return {"tracks": tracks, "stats": {k: sum(p[k] for p in passes) for k in passes[0]}, "passes": passes}
