@@ -117,27 +117,34 @@ bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>
         const double ds = ctx.stepper.step_length(st, ctx.cfg.max_step, ctx.cfg.max_turn);
         State next;
         ctx.stepper.advance(st, ds, next);
+        const double h_abs = std::fabs(helix_h(st.qop, ctx.stepper.local_bz(st)));
+        // Appends the candidate modules (of `layer`, or any when < 0) that the arc from st over
+        // `reach` mm crosses within the edge tolerance; the chord end is `end`.
+        auto search = [&](const State& end, double reach, int layer) {
+            const double margin = reach * reach * h_abs / 8.0 + 0.01;  // the arc stays within its sagitta of the chord
+            for (int m : ctx.cand) {
+                if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module || (layer >= 0 && mods[m].layer != layer))
+                    continue;
+                ctx.stamp[m] = ctx.stamp_id;
+                const Module& mod = mods[m];
+                if (!chord_may_cross(st.pos, end.pos, mod, margin)) continue;
+                const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
+                double s;
+                State at;
+                if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, reach, s, at)) continue;
+                double loc[3];
+                to_local(mod.centre, mod.rot, at.pos, loc);
+                const double tol = ctx.cfg.edge_tolerance;
+                if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol)
+                    continue;
+                crossed.emplace_back(walked + s, m);
+            }
+        };
         ctx.cand.clear();
         gather_candidates(ctx.geo, st.pos, next.pos, ctx.cand);
         ++ctx.stamp_id;
         crossed.clear();
-        const double h_abs = std::fabs(helix_h(st.qop, ctx.stepper.local_bz(st)));
-        const double margin = ds * ds * h_abs / 8.0 + 0.01;  // the arc stays within its sagitta of the chord
-        for (int m : ctx.cand) {
-            if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module) continue;
-            ctx.stamp[m] = ctx.stamp_id;
-            const Module& mod = mods[m];
-            if (!chord_may_cross(st.pos, next.pos, mod, margin)) continue;
-            const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
-            double s;
-            State at;
-            if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, ds, s, at)) continue;
-            double loc[3];
-            to_local(mod.centre, mod.rot, at.pos, loc);
-            const double tol = ctx.cfg.edge_tolerance;
-            if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol) continue;
-            crossed.emplace_back(walked + s, m);
-        }
+        search(next, ds, -1);
         if (!crossed.empty()) {
             std::sort(crossed.begin(), crossed.end());
             const int layer = mods[crossed.front().second].layer;
@@ -151,22 +158,7 @@ bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>
                 // Re-test modules the step looked at but found crossed only beyond its end; skip the found ones.
                 ++ctx.stamp_id;
                 for (const auto& c : crossed) ctx.stamp[c.second] = ctx.stamp_id;
-                const double margin_ext = reach * reach * h_abs / 8.0 + 0.01;
-                for (int m : ctx.cand) {
-                    if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module || mods[m].layer != layer) continue;
-                    ctx.stamp[m] = ctx.stamp_id;
-                    const Module& mod = mods[m];
-                    if (!chord_may_cross(st.pos, ext.pos, mod, margin_ext)) continue;
-                    const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
-                    double s;
-                    State at;
-                    if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, reach, s, at)) continue;
-                    double loc[3];
-                    to_local(mod.centre, mod.rot, at.pos, loc);
-                    const double tol = ctx.cfg.edge_tolerance;
-                    if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol) continue;
-                    crossed.emplace_back(walked + s, m);
-                }
+                search(ext, reach, layer);
                 std::sort(crossed.begin(), crossed.end());
             }
             crossed.erase(std::remove_if(crossed.begin(), crossed.end(),
