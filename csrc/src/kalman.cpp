@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "trackcore/kalman_math.hpp"
 #include "trackcore/material.hpp"
 
 namespace trackcore {
@@ -207,29 +208,8 @@ void apply_material(const Geometry& geo, BoundState& st, double x0, double mass,
 }
 
 double kalman_update(BoundState& st, double mu, double mv, double var_u, double var_v, bool dry_run) {
-    const Mat5& C = st.C;
-    const double r0 = mu - st.p[0], r1 = mv - st.p[1];
-    const double s00 = C[0] + var_u, s01 = C[1], s11 = C[6] + var_v;
-    const double det = s00 * s11 - s01 * s01;
-    if (!(det > 0)) return 1e30;
-    const double i00 = s11 / det, i01 = -s01 / det, i11 = s00 / det;
-    const double chi2 = r0 * (i00 * r0 + i01 * r1) + r1 * (i01 * r0 + i11 * r1);
-    if (dry_run) return chi2;
-    // K = C H^T S^-1 (5x2); H selects loc0, loc1.
-    double K[10];
-    for (int i = 0; i < 5; ++i) {
-        K[2 * i] = C[5 * i + 0] * i00 + C[5 * i + 1] * i01;
-        K[2 * i + 1] = C[5 * i + 0] * i01 + C[5 * i + 1] * i11;
-    }
-    for (int i = 0; i < 5; ++i) st.p[i] += K[2 * i] * r0 + K[2 * i + 1] * r1;
-    st.p[2] = wrap_phi(st.p[2]);
-    Mat5 N{};
-    for (int i = 0; i < 5; ++i)
-        for (int j = 0; j < 5; ++j) N[5 * i + j] = C[5 * i + j] - (K[2 * i] * C[j] + K[2 * i + 1] * C[5 + j]);
-    for (int i = 0; i < 5; ++i)
-        for (int j = 0; j < i; ++j) N[5 * i + j] = N[5 * j + i] = 0.5 * (N[5 * i + j] + N[5 * j + i]);
-    st.C = N;
-    return chi2;
+    // The shared host/device update (the CUDA kernels run the same function).
+    return kalman_update_2d(st.p.data(), st.C.data(), mu, mv, var_u, var_v, dry_run);
 }
 
 bool to_perigee(const Geometry& geo, const Stepper& stepper, const BoundState& st, Vec5& p, Mat5& C) {
