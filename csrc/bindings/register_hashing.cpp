@@ -8,58 +8,13 @@
 #include "../src/lsh.hpp"
 #include "arrays.hpp"
 #include "registry.hpp"
+#include "seeding_params.hpp"
 
 namespace py = pybind11;
 using namespace trackcore::py_util;
 namespace sd = trackcore::seeding;
 
 namespace {
-
-template <class T>
-T get(const py::dict& d, const char* key) {
-    if (!d.contains(key)) throw py::value_error(std::string("seeding params: missing key '") + key + "'");
-    return d[key].cast<T>();
-}
-
-// The derived parameters of trackcore.reco.seeding.derived_parameters. The same reading as in
-// register_seeding.cpp, whose helper is private to that file.
-sd::Params to_params(const py::dict& d) {
-    sd::Params p;
-    p.n_phi = get<int>(d, "n_phi");
-    p.n_z = get<int>(d, "n_z");
-    p.phi_neighbours = get<int>(d, "phi_neighbours");
-    p.inv_phi_bin = get<double>(d, "inv_phi_bin");
-    p.z_lo = get<double>(d, "z_lo");
-    p.inv_z_bin = get<double>(d, "inv_z_bin");
-    p.dr_min = get<double>(d, "dr_min");
-    p.dr_max = get<double>(d, "dr_max");
-    p.cot_max = get<double>(d, "cot_max");
-    p.z0_min = get<double>(d, "z0_min");
-    p.z0_max = get<double>(d, "z0_max");
-    p.k_bend = get<double>(d, "k_bend");
-    p.d0_max = get<double>(d, "d0_max");
-    p.phi_scale = get<double>(d, "phi_scale");
-    p.phi_margin = get<double>(d, "phi_margin");
-    p.min_helix_diameter2 = get<double>(d, "min_helix_diameter2");
-    p.var_r = get<double>(d, "var_r");
-    p.var_z = get<double>(d, "var_z");
-    p.scatter_per_curv2 = get<double>(d, "scatter_per_curv2");
-    p.scatter_min2 = get<double>(d, "scatter_min2");
-    p.delta_inv_helix_diameter = get<double>(d, "delta_inv_helix_diameter");
-    p.compat_weight = get<double>(d, "compat_weight");
-    p.impact_weight = get<double>(d, "impact_weight");
-    p.z0_weight = get<double>(d, "z0_weight");
-    p.compat_limit = get<int>(d, "compat_limit");
-    p.max_seeds_per_middle = get<int>(d, "max_seeds_per_middle");
-    p.max_seeds = get<long long>(d, "max_seeds");
-    if (p.n_phi < 1 || p.n_z < 1 || static_cast<long long>(p.n_phi) * p.n_z > (1LL << 26))
-        throw py::value_error("seeding params: n_phi and n_z must be >= 1 and n_phi * n_z <= 2^26");
-    if (p.max_seeds_per_middle < 0 || p.max_seeds < 0 || p.compat_limit < 0 || p.phi_neighbours < 1)
-        throw py::value_error("seeding params: limits must be >= 0 and phi_neighbours >= 1");
-    if (!(p.dr_min > 0) || !(p.dr_max >= p.dr_min))
-        throw py::value_error("seeding params: need 0 < dr_min <= dr_max");
-    return p;
-}
 
 void require_finite(const f64_array& a, const char* name) {
     const double* v = a.data();

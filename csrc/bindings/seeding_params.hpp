@@ -1,0 +1,69 @@
+#pragma once
+// Reading the seeder's derived parameters (trackcore.reco.seeding.derived_parameters) from a dict,
+// shared by the seeding and the hashing bindings. Bad or missing keys are ValueErrors naming them.
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <type_traits>
+
+#include "../src/seeding.hpp"
+
+namespace trackcore::py_util {
+namespace py = pybind11;
+namespace sd = trackcore::seeding;
+
+template <class T>
+inline T get_param(const py::dict& d, const char* key) {
+    if (!d.contains(key)) throw py::value_error(std::string("seeding params: missing key '") + key + "'");
+    py::object value = d[key];
+    try {
+        return value.cast<T>();
+    } catch (const py::cast_error&) {
+        // pybind11's cast_error is a RuntimeError; a bad parameter is the caller's ValueError.
+        const char* want = std::is_floating_point<T>::value ? "a number" : "an integer in range";
+        throw py::value_error(std::string("seeding params: '") + key + "' must be " + want + ", got " +
+                              std::string(py::str(py::repr(value)).cast<std::string>()).substr(0, 50) + " (" +
+                              std::string(py::str(value.get_type().attr("__name__"))) + ")");
+    }
+}
+
+// The derived parameters built by trackcore.reco.seeding.derived_parameters.
+inline sd::Params to_params(const py::dict& d) {
+    sd::Params p;
+    p.n_phi = get_param<int>(d, "n_phi");
+    p.n_z = get_param<int>(d, "n_z");
+    p.phi_neighbours = get_param<int>(d, "phi_neighbours");
+    p.inv_phi_bin = get_param<double>(d, "inv_phi_bin");
+    p.z_lo = get_param<double>(d, "z_lo");
+    p.inv_z_bin = get_param<double>(d, "inv_z_bin");
+    p.dr_min = get_param<double>(d, "dr_min");
+    p.dr_max = get_param<double>(d, "dr_max");
+    p.cot_max = get_param<double>(d, "cot_max");
+    p.z0_min = get_param<double>(d, "z0_min");
+    p.z0_max = get_param<double>(d, "z0_max");
+    p.k_bend = get_param<double>(d, "k_bend");
+    p.d0_max = get_param<double>(d, "d0_max");
+    p.phi_scale = get_param<double>(d, "phi_scale");
+    p.phi_margin = get_param<double>(d, "phi_margin");
+    p.min_helix_diameter2 = get_param<double>(d, "min_helix_diameter2");
+    p.var_r = get_param<double>(d, "var_r");
+    p.var_z = get_param<double>(d, "var_z");
+    p.scatter_per_curv2 = get_param<double>(d, "scatter_per_curv2");
+    p.scatter_min2 = get_param<double>(d, "scatter_min2");
+    p.delta_inv_helix_diameter = get_param<double>(d, "delta_inv_helix_diameter");
+    p.compat_weight = get_param<double>(d, "compat_weight");
+    p.impact_weight = get_param<double>(d, "impact_weight");
+    p.z0_weight = get_param<double>(d, "z0_weight");
+    p.compat_limit = get_param<int>(d, "compat_limit");
+    p.max_seeds_per_middle = get_param<int>(d, "max_seeds_per_middle");
+    p.max_seeds = get_param<long long>(d, "max_seeds");
+    if (p.n_phi < 1 || p.n_z < 1 || static_cast<long long>(p.n_phi) * p.n_z > (1LL << 26))
+        throw py::value_error("seeding params: n_phi and n_z must be >= 1 and n_phi * n_z <= 2^26");
+    if (p.max_seeds_per_middle < 0 || p.max_seeds < 0 || p.compat_limit < 0 || p.phi_neighbours < 1)
+        throw py::value_error("seeding params: limits must be >= 0 and phi_neighbours >= 1");
+    if (!(p.dr_min > 0) || !(p.dr_max >= p.dr_min))
+        throw py::value_error("seeding params: need 0 < dr_min <= dr_max");
+    return p;
+}
+
+}  // namespace trackcore::py_util
