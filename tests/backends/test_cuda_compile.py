@@ -5,6 +5,7 @@ csrc/include/trackcore with g++ and checks its numbers against the numpy referen
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,9 @@ CU = sorted((CSRC / "cuda").glob("*.cu"))
 HEADERS = sorted((CSRC / "include" / "trackcore").glob("*.hpp"))
 NVCC = shutil.which("nvcc")
 GXX = shutil.which("g++")
+#: Compilers run without a sanitizer runtime preloaded (tests/reliability/scripts/run_sanitizers.sh sets
+#: LD_PRELOAD for the Python process; nvcc crashes under it).
+TOOL_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found on PATH")
 needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ not found on PATH")
 
@@ -51,7 +55,7 @@ def ptx(tmp_path_factory) -> dict[str, Path]:
     for arch in ("sm_80", "sm_90"):
         d = tmp_path_factory.mktemp(arch)
         cmd = [NVCC, "-ptx", f"-arch={arch}", *compile_options("nvcc"), *map(str, CU), "-odir", str(d)]
-        procs.append((arch, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        procs.append((arch, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=TOOL_ENV)))
         out[arch] = d
     for arch, p in procs:
         log = p.communicate(timeout=120)[0]
@@ -73,7 +77,7 @@ def test_cu_files_compile_to_ptx(ptx, arch):
 @needs_nvcc
 def test_cu_files_include_the_shared_headers():
     def deps(cu: Path) -> set[str]:
-        res = subprocess.run([NVCC, "-M", *compile_options("nvcc"), str(cu)], capture_output=True, text=True)
+        res = subprocess.run([NVCC, "-M", *compile_options("nvcc"), str(cu)], capture_output=True, text=True, env=TOOL_ENV)
         assert res.returncode == 0, res.stderr
         return set(re.findall(r"csrc/include/trackcore/(\w+\.hpp)", res.stdout))
 
@@ -87,7 +91,7 @@ def test_cu_files_include_the_shared_headers():
 def test_compile_fails_without_the_include_path(tmp_path):
     # The .cu files really depend on csrc/include: without it nvcc stops at the first #include.
     res = subprocess.run([NVCC, "-ptx", "-arch=sm_80", "--std=c++17", str(CSRC / "cuda" / "kalman.cu"), "-o",
-                          str(tmp_path / "k.ptx")], capture_output=True, text=True)
+                          str(tmp_path / "k.ptx")], capture_output=True, text=True, env=TOOL_ENV)
     assert res.returncode != 0 and "kalman_math.hpp" in res.stderr
 
 
@@ -126,9 +130,9 @@ def test_shared_headers_compile_and_agree_on_the_host(tmp_path):
     src.write_text(HOST_PROGRAM % {"includes": "\n".join(f'#include "trackcore/{h.name}"' for h in HEADERS)})
     exe = tmp_path / "headers"
     res = subprocess.run([GXX, "-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Werror", f"-I{CSRC / 'include'}",
-                          str(src), "-o", str(exe)], capture_output=True, text=True)
+                          str(src), "-o", str(exe)], capture_output=True, text=True, env=TOOL_ENV)
     assert res.returncode == 0, res.stderr
-    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True, env=TOOL_ENV).stdout.splitlines()
 
     pos, d = helix_advance([10.0, -5.0, 3.0], [0.6, 0.8, 0.0], 0.5 * 0.299792458e-3 * 2.0, 250.0)
     np.testing.assert_allclose([float(v) for v in lines[0].split()], pos + d, rtol=1e-14, atol=1e-12)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -41,7 +42,9 @@ def build_host_library(area: str, out_dir: Path) -> Path:
     # -ffp-contract=off as the core's seeding.cpp and the GPU build's --fmad=false.
     cmd = [_cxx(), "-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-include", str(_PRELUDE),
            f"-I{csrc_dir() / 'include'}", "-x", "c++", str(src), "-o", str(lib) + ".tmp"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    # Without a preloaded sanitizer runtime (the sanitizer script preloads one into Python only).
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise BackendError(f"host build of {src} failed:\n{res.stderr[-4000:]}")
     Path(str(lib) + ".tmp").replace(lib)
