@@ -1,0 +1,227 @@
+"""MLAligner: alignment as gradient descent (PyTorch, Adam) on the hit chi2.
+
+The module corrections (N, 6: du, dv, dw in mm and wu, wv, ww scaled by
+:data:`~.global_fit.ROTATION_SCALE`) and the per-track helix parameters (T, 5) are tensors. For
+each mini-batch of events the batch's tracks are re-fitted on the current geometry (Gauss-Newton,
+numpy), then the chi2 of their hits (measurement minus exact helix-plane intersection, over the
+hit variance) is back-propagated to the module corrections and Adam takes a step. Because the
+tracks sit at their chi2 minimum, the gradient with respect to the modules is that of the
+profiled chi2 (the tracks' response is included at first order). A penalty on the weak-mode
+components (the modes the global fit constrains) keeps gradient descent from wandering along
+them; at the end they are projected out exactly, so both methods give results in one gauge. Runs on CUDA when available (``device="auto"``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trackcore.errors import InputError
+from trackcore.geometry.detector import Detector
+
+from .global_fit import DEFAULT_MODES, MODES, ROTATION_SCALE, mode_vectors
+from .residuals import C_LIGHT, Frames, TrackSample, fit_tracks
+
+
+@dataclass
+class MLAlignerConfig:
+    """Settings of :func:`ml_align`: ``epochs`` over all tracks, ``batch_events`` events per step,
+    Adam ``learning_rate`` (mm per step at the start; cosine decay to ``final_lr_fraction`` of it)."""
+
+    epochs: int = 20
+    batch_events: int = 20
+    learning_rate: float = 3e-3
+    final_lr_fraction: float = 0.005
+    refit_iterations: int = 2
+    modes: tuple[str, ...] = DEFAULT_MODES
+    min_hits: int = 20
+    bz: float = 2.0
+    beam_spot: float | None = 0.015
+    scattering: float | None = 0.005
+    device: str = "auto"  #: "auto" (CUDA when present), "cpu" or "cuda"
+    seed: int = 1
+    chi2_cut: float = 5.0
+    #: weight of the weak-mode penalty |Q^T a|^2 (mm^-2, a in scaled units) added to the mean chi2 per
+    #: hit; the corrections are projected onto the constraints exactly at the end
+    constraint_weight: float = 1e4
+
+    def check(self) -> MLAlignerConfig:
+        if self.epochs < 1 or self.batch_events < 1 or not self.learning_rate > 0:
+            raise InputError("ml aligner: epochs >= 1, batch_events >= 1 and learning_rate > 0 are required")
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown:
+            raise InputError(f"ml aligner: unknown weak mode(s) {unknown}; known: {', '.join(MODES)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"ml aligner: device must be auto, cpu or cuda, got {self.device!r}")
+        return self
+
+
+@dataclass
+class MLAlignResult:
+    """Aligned frames, local corrections (N, 6) and the loss curve (mean chi2 per hit, per step)."""
+
+    frames: Frames
+    corrections: np.ndarray
+    loss: list[float] = field(default_factory=list)
+    epoch_loss: list[float] = field(default_factory=list)
+    device: str = "cpu"
+    seconds: float = 0.0
+
+
+def _device(name: str):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("ml aligner: device 'cuda' requested but torch sees no CUDA device")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def _skew(w):
+    import torch
+
+    z = torch.zeros_like(w[:, 0])
+    return torch.stack([torch.stack([z, -w[:, 2], w[:, 1]], 1), torch.stack([w[:, 2], z, -w[:, 0]], 1),
+                        torch.stack([-w[:, 1], w[:, 0], z], 1)], 1)
+
+
+def _helix(p, s, bz: float):
+    """Torch twin of :func:`.residuals.helix_point` (position and direction)."""
+    import torch
+
+    d0, z0, phi, theta, qop = p.unbind(1)
+    om = -C_LIGHT * bz * qop / torch.sin(theta)
+    a = om * s
+    small = a.abs() < 1e-3
+    x = torch.where(small, torch.ones_like(a), a)
+    a2 = a * a
+    sv = torch.where(small, 1 - a2 / 6 + a2 * a2 / 120, torch.sin(x) / x)
+    cv = torch.where(small, a / 2 - a * a2 / 24 + a * a2 * a2 / 720, (1 - torch.cos(x)) / x)
+    cp, sp = torch.cos(phi), torch.sin(phi)
+    cot = torch.cos(theta) / torch.sin(theta)
+    pos = torch.stack([-d0 * sp + s * (cp * sv - sp * cv), d0 * cp + s * (sp * sv + cp * cv), z0 + s * cot], 1)
+    direction = torch.stack([torch.cos(phi + a), torch.sin(phi + a), cot], 1)
+    return pos, direction
+
+
+def predict_torch(params, centre, rotation, corrections, module, track, bz: float, newton_steps: int = 6):
+    """Local (u, v) (H, 2) of the track-plane intersections, differentiable in ``corrections``
+    (N, 6, scaled) and ``params`` (T, 5). The path length is found by Newton without gradient;
+    one last Newton step with gradient gives the exact first derivatives (implicit function)."""
+    import torch
+
+    # Move every module once (N of them), then pick the hits' modules (H >> N).
+    used, inverse = torch.unique(module, return_inverse=True)
+    d = corrections[used]
+    c_all = centre[used] + torch.einsum("nij,nj->ni", rotation[used], d[:, :3])
+    rot_all = rotation[used] @ torch.linalg.matrix_exp(_skew(d[:, 3:] / ROTATION_SCALE))
+    c, rot = c_all[inverse], rot_all[inverse]
+    n = rot[:, :, 2]
+    p = params[track]
+    with torch.no_grad():
+        x0, t0 = _helix(p, torch.zeros_like(p[:, 0]), bz)
+        s = ((c - x0) * n).sum(1) / (t0 * n).sum(1)
+        for _ in range(newton_steps):
+            x, t = _helix(p, s, bz)
+            s = s - ((x - c) * n).sum(1) / (t * n).sum(1)
+    x, t = _helix(p, s, bz)
+    s = s - ((x - c) * n).sum(1) / (t * n).sum(1)
+    x, _ = _helix(p, s, bz)
+    return torch.einsum("nji,nj->ni", rot[:, :, :2], x - c)
+
+
+def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | None = None,
+             progress: bool = False) -> MLAlignResult:
+    """Align ``detector`` to ``sample`` with Adam; see the module docstring."""
+    import torch
+
+    config = (config or MLAlignerConfig()).check()
+    t_start = time.perf_counter()
+    device = _device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    dt = torch.float64  # hit residuals of microns on positions of metres need double precision
+    nominal = Frames.from_detector(detector)
+    centre = torch.tensor(nominal.centre, dtype=dt, device=device)
+    rotation = torch.tensor(nominal.rotation, dtype=dt, device=device)
+    corrections = torch.zeros((len(detector), 6), dtype=dt, device=device, requires_grad=True)
+    hits = np.bincount(sample.module, minlength=len(detector))
+    trainable = torch.tensor(np.repeat(hits >= config.min_hits, 6).reshape(-1, 6), device=device)
+    basis = mode_vectors(detector, tuple(config.modes))
+    if basis.shape[1]:
+        q, _ = np.linalg.qr(basis)
+        q_t = torch.tensor(q, dtype=dt, device=device)
+    else:
+        q_t = None
+    opt = torch.optim.Adam([corrections], lr=config.learning_rate)
+    events = np.unique(sample.event)
+    n_batches = max(1, int(np.ceil(len(events) / config.batch_events)))
+    total_steps = config.epochs * n_batches
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: config.final_lr_fraction + (
+        1 - config.final_lr_fraction) * 0.5 * (1 + np.cos(np.pi * min(k, total_steps) / total_steps)))
+    batches = [sample.select_tracks(np.isin(sample.event, ev)) for ev in np.array_split(events, n_batches)]
+    params = [None] * n_batches
+    result = MLAlignResult(nominal, np.zeros((len(detector), 6)), device=str(device))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, desc="ml align", unit="batch")
+    for epoch in range(config.epochs):
+        epoch_sum, epoch_n = 0.0, 0
+        for k in rng.permutation(n_batches):
+            batch = batches[k]
+            frames = nominal.corrected(_unscale(corrections.detach().cpu().numpy()))
+            # Re-fit the batch's tracks on the current geometry (from their last parameters).
+            fit = fit_tracks(batch, frames, config.bz, params[k], config.refit_iterations if params[k] is not None
+                             else 4, config.beam_spot, config.scattering)
+            params[k] = fit.params
+            red = fit.chi2 / np.maximum(fit.ndf, 1)
+            ok_track = np.isfinite(red) & (np.add.reduceat((~fit.ok).astype(np.int64), batch.offsets[:-1]) == 0)
+            if ok_track.any():
+                factor = config.chi2_cut * (100.0 if epoch == 0 else 1.0)
+                ok_track &= red < factor * np.median(red[ok_track])
+            hit_ok = np.repeat(ok_track, np.diff(batch.offsets))
+            if not hit_ok.any():
+                continue
+            p_t = torch.tensor(fit.params, dtype=dt, device=device)
+            mod = torch.tensor(batch.module[hit_ok], device=device)
+            trk = torch.tensor(batch.track[hit_ok], device=device)
+            meas = torch.tensor(batch.meas[hit_ok], dtype=dt, device=device)
+            w = torch.tensor(1.0 / fit.var[hit_ok], dtype=dt, device=device)
+            pred = predict_torch(p_t, centre, rotation, corrections, mod, trk, config.bz)
+            loss = ((meas - pred) ** 2 * w).sum() / len(meas)
+            total = loss
+            if q_t is not None:
+                # Soft Lagrange term: a hard projection after each Adam step fights Adam's per-parameter
+                # scaling (the loss rose again in late epochs); the penalty lets Adam balance both.
+                total = loss + config.constraint_weight * ((q_t.T @ corrections.view(-1)) ** 2).sum()
+            opt.zero_grad()
+            total.backward()
+            corrections.grad *= trainable
+            opt.step()
+            sched.step()
+            result.loss.append(float(loss.detach()))
+            epoch_sum += float(loss.detach()) * len(meas)
+            epoch_n += len(meas)
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        result.epoch_loss.append(epoch_sum / max(epoch_n, 1))
+    if bar is not None:
+        bar.close()
+    with torch.no_grad():
+        if q_t is not None:  # the gauge of the global fit, exactly
+            flat = corrections.view(-1)
+            flat -= q_t @ (q_t.T @ flat)
+    result.corrections = _unscale(corrections.detach().cpu().numpy())
+    result.frames = nominal.corrected(result.corrections)
+    result.corrections = result.frames.relative_to(nominal)
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _unscale(a: np.ndarray) -> np.ndarray:
+    out = np.array(a, np.float64)
+    out[:, 3:] /= ROTATION_SCALE
+    return out
