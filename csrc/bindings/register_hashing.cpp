@@ -88,18 +88,7 @@ py::tuple seed_buckets(f64_array x, f64_array y, f64_array z, f64_array r, f64_a
                                              reinterpret_cast<const std::int64_t*>(layer.data()), members.shape(0),
                                              static_cast<int>(members.shape(1)), mem, p);
     }
-    const auto k = static_cast<py::ssize_t>(seeds.size());
-    py::array_t<long long> hits({k, static_cast<py::ssize_t>(3)});
-    py::array_t<double> weight(k);
-    auto* h = hits.mutable_data();
-    auto* w = weight.mutable_data();
-    for (py::ssize_t i = 0; i < k; ++i) {
-        h[3 * i] = seeds[i].bottom;
-        h[3 * i + 1] = seeds[i].middle;
-        h[3 * i + 2] = seeds[i].top;
-        w[i] = seeds[i].weight;
-    }
-    return py::make_tuple(hits, weight);
+    return seeds_to_arrays(seeds);
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 #pragma once
 // Reading the seeder's derived parameters (trackcore.reco.seeding.derived_parameters) from a dict,
 // shared by the seeding and the hashing bindings. Bad or missing keys are ValueErrors naming them.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "../src/seeding.hpp"
 
@@ -64,6 +66,22 @@ inline sd::Params to_params(const py::dict& d) {
     if (!(p.dr_min > 0) || !(p.dr_max >= p.dr_min))
         throw py::value_error("seeding params: need 0 < dr_min <= dr_max");
     return p;
+}
+
+// Seeds as the kernels return them: ((N, 3) bottom/middle/top space-point indices, (N,) weights).
+inline py::tuple seeds_to_arrays(const std::vector<sd::Seed>& seeds) {
+    const auto k = static_cast<py::ssize_t>(seeds.size());
+    py::array_t<long long> hits({k, static_cast<py::ssize_t>(3)});
+    py::array_t<double> weight(k);
+    auto* h = hits.mutable_data();
+    auto* w = weight.mutable_data();
+    for (py::ssize_t i = 0; i < k; ++i) {
+        h[3 * i] = seeds[i].bottom;
+        h[3 * i + 1] = seeds[i].middle;
+        h[3 * i + 2] = seeds[i].top;
+        w[i] = seeds[i].weight;
+    }
+    return py::make_tuple(hits, weight);
 }
 
 }  // namespace trackcore::py_util
