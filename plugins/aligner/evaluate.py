@@ -83,8 +83,10 @@ def plot_residuals(widths: dict[str, dict], path: str | Path, title: str = "") -
     for i, axis in enumerate("uv"):
         for j, v in enumerate(volumes):
             ax = axes[i, j]
-            lim = 4 * max(widths[lab][v][f"sigma_{axis}"] for lab in labels if v in widths[lab])
+            # Zoom on the narrowest distribution; wider ones pile up in the edge bins (log scale).
+            lim = 8 * min(widths[lab][v][f"sigma_{axis}"] for lab in labels if v in widths[lab])
             bins = np.linspace(-lim, lim, 81)
+            ax.set_yscale("log")
             for lab in labels:
                 e = widths[lab].get(v)
                 if e is None:
