@@ -251,3 +251,15 @@ def test_seed_classifier_is_opt_in(reco_detector, pileup_event):
     pm.register(AllBad())
     reco = reconstruct(pileup_event, reco_detector, plugin_manager=pm)
     assert "seed_classification" not in reco.outputs and len(reco.tracks) > 0
+
+
+def test_short_unfitted_tracks_are_dropped(reco_detector, pileup_event):
+    keep_all = reconstruct(pileup_event, reco_detector, ReconstructionConfig(min_hits_unfitted=0))
+    default = reconstruct(pileup_event, reco_detector)
+    t = default.tracks
+    assert np.all(t.fitted | (t.n_hits >= ReconstructionConfig().min_hits_unfitted))
+    assert len(t) <= len(keep_all.tracks)
+    # Tracks.take keeps each track's hits and parameters together.
+    sub = keep_all.tracks.take(np.arange(len(keep_all.tracks))[::2])
+    assert np.array_equal(sub.track_hits(1), keep_all.tracks.track_hits(2))
+    assert np.array_equal(sub.perigee[1], keep_all.tracks.perigee[2])

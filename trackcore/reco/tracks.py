@@ -43,6 +43,14 @@ class Tracks:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def take(self, index) -> "Tracks":
+        """The tracks selected by an index array or a boolean mask, in that order."""
+        index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index, np.int64)
+        counts = self.n_hits[index]
+        hits = (np.concatenate([self.track_hits(i) for i in index]) if len(index) else np.zeros(0, np.int64))
+        return Tracks(np.r_[0, np.cumsum(counts)].astype(np.int64), hits.astype(np.int64), self.perigee[index],
+                      self.covariance[index], self.chi2[index], self.ndf[index], self.seed[index], self.fitted[index])
+
     def remap_hits(self, rows: np.ndarray) -> "Tracks":
         """The same tracks with hit indices mapped through ``rows`` (from a subset back to the event)."""
         return dataclasses.replace(self, hits=np.asarray(rows)[self.hits])
