@@ -215,9 +215,7 @@ def _run_config(config, detector) -> tuple[RunConfig, Any]:
         return run, str(detector)
     run.detector = getattr(detector, "name", "detector")
     # The compiled geometry cached on a Detector cannot be pickled; workers build their own.
-    portable = copy.copy(detector)
-    vars(portable).pop("_compiled_geometry", None)
-    return run, portable
+    return run, detector.without_views()
 
 
 def run_dataset(source: str | os.PathLike, detector=None, output: str | os.PathLike = "reco", client=None,

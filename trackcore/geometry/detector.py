@@ -1,6 +1,7 @@
 """The detector: planar modules (TrackML ``detectors.csv`` layout), layers, and frame transforms."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -233,6 +234,19 @@ class Detector:
                    rotation=rot, thickness=cols["module_t"], min_hu=cols["module_minhu"],
                    max_hu=cols["module_maxhu"], hv=cols["module_hv"], pitch_u=cols["pitch_u"],
                    pitch_v=cols["pitch_v"], name=name)
+
+    def cached_view(self, key: str, build):
+        """``build(self)`` made once per Detector object and kept (e.g. the compiled core's geometry)."""
+        views = self.__dict__.setdefault("_views", {})
+        if key not in views:
+            views[key] = build(self)
+        return views[key]
+
+    def without_views(self) -> "Detector":
+        """A shallow copy without the cached views (some cannot be pickled, e.g. for Dask workers)."""
+        out = copy.copy(self)
+        out.__dict__.pop("_views", None)
+        return out
 
     def with_modules(self, centre: np.ndarray, rotation: np.ndarray, name: str | None = None) -> "Detector":
         """A copy with moved/rotated modules (same order), e.g. a misaligned detector."""

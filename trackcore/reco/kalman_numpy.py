@@ -237,11 +237,7 @@ class GridGeometry:
 
 def grid_geometry(detector: Detector) -> GridGeometry:
     """The reference view of ``detector`` for the CKF (built once per Detector object, then cached)."""
-    cached = getattr(detector, "_ckf_grid_geometry", None)
-    if cached is None:
-        cached = GridGeometry(detector)
-        detector._ckf_grid_geometry = cached
-    return cached
+    return detector.cached_view("ckf_grid_geometry", GridGeometry)
 
 
 # --- stepping (navigator.hpp Stepper) -------------------------------------------------------------

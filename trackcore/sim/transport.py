@@ -3,7 +3,7 @@ sensitive-module crossings, multiple scattering and energy loss. Kernel ``transp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -84,16 +84,16 @@ def layer_material(detector: Detector, overrides: dict | None = None) -> np.ndar
 
 def compiled_geometry(detector: Detector):
     """The compiled core's view of ``detector`` (built once per Detector object, then cached)."""
-    cached = getattr(detector, "_compiled_geometry", None)
-    if cached is None:
-        from .._corelib import core
+    return detector.cached_view("compiled_geometry", _build_compiled_geometry)
 
-        kinds = np.array([0 if lay.kind == "barrel" else 1 for lay in detector.layers], np.int32)
-        module_layer = detector.layer_index(np.arange(len(detector))).astype(np.int32)
-        cached = core().Geometry(detector.centre, detector.rotation, detector.thickness, detector.min_hu,
-                                 detector.max_hu, detector.hv, module_layer, kinds)
-        detector._compiled_geometry = cached
-    return cached
+
+def _build_compiled_geometry(detector: Detector):
+    from .._corelib import core
+
+    kinds = np.array([0 if lay.kind == "barrel" else 1 for lay in detector.layers], np.int32)
+    module_layer = detector.layer_index(np.arange(len(detector))).astype(np.int32)
+    return core().Geometry(detector.centre, detector.rotation, detector.thickness, detector.min_hu,
+                           detector.max_hu, detector.hv, module_layer, kinds)
 
 
 def field_arguments(field) -> tuple[float, tuple | None]:

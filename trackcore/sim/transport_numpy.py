@@ -344,11 +344,7 @@ class ReferenceGeometry:
 
 def reference_geometry(detector: Detector) -> ReferenceGeometry:
     """The reference view of ``detector`` (built once per Detector object, then cached)."""
-    cached = getattr(detector, "_reference_geometry", None)
-    if cached is None:
-        cached = ReferenceGeometry(detector)
-        detector._reference_geometry = cached
-    return cached
+    return detector.cached_view("reference_geometry", ReferenceGeometry)
 
 
 # --- the kernel ----------------------------------------------------------------------------------
