@@ -159,7 +159,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
     def measurements(event: Event, state: dict):
         hits_split = None
         if plugin_manager is not None and event.cells is not None:
-            hits_split = plugin_manager.hook.trackcore_split_clusters(event=event, clusters=event.hits)
+            hits_split = plugin_manager.hook.trackcore_split_clusters(event=event, clusters=event.cells)
         if hits_split is not None:
             event.hits, event.cells = hits_split
         return {"measurements": Measurements.from_event(event, detector, backend=backend)}
