@@ -12,6 +12,7 @@ pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``) starts trackcore without them.
 """
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 from dataclasses import asdict, dataclass, field
@@ -172,5 +173,23 @@ def as_dict(info: PluginInfo) -> dict[str, Any]:
 __all__ = [
     "DISABLE_AUTOLOAD_ENV", "ENTRYPOINT_GROUP", "ModelStatus", "PluginInfo", "TrackcorePluginManager",
     "as_dict", "autoload_disabled", "get_plugin_manager", "hookimpl", "list_plugins", "model_status",
-    "plugin_hooks",
+    "plugin_hooks", "train_subparsers",
 ]
+
+
+def train_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The sub-parsers of ``trackcore train STAGE``, creating ``train`` if no plugin has yet.
+
+    Several ML plugins add a stage to ``trackcore train``; the first one creates the command.
+    """
+    train = subparsers.choices.get("train")
+    if train is None:
+        train = subparsers.add_parser("train", help="train an ML stage (simulate, train, evaluate, write model)",
+                                      description="Train the model of an ML plugin stage.")
+        stages = train.add_subparsers(dest="stage", metavar="STAGE", title="stages")
+        stages.required = True
+        return stages
+    for action in train._actions:  # argparse keeps the sub-parser action only here
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise PluginError("a 'train' command exists but takes no STAGE")

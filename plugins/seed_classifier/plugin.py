@@ -16,7 +16,7 @@ import numpy as np
 
 from trackcore.errors import InputError, PluginError
 from trackcore.hookspecs import SEED_BAD, SEED_GOOD, SEED_MEDIUM, SeedClasses, Seeds
-from trackcore.plugins import hookimpl
+from trackcore.plugins import hookimpl, train_subparsers
 
 #: Folder of the shipped model files.
 MODEL_DIR = Path(__file__).resolve().parent
@@ -107,24 +107,6 @@ def trackcore_model_status() -> list[dict]:
 
 
 # -- command line ------------------------------------------------------------------------------
-def train_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The sub-parsers of ``trackcore train STAGE``, creating ``train`` if no plugin has yet.
-
-    Several ML plugins add a stage to ``trackcore train``; the first one creates the command.
-    """
-    train = subparsers.choices.get("train")
-    if train is None:
-        train = subparsers.add_parser("train", help="train an ML stage (simulate, train, evaluate, write model)",
-                                      description="Train the model of an ML plugin stage.")
-        stages = train.add_subparsers(dest="stage", metavar="STAGE", title="stages")
-        stages.required = True
-        return stages
-    for action in train._actions:  # argparse keeps the sub-parser action only here
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise PluginError("seed classifier: a 'train' command exists but takes no STAGE")
-
-
 @hookimpl
 def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     """``trackcore train seed_classifier [--quick] [--events N] [--seed S] [--output DIR]``."""
