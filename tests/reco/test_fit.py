@@ -17,7 +17,8 @@ import pytest
 
 from trackcore.errors import InputError
 from trackcore.reco.ckf import CkfConfig, fit_tracks
-from trackcore.reco.measurements import BINARY_RESOLUTION, CLUSTER_RESOLUTION, Measurements, cluster_widths
+from trackcore.reco.measurements import (BINARY_RESOLUTION, CLUSTER_RESOLUTION, ISOLATED_MUON_ERRORS,
+                                         ISOLATED_MUON_RESOLUTION, RESOLUTION_FLOOR, Measurements, cluster_widths)
 from trackcore.reco.tracks import PERIGEE_NAMES, Tracks
 from trackcore.sim.particles import particle_gun
 from trackcore.sim.simulate import SimulationConfig, simulate_event
@@ -71,7 +72,7 @@ def muons(reco_detector):
     parts = particle_gun(2000, np.random.default_rng(5), pt=(1.0, 10.0), eta=(-2.5, 2.5), pdg=13,
                          vertex_sigma=(0.015, 0.015, 1.0))
     event = simulate_event(det, parts, config=SimulationConfig(noise_fraction=0.0), seed=5)
-    meas = Measurements.from_event(event, det)
+    meas = Measurements.from_event(event, det, errors=ISOLATED_MUON_ERRORS)
     truth = event.truth
     pidx = np.searchsorted(parts["particle_id"], truth["particle_id"])
     vertex = np.c_[parts["vx"], parts["vy"], parts["vz"]]
@@ -117,14 +118,17 @@ def test_cluster_widths_and_fallback(reco_detector, muons):
     event = muons["event"]
     w = cluster_widths(event.hits, event.cells)
     assert w.shape == (len(event.hits), 2) and w.min() >= 1
-    # Each table row is a resolution in pitch units: positive and at most the binary pitch/sqrt(12).
-    for rows in CLUSTER_RESOLUTION.values():
+    # Each table row is a resolution in pitch units: positive and at most the binary pitch/sqrt(12)
+    # (clipped RMS, isolated muons) or the 68 % quantile of a flat one-cell residual, 0.34 (pile-up table).
+    for rows in ISOLATED_MUON_RESOLUTION.values():
         assert all(0 < k <= BINARY_RESOLUTION for axis in rows for k in axis)
+    for rows in CLUSTER_RESOLUTION.values():
+        assert all(0 < k <= 0.6827 / 2 for axis in rows for k in axis)
     # Without cells every hit gets the binary resolution.
     no_cells = type(event)(hits=event.hits, cells=None)
     m = Measurements.from_event(no_cells, reco_detector)
     mi = m.module_index
-    np.testing.assert_allclose(np.sqrt(m.var_u), np.maximum(reco_detector.pitch_u[mi] * BINARY_RESOLUTION, 0.002))
+    np.testing.assert_allclose(np.sqrt(m.var_u), np.maximum(reco_detector.pitch_u[mi] * BINARY_RESOLUTION, RESOLUTION_FLOOR))
 
 
 def test_fit_converges_on_truth_hits(muons):
@@ -195,3 +199,24 @@ def test_measurements_reject_nan_coordinates(reco_detector, muons):
     hits["x"] = x
     with pytest.raises(InputError, match=r"non-finite coordinates at row 3"):
         Measurements.from_event(type(event)(hits=hits), reco_detector)
+
+
+def test_pileup_error_model_matches_minimum_bias_hits(reco_detector, pileup_event):
+    """The default (pile-up) hit errors describe minimum-bias hits: 68 % of |pull| within ~1 sigma.
+
+    With the isolated-muon table the same hits have pulls several times too wide in the strips
+    (~1.5 against ~1.0: low-pT particles cross at large angles), which is why reconstruction defaults to this one.
+    """
+    det, event = reco_detector, pileup_event
+    truth = event.truth_aligned()
+    signal = truth["particle_id"] != 0
+    widths = {}
+    for name, errors in {"pileup": None, "muon": ISOLATED_MUON_ERRORS}.items():
+        meas = Measurements.from_event(event, det, errors=errors)
+        tl = det.global_to_local(meas.module_index, np.c_[truth["tx"], truth["ty"], truth["tz"]])
+        pull = np.c_[(meas.u - tl[:, 0]) / np.sqrt(meas.var_u), (meas.v - tl[:, 1]) / np.sqrt(meas.var_v)][signal]
+        strips = det.volume_id[meas.module_index][signal] >= 12
+        widths[name] = (np.quantile(np.abs(pull), 0.6827, axis=0), np.quantile(np.abs(pull[strips, 0]), 0.6827))
+    q_all, _ = widths["pileup"]
+    assert np.all((q_all > 0.75) & (q_all < 1.15)), f"68% |pull| quantiles (u, v) {q_all}"
+    assert widths["muon"][1] > 1.3 * widths["pileup"][1], widths

@@ -26,7 +26,9 @@ class CkfConfig:
     mass: float = 0.13957  #: mass hypothesis for material effects (pion)
     max_step: float = 50.0
     max_turn: float = 0.05
-    max_path: float = 3000.0
+    #: mm of path a track is followed; the outermost endcap disks (|z| 2.95 m) lie ~3 m along a
+    #: forward track from the first pixel layer, so 3000 lost their hits
+    max_path: float = 4500.0
     sigma_phi: float = 0.02  #: seed covariance
     sigma_theta: float = 0.02
     sigma_qop_rel: float = 0.25

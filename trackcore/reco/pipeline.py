@@ -63,6 +63,9 @@ class ReconstructionConfig:
     min_hits_unfitted: int = 8
     #: seed classes dropped by the seed classifier (2 = bad)
     drop_seed_labels: tuple[int, ...] = (2,)
+    #: Hit errors (trackcore.reco.measurements.HitErrorModel); None: PILEUP_ERRORS, calibrated on
+    #: <mu> = 200 events. ISOLATED_MUON_ERRORS suits single-particle samples.
+    hit_errors: Any = None
 
 
 @dataclass
@@ -162,7 +165,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             hits_split = plugin_manager.hook.trackcore_split_clusters(event=event, clusters=event.cells)
         if hits_split is not None:
             event.hits, event.cells = hits_split
-        return {"measurements": Measurements.from_event(event, detector, backend=backend)}
+        return {"measurements": Measurements.from_event(event, detector, errors=config.hit_errors, backend=backend)}
 
     def spacepoints(event: Event, state: dict):
         return {"spacepoints": SpacePoints.from_event(event, detector, volumes=seeding_config.volumes)}
