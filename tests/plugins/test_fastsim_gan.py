@@ -1,0 +1,208 @@
+"""GAN fast-simulation plugin: conditions/observables, the renderer, a tiny GAN that learns, numpy = torch
+inference, the hook and the ``simulate --fastsim`` command, the shipped generator and bad input."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("scipy")
+
+from plugins.fastsim_gan import evaluate, plugin  # noqa: E402
+from plugins.fastsim_gan.clusters import N_CONDITIONS, N_OBSERVABLES, baseline_observables, render  # noqa: E402
+from plugins.fastsim_gan.fastsim import fast_digitize, fast_simulate_event, module_tables  # noqa: E402
+from plugins.fastsim_gan.model import NumpyGenerator, export_numpy  # noqa: E402
+from plugins.fastsim_gan.train import QUICK, simulate_full, train_gan  # noqa: E402
+from trackcore.cli.main import build_parser  # noqa: E402
+from trackcore.errors import InputError, PluginError  # noqa: E402
+from trackcore.event import Event  # noqa: E402
+from trackcore.geometry.builders import trackml_like_detector  # noqa: E402
+from trackcore.plugins import get_plugin_manager, list_plugins  # noqa: E402
+from trackcore.sim.digitization import cluster_cells_numpy  # noqa: E402
+from trackcore.sim.simulate import SimulationConfig  # noqa: E402
+
+CONFIG = replace(QUICK, steps=400, seed=3)
+
+
+@pytest.fixture(scope="module")
+def events():
+    """One training and one held-out fully digitised event, <mu> = 10."""
+    return simulate_full(1, 3, 10.0, progress=False)[0], simulate_full(1, 9003, 10.0, progress=False)[0]
+
+
+@pytest.fixture(scope="module")
+def trained(events, tmp_path_factory):
+    torch.set_num_threads(1)
+    train, _ = events
+    gen, critic, norm, history = train_gan(train["x"], train["y"], CONFIG, progress=False)
+    out = tmp_path_factory.mktemp("fastsim")
+    export_numpy(gen, norm, CONFIG.noise_dim, out / "generator.npz")
+    return gen, norm, history, out / "generator.npz"
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return module_tables(trackml_like_detector(), SimulationConfig())
+
+
+# -- renderer -----------------------------------------------------------------------------------
+def test_baseline_render_gives_one_connected_cluster_per_crossing_on_the_path(events, tables):
+    ev = events[1]
+    dc = ev["crossings"]
+    r = render(tables, dc, baseline_observables(len(dc["module_index"])))
+    assert 0.98 * len(dc["module_index"]) <= len(r["cluster"]) <= len(dc["module_index"])
+    # Each cluster is 8-connected (the core's clustering finds exactly one cluster in its cells).
+    key = np.repeat(np.arange(len(r["size"])), r["size"])
+    order = np.lexsort((r["ch1"], r["ch0"], key))
+    labels = cluster_cells_numpy(key[order], r["ch0"][order].astype(np.int64), r["ch1"][order].astype(np.int64))
+    assert labels.max() + 1 == len(r["cluster"])
+    # Centroids lie within a cell of the true crossing; pixel charge is the deposited charge.
+    m = dc["module_index"][r["cluster"]]
+    res = r["local"] - ev["transport"]["local"][r["cluster"], :2]
+    assert (np.abs(res[:, 0]) <= tables.pitch_u[m] * 0.75).mean() > 0.99
+    pix = ~tables.binary[m]
+    value_sum = np.add.reduceat(r["value"], np.r_[0, np.cumsum(r["size"])[:-1]])
+    expected = dc["edep"][r["cluster"]] * tables.config.electrons_per_gev * tables.config.value_per_electron
+    # ... except where cells fell off the module's edge (lost, as in the full digitisation).
+    same = np.isclose(value_sum[pix], expected[pix], rtol=1e-9)
+    assert same.mean() > 0.99 and (value_sum[pix] <= expected[pix] * (1 + 1e-9)).all()
+    assert (r["value"][np.repeat(~pix, r["size"])] == 1.0).all()
+
+
+def test_render_honours_generated_widths_sizes_and_residuals(events, tables):
+    dc = events[1]["crossings"]
+    n = len(dc["module_index"])
+    obs = np.zeros((n, N_OBSERVABLES))
+    obs[:, 0] = 2  # two cells wider in u
+    obs[:, 2] = 1  # one corner dropped where there is one
+    r = render(tables, dc, obs)
+    base = render(tables, dc, baseline_observables(n))
+    assert r["size"].sum() > base["size"].sum() + 1.5 * len(base["size"])
+    with pytest.raises(InputError, match="observables must have shape"):
+        render(tables, dc, obs[:, :3])
+
+
+# -- learning -------------------------------------------------------------------------------------
+def test_tiny_gan_learns_and_numpy_matches_torch(events, trained):
+    gen, norm, history, path = trained
+    assert history["loss_critic"] and np.isfinite(history["loss_generator"]).all()
+    held = events[1]
+    g = NumpyGenerator(path)
+    z = np.random.default_rng(0).standard_normal((len(held["x"]), g.noise_dim)).astype(np.float32)
+    with torch.no_grad():
+        xt = torch.as_tensor((held["x"] - norm.x_mean) / norm.x_std)
+        want = gen(torch.cat([xt, torch.as_tensor(z)], 1)).numpy() * norm.y_std + norm.y_mean
+    np.testing.assert_allclose(g.forward(held["x"], z), want, atol=1e-4)
+    # It learned the charge scale: generated pixel log-charge is near the full digitisation's
+    # (a generator that has learned nothing is off by the spread of its random initial weights).
+    y = g.generate(held["x"], np.random.default_rng(1))
+    pix = held["x"][:, 0] + held["x"][:, 1] > 0
+    assert abs(np.median(y[pix, 3]) - np.median(held["y"][pix, 3])) < 0.1
+    assert abs(y[:, 4].std() - held["y"][:, 4].std()) < 0.2
+
+
+def test_training_is_reproducible(events):
+    train, _ = events
+    cfg = replace(CONFIG, steps=20)
+    a = train_gan(train["x"][:5000], train["y"][:5000], cfg, progress=False)[0]
+    b = train_gan(train["x"][:5000], train["y"][:5000], cfg, progress=False)[0]
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+def test_fidelity_report_has_baseline_beside_gan(events, trained, tmp_path):
+    report = evaluate.fidelity_report([events[1]], NumpyGenerator(trained[3]), tmp_path, trained[2], seed=1,
+                                     c2st_rows=4000)
+    for group in ("pixel", "strip"):
+        for q in evaluate.QUANTITIES:
+            row = report[group]["quantities"][q]
+            assert row["gan"]["ks"] >= 0 and row["baseline"]["wasserstein"] >= 0
+        assert 0.3 < report[group]["c2st_auc"]["baseline"] < 1.0
+    assert {"fidelity_pixel.png", "fidelity_strip.png", "loss.png"} <= {p.name for p in tmp_path.glob("*.png")}
+    assert evaluate.auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([False, False, True, True])) == 1.0
+
+
+# -- hook, command line ---------------------------------------------------------------------------
+def test_hook_returns_event_in_trackml_schema(events, trained):
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(plugin.FastSimGAN(trained[3]), name="fastsim_gan")
+    ev = events[1]
+    event = pm.hook.trackcore_fast_simulate(particles=ev["particles"], detector=trackml_like_detector(),
+                                            config={"seed": ev["seed"], "event_id": 7, "noise_fraction": 0.1})
+    assert isinstance(event, Event) and event.event_id == 7
+    event.validate()
+    noise = (event.truth["particle_id"] == 0).mean()
+    assert 0.07 < noise < 0.13
+    assert set(event.cells["hit_id"]) == set(event.hits["hit_id"])
+    # Same transport as the full simulation: as many signal hits as crossings, within merges/off-module losses.
+    n_signal = int((event.truth["particle_id"] != 0).sum())
+    assert abs(n_signal - len(ev["digi"].hits)) <= 0.02 * len(ev["digi"].hits)
+    again = pm.hook.trackcore_fast_simulate(particles=ev["particles"], detector=trackml_like_detector(),
+                                            config={"seed": ev["seed"], "event_id": 7, "noise_fraction": 0.1})
+    np.testing.assert_array_equal(again.hits["x"], event.hits["x"])
+
+
+def test_simulate_fastsim_command(tmp_path, trained, monkeypatch):
+    pm = get_plugin_manager(load_entrypoints=False)
+    parser = build_parser(pm)
+    args = parser.parse_args(["simulate", "--fastsim", "--pileup", "2", "--output", str(tmp_path / "none"), "-q"])
+    args.plugin_manager = pm
+    with pytest.raises(PluginError, match="no installed plugin implements trackcore_fast_simulate"):
+        args.func(args)
+    pm.register(plugin.FastSimGAN(trained[3]), name="fastsim_gan")
+    args = build_parser(pm).parse_args(["simulate", "--fastsim", "--pileup", "2", "--events", "2", "--output",
+                                        str(tmp_path / "out"), "-q"])
+    args.plugin_manager = pm
+    assert args.func(args) == 0
+    assert len(list((tmp_path / "out").glob("event*-hits.csv"))) == 2
+    args.misalign = True
+    with pytest.raises(InputError, match="misalign"):
+        list(__import__("trackcore.cli.simulate", fromlist=["x"]).fast_simulate_events(args))
+
+
+def test_train_command_quick_is_registered():
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(plugin, name="fastsim_gan")
+    args = build_parser(pm).parse_args(["train", "fastsim_gan", "--quick", "--steps", "5"])
+    from plugins.fastsim_gan.train import config_from_args
+
+    cfg = config_from_args(args)
+    assert cfg.steps == 5 and cfg.pileup == QUICK.pileup
+    (info,) = [p for p in list_plugins(pm) if p.name == "fastsim_gan"]
+    assert "trackcore_fast_simulate" in info.hooks and info.models[0].present == plugin.MODEL_PATH.is_file()
+
+
+# -- bad input -------------------------------------------------------------------------------------
+def test_bad_input_gives_clear_errors(events, trained, tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        NumpyGenerator(tmp_path / "missing.npz")
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
+    with pytest.raises(InputError, match="not a fastsim_gan generator"):
+        NumpyGenerator(tmp_path / "foreign.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="cannot read"):
+        NumpyGenerator(tmp_path / "broken.npz")
+    g = NumpyGenerator(trained[3])
+    with pytest.raises(InputError, match=f"shape \\(N, {N_CONDITIONS}\\)"):
+        g.forward(np.zeros((3, 2)), np.zeros((3, g.noise_dim)))
+    hook = plugin.FastSimGAN(tmp_path / "missing.npz")
+    ev = events[1]
+    with pytest.raises(InputError, match="not found"):
+        hook.trackcore_fast_simulate(ev["particles"], trackml_like_detector(), {"seed": 1})
+    with pytest.raises(InputError, match="unknown setting"):
+        plugin.FastSimGAN(trained[3]).trackcore_fast_simulate(ev["particles"], trackml_like_detector(), {"sed": 1})
+    with pytest.raises(InputError, match="noise_fraction"):
+        plugin.FastSimGAN(trained[3]).trackcore_fast_simulate(ev["particles"], trackml_like_detector(),
+                                                              {"noise_fraction": 1.5})
+    with pytest.raises(InputError, match="missing column 'pz'"):
+        fast_simulate_event(trackml_like_detector(), ev["particles"].take(np.arange(0)).__class__(
+            {k: ev["particles"][k] for k in ev["particles"].columns if k != "pz"}), None)
+    # An empty event: no particles, only noise-free empty tables.
+    empty = ev["particles"].take(np.arange(0))
+    event = fast_simulate_event(trackml_like_detector(), empty, g, config=SimulationConfig(noise_fraction=0.0))
+    assert len(event.hits) == 0 and len(event.cells) == 0
+    tables = module_tables(trackml_like_detector(), SimulationConfig())
+    with pytest.raises(InputError, match="momentum has"):
+        fast_digitize(tables, ev["crossings"], np.zeros((1, 3)), g, np.random.default_rng(0))
