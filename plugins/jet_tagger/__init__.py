@@ -1,0 +1,1 @@
+"""Jet tagger plugin: anti-kt jets (fastjet), Deep Sets b-tagging, jet-image CNN quark/gluon tagging."""
