@@ -28,6 +28,7 @@ struct Trajectory {
 struct Context {
     const Geometry& geo;
     const Stepper stepper;
+    const Stepper fit_stepper;  // the fit's transport to hits already found: Newton, then a scan
     const HitsView& hits;
     const std::vector<double>& layer_x0;
     const CkfConfig& cfg;
@@ -38,7 +39,7 @@ struct Context {
 
     Context(const Geometry& g, const FieldView& f, const HitsView& h, const std::vector<double>& x0,
             const CkfConfig& c)
-        : geo(g), stepper{f, !f.constant}, hits(h), layer_x0(x0), cfg(c), stamp(g.modules().size(), 0) {
+        : geo(g), stepper{f, !f.constant}, fit_stepper{f, !f.constant, true}, hits(h), layer_x0(x0), cfg(c), stamp(g.modules().size(), 0) {
         const size_t nm = g.modules().size();
         module_start.assign(nm + 1, 0);
         for (int i = 0; i < h.n; ++i) ++module_start[h.module[i] + 1];
@@ -253,6 +254,9 @@ bool better(const Trajectory& a, const Trajectory& b) {
     return a.chi2 < b.chi2;
 }
 
+// Steps the backward filter may fail to reach (left out of the fit) before the fit fails.
+constexpr int kMaxUnreachableSteps = 2;
+
 // Backward filter over the measured steps, from the last (covariance inflated) to the first: the
 // state at the first hit then carries the information of every hit (a smoother's result there).
 bool backward_filter(Context& ctx, const Trajectory& tr, BoundState& first, double& chi2, int& n_meas) {
@@ -264,12 +268,18 @@ bool backward_filter(Context& ctx, const Trajectory& tr, BoundState& first, doub
     for (double& c : st.C) c *= 100.0;
     chi2 = 0;
     n_meas = 0;
+    int unreachable = 0;
     for (int k = static_cast<int>(steps.size()) - 1; k >= 0; --k) {
         const Step& step = *steps[k];
         if (k != static_cast<int>(steps.size()) - 1) {
             BoundState pred;
             double s;
-            if (!transport_bound(ctx.geo, ctx.stepper, st, step.module, -1, 3000.0, pred, s)) return false;
+            if (!transport_bound(ctx.geo, ctx.fit_stepper, st, step.module, -1, 3000.0, pred, s)) {
+                // A looper meets modules near its turning radius at grazing incidence, where the
+                // updated state may just miss the plane: leave such a step out of the fit.
+                if (++unreachable > kMaxUnreachableSteps) return false;
+                continue;
+            }
             st = pred;
             // The material lumped at this module lies between its hit and the next one outward.
             apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -tr.eloss);
@@ -474,7 +484,7 @@ std::vector<TrackOut> fit_tracks(const Geometry& geo, const FieldView& field, co
             double path;
             const int m = static_cast<int>(hits.module[h[k]]);
             if (m == tr.state.module) continue;  // a split cluster: one hit per module crossing
-            if (!transport_bound(geo, ctx.stepper, tr.state, m, +1, 3000.0, pred, path)) {
+            if (!transport_bound(geo, ctx.fit_stepper, tr.state, m, +1, 3000.0, pred, path)) {
                 ok = false;
                 break;
             }

@@ -14,6 +14,7 @@ namespace trackcore {
 struct Stepper {
     const FieldView& field;
     bool rk;
+    bool scan_fallback = false;  // helix_plane_intersect's scan where Newton fails (the fit's transport)
 
     double local_bz(const State& s) const {
         if (field.constant) return field.bz;
@@ -32,7 +33,7 @@ struct Stepper {
     bool intersect(const State& st, const double* c, const double* n, double s_min, double s_max, double& s,
                    State& at) const {
         const double h = helix_h(st.qop, local_bz(st));
-        if (!helix_plane_intersect(st, h, c, n, s_min - 1.0, s_max + 1.0, s, at)) return false;
+        if (!helix_plane_intersect(st, h, c, n, s_min - 1.0, s_max + 1.0, s, at, scan_fallback)) return false;
         if (rk) {
             for (int it = 0; it < 8; ++it) {
                 rk4_step(st, field, s, at);

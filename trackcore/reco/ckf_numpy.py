@@ -27,6 +27,10 @@ from .kalman_numpy import (CONFIG_DEFAULTS, CONFIG_TYPES, PI, Bound, GridGeometr
 
 
 # --- the combinatorial Kalman filter (ckf.cpp) ----------------------------------------------------
+#: Steps the backward filter may fail to reach (left out of the fit) before the fit fails; as in csrc.
+MAX_UNREACHABLE_STEPS = 2
+
+
 class Trajectory:
     """Steps (module, hit or -1 for a hole, filtered state before material), the state after the last
     module's material, chi2 sum, measurements, consecutive holes, path (mm), eloss direction."""
@@ -50,6 +54,7 @@ class _Ckf:
 
     def __init__(self, geo: GridGeometry, field: Field, meas, layer_x0: list, cfg: dict) -> None:
         self.geo, self.stepper, self.cfg = geo, Stepper(field), cfg
+        self.fit_stepper = Stepper(field, scan_fallback=True)  # the fit's transport to hits already found
         self.module = np.asarray(meas.module_index, np.int64).tolist()
         self.u, self.v, self.var_u, self.var_v = (np.asarray(getattr(meas, k), np.float64).tolist()
                                                   for k in ("u", "v", "var_u", "var_v"))
@@ -65,8 +70,8 @@ class _Ckf:
     def material(self, b: Bound, direction: int) -> None:
         apply_material(self.geo, b, self.x0[b.module], self.cfg["mass"], direction)
 
-    def transport(self, b: Bound, target: int, direction: int, max_path: float):
-        return transport_bound(self.geo, self.stepper, b, target, direction, max_path)
+    def transport(self, b: Bound, target: int, direction: int, max_path: float, fit: bool = False):
+        return transport_bound(self.geo, self.fit_stepper if fit else self.stepper, b, target, direction, max_path)
 
     def seed_state(self, b: int, m: int, t: int):
         """Bound state at hit b from the circle through b, m, t (signed Menger curvature), or None."""
@@ -264,13 +269,17 @@ class _Ckf:
             return None
         st = steps[-1][2].copy()
         st.C = [c * 100.0 for c in st.C]
-        chi2, n_meas = 0.0, 0
+        chi2, n_meas, unreachable = 0.0, 0, 0
         for k in range(len(steps) - 1, -1, -1):
             module, hit, _ = steps[k]
             if k != len(steps) - 1:
-                res = self.transport(st, module, -1, 3000.0)
+                res = self.transport(st, module, -1, 3000.0, fit=True)
                 if res is None:
-                    return None
+                    # Grazing incidence near a looper's turning radius: leave the step out of the fit.
+                    unreachable += 1
+                    if unreachable > MAX_UNREACHABLE_STEPS:
+                        return None
+                    continue
                 st = res[0]
                 # The material lumped at this module lies between its hit and the next one outward.
                 self.material(st, -tr.eloss)
@@ -427,7 +436,7 @@ def _fit(ctx: _Ckf, track_hits: list) -> list:
             m = ctx.module[h[k]]
             if m == tr.state.module:
                 continue  # a split cluster: one hit per module crossing
-            step = ctx.transport(tr.state, m, +1, 3000.0)
+            step = ctx.transport(tr.state, m, +1, 3000.0, fit=True)
             if step is None:
                 ok = False
                 break

@@ -244,8 +244,9 @@ def grid_geometry(detector: Detector) -> GridGeometry:
 class Stepper:
     """Exact helix in a constant Bz; RK4 with Newton on the RK transport for field maps."""
 
-    def __init__(self, field: Field) -> None:
+    def __init__(self, field: Field, scan_fallback: bool = False) -> None:
         self.field, self.rk = field, not field.constant
+        self.scan_fallback = scan_fallback  # helix_plane_intersect's scan where Newton fails (the fit)
 
     def local_bz(self, pos) -> float:
         return self.field.local_bz(pos)
@@ -257,7 +258,8 @@ class Stepper:
 
     def intersect(self, pos, d, qop: float, c, n, s_min: float, s_max: float):
         """(s, pos, dir) where the track meets the plane (c, n) with s in (s_min, s_max], else None."""
-        hit = helix_plane_intersect(pos, d, qop * KB * self.local_bz(pos), c, n, s_min - 1.0, s_max + 1.0)
+        hit = helix_plane_intersect(pos, d, qop * KB * self.local_bz(pos), c, n, s_min - 1.0, s_max + 1.0,
+                                    self.scan_fallback)
         if hit is None:
             return None
         s, at_p, at_d = hit

@@ -211,12 +211,49 @@ def _dot_plane(p, c, n) -> float:
     return (p[0] - c[0]) * n[0] + (p[1] - c[1]) * n[1] + (p[2] - c[2]) * n[2]
 
 
-def helix_plane_intersect(pos, d, h: float, c, n, s_min: float, s_max: float):
-    """(s, pos, dir) where the helix meets the plane (c, n) with s in (s_min, s_max], else None (Newton)."""
+def helix_plane_scan(pos, d, h: float, c, n, s_min: float, s_max: float):
+    """The first crossing of the plane in (s_min, s_max]: scan in steps of at most a quarter turn,
+    then bisect the first sign change (the fallback of :func:`helix_plane_intersect`)."""
+    def dist(s):
+        at_p, at_d = helix_advance(pos, d, h, s)
+        return _dot_plane(at_p, c, n)
+
+    ah = abs(h)
+    step = 0.25 / ah if ah * 50.0 > 0.25 else 50.0
+    a = s_min
+    fa = dist(a)
+    while a < s_max:
+        b = a + step if a + step < s_max else s_max
+        fb = dist(b)
+        if (fa < 0) != (fb < 0) or fb == 0:
+            lo, hi, flo = a, b, fa
+            it = 0
+            while it < 60 and hi - lo > 1e-9:
+                mid = 0.5 * (lo + hi)
+                fm = dist(mid)
+                if (fm < 0) == (flo < 0) and fm != 0:
+                    lo, flo = mid, fm
+                else:
+                    hi = mid
+                it += 1
+            if not (s_min < hi <= s_max):
+                return None
+            at_p, at_d = helix_advance(pos, d, h, hi)
+            return hi, at_p, at_d
+        a, fa = b, fb
+    return None
+
+
+def helix_plane_intersect(pos, d, h: float, c, n, s_min: float, s_max: float, scan: bool = False):
+    """(s, pos, dir) where the helix meets the plane (c, n) with s in (s_min, s_max], else None.
+
+    Newton from the straight-line guess; with ``scan``, where Newton fails or lands outside the
+    range (a curling track near its turning radius, almost parallel to the plane),
+    :func:`helix_plane_scan` (the fit uses it; the track search does not)."""
     f0 = _dot_plane(pos, c, n)
     d0 = d[0] * n[0] + d[1] * n[1] + d[2] * n[2]
     if abs(d0) < 1e-12:
-        return None
+        return helix_plane_scan(pos, d, h, c, n, s_min, s_max) if scan else None
     s = -f0 / d0
     for it in range(30):
         at_p, at_d = helix_advance(pos, d, h, s)
@@ -224,13 +261,11 @@ def helix_plane_intersect(pos, d, h: float, c, n, s_min: float, s_max: float):
         dn = at_d[0] * n[0] + at_d[1] * n[1] + at_d[2] * n[2]
         if abs(f) < 1e-10:
             break
-        if abs(dn) < 1e-12:
-            return None
+        if abs(dn) < 1e-12 or it == 29:
+            return helix_plane_scan(pos, d, h, c, n, s_min, s_max) if scan else None
         s -= f / dn
-        if it == 29:
-            return None
     if not (s_min < s <= s_max):
-        return None
+        return helix_plane_scan(pos, d, h, c, n, s_min, s_max) if scan else None
     return s, at_p, at_d
 
 

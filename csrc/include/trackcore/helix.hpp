@@ -45,22 +45,57 @@ TC_HD void helix_advance(const State& in, double h, double s, State& out) {
 
 // Path length s in (s_min, s_max] where the helix meets the plane (point c, normal n); returns false if none.
 // Newton's method on f(s) = (pos(s) - c) . n, started from the straight-line estimate.
+// The first root of the plane distance f(s) in (s_min, s_max] by scanning in steps of at most a
+// quarter turn, then bisecting the first sign change: the fallback for Newton (see below).
+TC_HD bool helix_plane_scan(const State& st, double h, const double* c, const double* n, double s_min,
+                            double s_max, double& s_out, State& at) {
+    auto dist = [&](double s) {
+        helix_advance(st, h, s, at);
+        return (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
+    };
+    const double ah = std::fabs(h);
+    const double step = ah * 50.0 > 0.25 ? 0.25 / ah : 50.0;
+    double a = s_min, fa = dist(a);
+    while (a < s_max) {
+        const double b = a + step < s_max ? a + step : s_max;
+        const double fb = dist(b);
+        if ((fa < 0) != (fb < 0) || fb == 0) {
+            double lo = a, hi = b, flo = fa;
+            for (int it = 0; it < 60 && hi - lo > 1e-9; ++it) {
+                const double mid = 0.5 * (lo + hi);
+                const double fm = dist(mid);
+                if ((fm < 0) == (flo < 0) && fm != 0) { lo = mid; flo = fm; } else { hi = mid; }
+            }
+            if (!(hi > s_min && hi <= s_max)) return false;
+            s_out = hi;
+            helix_advance(st, h, hi, at);
+            return true;
+        }
+        a = b;
+        fa = fb;
+    }
+    return false;
+}
+
+// Where the helix meets the plane (c, n) with s in (s_min, s_max]: Newton from the straight-line
+// guess. With `scan`, where Newton fails or lands outside the range (a curling track meeting a plane
+// it runs almost parallel to, near its turning radius), the first crossing found by helix_plane_scan;
+// the fit uses that for hits the track search already found, the search itself does not.
 TC_HD bool helix_plane_intersect(const State& st, double h, const double* c, const double* n, double s_min,
-                                 double s_max, double& s_out, State& at) {
+                                 double s_max, double& s_out, State& at, bool scan = false) {
     const double f0 = (st.pos[0] - c[0]) * n[0] + (st.pos[1] - c[1]) * n[1] + (st.pos[2] - c[2]) * n[2];
     const double d0 = st.dir[0] * n[0] + st.dir[1] * n[1] + st.dir[2] * n[2];
-    if (std::fabs(d0) < 1e-12) return false;
+    if (std::fabs(d0) < 1e-12) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
     double s = -f0 / d0;
     for (int it = 0; it < 30; ++it) {
         helix_advance(st, h, s, at);
         const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
         const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
         if (std::fabs(f) < 1e-10) break;
-        if (std::fabs(d) < 1e-12) return false;
+        if (std::fabs(d) < 1e-12 || it == 29) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
         s -= f / d;
-        if (it == 29) return false;
     }
-    if (!(s > s_min && s <= s_max)) return false;
+    if (!(s > s_min && s <= s_max)) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
     s_out = s;
     return true;
 }
