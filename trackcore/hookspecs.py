@@ -175,7 +175,10 @@ def trackcore_split_clusters(event: Event, clusters: Table) -> tuple[Table, Tabl
     :return: ``(hits, cells)``: the event's complete new hits and cells tables (TrackML schema,
         x/y/z in mm), in which each split cluster's hit is replaced by one hit per particle with
         a fresh ``hit_id`` and its cells re-assigned; hits not split keep their ``hit_id``.
-        ``None`` to leave clusters as they are.
+        ``(hits, cells, truth)`` also gives the truth of the new hits (a simulation study);
+        without it the pipeline drops the event's truth once hit ids change, with a warning.
+        ``None`` to leave clusters as they are. The pipeline calls this only when
+        ``ReconstructionConfig.split_clusters`` is on.
     """
 
 
@@ -203,7 +206,8 @@ def trackcore_tag_jets(event: Event, jets: Table, tracks: Table) -> dict[str, np
     :param event: the event.
     :param jets: one row per jet: ``jet_id``, ``pt`` (GeV), ``eta``, ``phi`` (rad), ``mass`` (GeV).
     :param tracks: one row per reconstructed track: ``track_id``, perigee ``d0``, ``z0`` (mm),
-        ``phi``, ``theta`` (rad), ``qop`` (e/GeV), and ``jet_id`` of its jet (-1 for none).
+        ``phi``, ``theta`` (rad), ``qop`` (e/GeV), their fitted errors ``sigma_d0``, ``sigma_z0``
+        (mm; impact-parameter significances need them), and ``jet_id`` of its jet (-1 for none).
     :return: tagger name -> (n_jets,) float scores in jet row order (e.g. ``{"b": p_b}``), or
         ``None``. The caller merges the dicts of all implementations.
     """

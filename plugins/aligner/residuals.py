@@ -447,18 +447,20 @@ def _track_rows(event, source: str, detector: Detector) -> tuple[np.ndarray, np.
     raise InputError(f"aligner: tracks must be 'truth' or 'reco', got {source!r}")
 
 
-def collect_tracks(detector: Detector, events: list, *, tracks: str = "truth", min_hits: int = 4) -> TrackSample:
+def collect_tracks(detector: Detector, events: list, *, tracks: str = "truth", min_hits: int = 4,
+                   errors=None) -> TrackSample:
     """Hits on tracks of ``events`` (recorded with ``detector``'s module ids) as a :class:`TrackSample`.
+
+    ``errors``: the hit error model (:class:`trackcore.reco.measurements.HitErrorModel`); default
+    ``ISOLATED_MUON_ERRORS``, since alignment uses isolated high-pT tracks.
 
     ``tracks``: "truth" (group hits by truth particle; studies) or "reco" (the default pipeline).
     Tracks with fewer than ``min_hits`` distinct modules are dropped; a track keeps one hit per
     module (its first), ordered by distance from the origin.
     """
-    from trackcore.reco.measurements import (
-        RESOLUTION_FLOOR,
-        cluster_widths,
-        resolution_in_pitch,
-    )
+    from trackcore.reco.measurements import ISOLATED_MUON_ERRORS, cluster_widths, resolution_in_pitch
+
+    errors = errors or ISOLATED_MUON_ERRORS
 
     if min_hits < 3:
         raise InputError(f"aligner: min_hits must be >= 3 (5 track parameters), got {min_hits}")
@@ -473,8 +475,8 @@ def collect_tracks(detector: Detector, events: list, *, tracks: str = "truth", m
         module = detector.index(hits["volume_id"], hits["layer_id"], hits["module_id"])
         meas = measured_local(event, detector, module)
         xyz = detector.local_to_global(module, np.c_[meas, np.zeros(len(meas))])
-        k_res = resolution_in_pitch(detector, module, cluster_widths(hits, event.cells))
-        sig = np.maximum(np.stack([detector.pitch_u[module], detector.pitch_v[module]], 1) * k_res, RESOLUTION_FLOOR)
+        k_res = resolution_in_pitch(detector, module, cluster_widths(hits, event.cells), errors.table)
+        sig = np.maximum(np.stack([detector.pitch_u[module], detector.pitch_v[module]], 1) * k_res, errors.floor)
         rows, label = _track_rows(event, tracks, detector)
         if not len(rows):
             continue

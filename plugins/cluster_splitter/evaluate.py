@@ -179,9 +179,9 @@ class TruthKeepingSplitter:
         result = self.splitter.split(event, clusters)
         if result is None:
             return None
-        event.truth = split_truth(event, self.truths[event.name], result, self.splitter.detector)
+        truth = split_truth(event, self.truths[event.name], result, self.splitter.detector)
         self.results[event.name] = result
-        return result.hits, result.cells
+        return result.hits, result.cells, truth
 
 
 # -- reconstruction -------------------------------------------------------------------------------
@@ -250,6 +250,7 @@ def reconstruct_pair(event: Event, truth: ClusterTruth, jets: Table | None, spli
     """Reconstruct a copy of ``event`` without and one with splitting (pipeline hook); their metrics."""
     from trackcore.api import reconstruct_event
     from trackcore.plugins import get_plugin_manager
+    from trackcore.reco.pipeline import ReconstructionConfig
 
     rows = pixel_rows(event)
     xyz = np.stack([event.hits[c] for c in ("x", "y", "z")], axis=1)
@@ -261,7 +262,7 @@ def reconstruct_pair(event: Event, truth: ClusterTruth, jets: Table | None, spli
             pm = get_plugin_manager(load_entrypoints=False)
             plugin = TruthKeepingSplitter(splitter, {ev.name: truth})
             pm.register(plugin, name="cluster_splitter_eval")
-        reco, res = reconstruct_event(ev, detector, plugin_manager=pm)
+        reco, res = reconstruct_event(ev, detector, plugin_manager=pm, config=ReconstructionConfig(split_clusters=True))
         split = plugin.results.get(ev.name) if plugin else None
         row = {"score": float(res.score), "efficiency_pt1": float(res.rates["efficiency_pt"]) if res.rates else None,
                "fake_rate": float(res.rates["fake_rate"]) if res.rates else None,

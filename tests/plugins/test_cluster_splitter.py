@@ -118,10 +118,13 @@ def test_pipeline_hook_splits_and_keeps_event_valid(trained, samples, detector):
     splitter = ClusterSplitter(path, detector=detector, p_single_max=1.0)  # split whatever the model can
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(plugin.SplitterPlugin(splitter), name="cluster_splitter")
-    from trackcore.reco.pipeline import reconstruct
+    from trackcore.reco.pipeline import ReconstructionConfig, reconstruct
 
     ev = Event(event.hits, event.cells, event.particles, None, event.event_id)
-    reco = reconstruct(ev, detector, plugin_manager=pm)
+    untouched = Event(event.hits, event.cells, event.particles, None, event.event_id)
+    reconstruct(untouched, detector, plugin_manager=pm)  # splitting is opt-in
+    assert untouched.hits is event.hits
+    reco = reconstruct(ev, detector, ReconstructionConfig(split_clusters=True), plugin_manager=pm)
     assert len(ev.hits) > len(event.hits)  # the pipeline took the split hits
     ev.validate()
     kept = np.isin(event.hits["hit_id"], ev.hits["hit_id"])

@@ -38,6 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-plugins", action="store_true", help="do not use installed plugins")
     p.add_argument("--classify-seeds", action="store_true",
                    help="drop bad seeds with the seed classifier plugin (trained on trackcore's simulation)")
+    p.add_argument("--split-clusters", action="store_true",
+                   help="split merged pixel clusters with the cluster splitter plugin (for dense jet cores)")
     p.add_argument("--json", action="store_true", help="print per-event results as JSON")
     verbosity = p.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings and errors only")
@@ -63,6 +65,8 @@ def run_config(args: argparse.Namespace):
         run.reconstruction = dataclasses.replace(run.reconstruction, seeding_strategy=args.seeding)
     if args.classify_seeds:
         run.reconstruction = dataclasses.replace(run.reconstruction, classify_seeds=True)
+    if args.split_clusters:
+        run.reconstruction = dataclasses.replace(run.reconstruction, split_clusters=True)
     return run
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -63,6 +64,10 @@ class ReconstructionConfig:
     min_hits_unfitted: int = 8
     #: seed classes dropped by the seed classifier (2 = bad)
     drop_seed_labels: tuple[int, ...] = (2,)
+    #: Let a cluster splitter plugin (``trackcore_split_clusters``) replace merged pixel clusters by
+    #: one hit per particle. Off by default: it pays in dense jet cores (shared clusters 3.3 % -> 1.2 %,
+    #: efficiency 90 -> 95 % for jets above 500 GeV) but costs ~1.6 s and ~0.002 score on <mu> = 200.
+    split_clusters: bool = False
     #: Hit errors (trackcore.reco.measurements.HitErrorModel); None: PILEUP_ERRORS, calibrated on
     #: <mu> = 200 events. ISOLATED_MUON_ERRORS suits single-particle samples.
     hit_errors: Any = None
@@ -160,11 +165,8 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
         return hashing.hashing_seeds(sp, hcfg, backend=backend)
 
     def measurements(event: Event, state: dict):
-        hits_split = None
-        if plugin_manager is not None and event.cells is not None:
-            hits_split = plugin_manager.hook.trackcore_split_clusters(event=event, clusters=event.cells)
-        if hits_split is not None:
-            event.hits, event.cells = hits_split
+        if config.split_clusters and plugin_manager is not None and event.cells is not None:
+            _split_clusters(plugin_manager, event)
         return {"measurements": Measurements.from_event(event, detector, errors=config.hit_errors, backend=backend)}
 
     def spacepoints(event: Event, state: dict):
@@ -216,6 +218,29 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             pipeline.add("seed_classification", _seed_classification(plugin_manager, config), after="seeding")
         plugin_manager.hook.trackcore_register_stages(registry=pipeline)
     return pipeline
+
+
+def _split_clusters(plugin_manager, event: Event) -> None:
+    """Ask the cluster splitter plugin for new hits and cells; keep ``event.truth`` consistent.
+
+    The hook may return ``(hits, cells)`` or ``(hits, cells, truth)``. Without new truth, the old
+    truth no longer describes the new hits once any hit_id changed: it is dropped with a warning
+    (scoring then reports the missing truth) rather than kept silently wrong.
+    """
+    result = plugin_manager.hook.trackcore_split_clusters(event=event, clusters=event.cells)
+    if result is None:
+        return
+    if not isinstance(result, tuple) or len(result) not in (2, 3):
+        raise PluginError("trackcore_split_clusters must return (hits, cells), (hits, cells, truth) or None, "
+                          f"got {type(result).__name__}")
+    old_ids = np.asarray(event.hits["hit_id"])
+    event.hits, event.cells = result[0], result[1]
+    if len(result) == 3:
+        event.truth = result[2]
+    elif event.truth is not None and not np.array_equal(np.sort(old_ids), np.sort(np.asarray(event.hits["hit_id"]))):
+        warnings.warn(f"{event.name}: the cluster splitter changed the hits but returned no truth for them; "
+                      "the event's truth is dropped (it would score the new hits wrongly)", stacklevel=2)
+        event.truth = None
 
 
 def _quality_filter(tracks: Tracks, config: ReconstructionConfig) -> Tracks:
