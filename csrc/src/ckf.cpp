@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "trackcore/kalman_math.hpp"
 #include "trackcore/transform.hpp"
 
 namespace trackcore {
@@ -197,8 +198,8 @@ void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& childre
         if (hole_path < 0) { hole_state = pred; hole_path = s; }
         for (int k = ctx.module_start[m]; k < ctx.module_start[m + 1]; ++k) {
             const int h = ctx.module_hits[k];
-            BoundState tmp = pred;
-            const double chi2 = kalman_update(tmp, ctx.hits.u[h], ctx.hits.v[h], ctx.hits.var_u[h], ctx.hits.var_v[h], true);
+            const double chi2 = kalman_chi2_2d(pred.p.data(), pred.C.data(), ctx.hits.u[h], ctx.hits.v[h],
+                                               ctx.hits.var_u[h], ctx.hits.var_v[h]);
             if (chi2 < ctx.cfg.chi2_max) options.push_back({chi2, h, pred, s});
         }
     }

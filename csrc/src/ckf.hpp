@@ -27,7 +27,7 @@ struct CkfConfig {
     int min_measurements = 5;      // of a track kept after ambiguity resolution
     int max_shared = 2;            // hits a track may share with better tracks and still be kept
     double mass = 0.13957;         // GeV: the mass hypothesis for material effects (pion)
-    double max_step = 50.0, max_turn = 0.05, max_path = 3000.0;
+    double max_step = 100.0, max_turn = 0.2, max_path = 4500.0;
     double sigma_phi = 0.02, sigma_theta = 0.02, sigma_qop_rel = 0.25;  // seed covariance
     double edge_tolerance = 1.0;   // mm beyond a module edge still searched for hits
     double layer_depth = 30.0;     // mm of path after a layer's first crossing searched for overlapping modules

@@ -10,6 +10,17 @@ namespace trackcore {
 // Chi2 of measurement (mu, mv) with variances (var_u, var_v) mm^2 against p[0..1]; unless dry_run,
 // p[5] and C[25] are updated in place. Returns 1e30 (and changes nothing) if the residual
 // covariance is not positive definite.
+// chi2 of a 2-D measurement (mu, mv) against a predicted state, without touching it: the same
+// arithmetic as the first lines of kalman_update_2d (a candidate test needs no copy of the state).
+TC_HD double kalman_chi2_2d(const double* p, const double* C, double mu, double mv, double var_u, double var_v) {
+    const double r0 = mu - p[0], r1 = mv - p[1];
+    const double s00 = C[0] + var_u, s01 = C[1], s11 = C[6] + var_v;
+    const double det = s00 * s11 - s01 * s01;
+    if (!(det > 0)) return 1e30;
+    const double i00 = s11 / det, i01 = -s01 / det, i11 = s00 / det;
+    return r0 * (i00 * r0 + i01 * r1) + r1 * (i01 * r0 + i11 * r1);
+}
+
 TC_HD double kalman_update_2d(double* p, double* C, double mu, double mv, double var_u, double var_v, bool dry_run) {
     const double r0 = mu - p[0], r1 = mv - p[1];
     const double s00 = C[0] + var_u, s01 = C[1], s11 = C[6] + var_v;
