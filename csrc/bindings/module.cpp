@@ -4,6 +4,8 @@
 #include "trackcore/version.hpp"
 #include "registry.hpp"
 
+void register_fastsim(pybind11::module_& m);  // belongs in registry.hpp (not this change's file)
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "trackcore compiled core (private; use the trackcore Python API)";
     m.attr("ABI_VERSION") = TRACKCORE_CORE_ABI;
@@ -13,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
     register_digitization(m);
     register_seeding(m);
     register_hashing(m);
+    register_fastsim(m);
 }

@@ -26,6 +26,13 @@ struct Trajectory {
     int eloss = +1;  // +1 following the particle; -1 following it backwards (energy regained)
 };
 
+struct Option {
+    double chi2;
+    int64_t hit;
+    BoundState predicted;
+    double path;
+};
+
 struct Context {
     const Geometry& geo;
     const Stepper stepper;
@@ -37,6 +44,8 @@ struct Context {
     std::vector<int> cand;
     std::vector<uint32_t> stamp;
     uint32_t stamp_id = 0;
+    std::vector<std::pair<double, int>> crossed;  // scratch of extend / next_layer
+    std::vector<Option> options;                  // scratch of extend
 
     Context(const Geometry& g, const FieldView& f, const HitsView& h, const std::vector<double>& x0,
             const CkfConfig& c)
@@ -108,7 +117,7 @@ inline bool chord_may_cross(const double* a, const double* b, const Module& mod,
 }
 
 // Modules of the next layer crossed from tr.state, found by stepping; false when the track leaves.
-bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>>& crossed) {
+bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double, int>>& crossed) {
     const auto& mods = ctx.geo.modules();
     const Module& cur = mods[tr.state.module];
     State st;
@@ -175,20 +184,14 @@ bool next_layer(Context& ctx, Trajectory& tr, std::vector<std::pair<double, int>
     return false;
 }
 
-struct Option {
-    double chi2;
-    int64_t hit;
-    BoundState predicted;
-    double path;
-};
-
 // Extends tr by one layer: returns the children (branches on compatible hits, or one with a hole).
 void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& children, std::vector<Trajectory>& finished,
             int max_branches) {
-    Trajectory base = tr;
-    std::vector<std::pair<double, int>> crossed;
-    if (!next_layer(ctx, base, crossed)) { finished.push_back(tr); return; }
-    std::vector<Option> options;
+    // Scratch buffers of the context (extend does not nest): no allocation per call.
+    auto& crossed = ctx.crossed;
+    if (!next_layer(ctx, tr, crossed)) { finished.push_back(tr); return; }
+    auto& options = ctx.options;
+    options.clear();
     BoundState hole_state;
     double hole_path = -1;
     for (const auto& [s_est, m] : crossed) {

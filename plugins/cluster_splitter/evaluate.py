@@ -1,7 +1,8 @@
 """Held-out evaluation of the cluster splitter, each number beside a non-ML baseline.
 
-* Classification 1 / 2 / >= 3 particles (confusion matrices) vs a charge-ratio baseline: the cluster charge
-  over the median single-particle charge at that incidence, with two cuts fitted on the training set.
+* Classification 1 / 2 / >= 3 particles (confusion matrices) vs the charge-ratio baseline of :mod:`.baseline`
+  (the cluster charge over the median single-particle charge at that incidence, two cuts fitted on the
+  training set). The ML classifier is the gate (a lower cut on the same ratio) followed by the CNN.
 * Position residuals of the split hits (best pairing with the true crossings) vs the unsplit centroid
   (the baseline hit every particle of a merged cluster gets without splitting), beside pitch/sqrt(12).
 * Reconstruction with and without splitting (through the pipeline hook): TrackML score, and in jet cores
@@ -19,6 +20,7 @@ import numpy as np
 from trackcore.event import Event, Table
 from trackcore.plugins import hookimpl
 
+from .baseline import ChargeBaseline  # noqa: F401 - re-exported: the non-ML baseline lives beside the gate
 from .split import ClusterSplitter, SplitResult, split_counts
 from .truth import ClusterTruth, pixel_rows
 
@@ -36,47 +38,6 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return cm
 
 
-def _path_factor(scalars: np.ndarray) -> np.ndarray:
-    return np.sqrt(1.0 + scalars[:, 0] ** 2 + scalars[:, 1] ** 2)
-
-
-class ChargeBaseline:
-    """Non-ML baseline: ratio = cluster charge / median single-particle charge in bins of path factor
-    (barrel and endcap apart); class by two cuts on the ratio chosen for the best balanced accuracy."""
-
-    def fit(self, scalars: np.ndarray, y: np.ndarray) -> "ChargeBaseline":
-        f = _path_factor(scalars)
-        single = y == 0
-        self.edges = np.unique(np.quantile(f[single], np.linspace(0, 1, 11)))
-        self.median = np.ones((2, len(self.edges) + 1))
-        for b in (0, 1):
-            for k in range(len(self.edges) + 1):
-                sel = single & (scalars[:, 2] == b) & (np.digitize(f, self.edges) == k)
-                if sel.sum() >= 5:
-                    self.median[b, k] = np.median(scalars[sel, 6])
-                elif single.any():
-                    self.median[b, k] = np.median(scalars[single, 6])
-        r = self.ratio(scalars)
-        best = (-1.0, 1.5, 2.5)
-        for c2 in np.arange(1.1, 2.6, 0.05):
-            for c3 in np.arange(c2 + 0.1, 4.0, 0.1):
-                pred = np.where(r >= c3, 2, np.where(r >= c2, 1, 0))
-                cm = confusion(y, pred)
-                bacc = np.mean(np.diag(cm) / np.maximum(cm.sum(1), 1))
-                if bacc > best[0]:
-                    best = (bacc, c2, c3)
-        _, self.cut2, self.cut3 = best
-        return self
-
-    def ratio(self, scalars: np.ndarray) -> np.ndarray:
-        k = np.digitize(_path_factor(scalars), self.edges)
-        return scalars[:, 6] / self.median[scalars[:, 2].astype(int), k]
-
-    def predict(self, scalars: np.ndarray) -> np.ndarray:
-        r = self.ratio(scalars)
-        return np.where(r >= self.cut3, 2, np.where(r >= self.cut2, 1, 0))
-
-
 def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
     cm = confusion(y, pred)
     rows = np.maximum(cm.sum(1, keepdims=True), 1)
@@ -88,12 +49,13 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
 
 # -- positions ----------------------------------------------------------------------------------
 def position_residuals(data: dict, prob: np.ndarray, pos: np.ndarray, pitch: np.ndarray,
-                       p_single_max: float) -> dict:
+                       p_single_max: float, n_pred: np.ndarray | None = None) -> dict:
     """Residuals (mm) of the predicted positions of clusters split into their true count (2 or 3 best),
-    best pairing; and of the baseline centroid against every particle of the same clusters."""
+    best pairing; and of the baseline centroid against every particle of the same clusters. ``n_pred``:
+    the predicted counts (default: :func:`split_counts` of ``prob`` at ``p_single_max``)."""
     import itertools
 
-    n_pred = split_counts(prob, p_single_max)
+    n_pred = split_counts(prob, p_single_max) if n_pred is None else np.asarray(n_pred)
     res, base = [], []
     slot = {2: 1, 3: 3}
     for i in np.flatnonzero((n_pred >= 2) & (n_pred == np.minimum(data["n_true"], 3))):

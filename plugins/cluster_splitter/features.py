@@ -18,9 +18,12 @@ from trackcore.geometry.detector import Detector
 
 #: Window size in cells along u (ch0) and v (ch1); odd, so that one cell is the centre.
 WINDOW_U, WINDOW_V = 9, 15
-#: Scalar inputs: tan of the incidence angles in u and v (from the beam spot), barrel flag,
-#: radius and |z| of the module (m), cells in the cluster / 10, cluster charge (mm) / 0.3.
-SCALAR_NAMES = ("tan_u", "tan_v", "barrel", "r_m", "abs_z_m", "n_cells", "charge")
+#: Base scalars (``ClusterInputs.scalars``): tan of the incidence angles in u and v (from the beam spot),
+#: barrel flag, radius and |z| of the module (m), cells in the cluster / 10, cluster charge (mm) / 0.3.
+BASE_SCALAR_NAMES = ("tan_u", "tan_v", "barrel", "r_m", "abs_z_m", "n_cells", "charge")
+N_BASE_SCALARS = len(BASE_SCALAR_NAMES)
+#: Network scalars: the base ones plus the charge and size ratios of :mod:`.baseline` (:func:`model_scalars`).
+SCALAR_NAMES = BASE_SCALAR_NAMES + ("log_charge_ratio", "log_size_ratio")
 N_SCALARS = len(SCALAR_NAMES)
 #: Incidence tangents are clipped here: grazing tracks all look alike.
 MAX_TAN = 20.0
@@ -30,7 +33,7 @@ MAX_TAN = 20.0
 class ClusterInputs:
     """Network inputs of ``n`` clusters and what is needed to turn its outputs back into hits.
 
-    ``maps`` (n, 1, WINDOW_U, WINDOW_V) float32; ``scalars`` (n, N_SCALARS) float32; ``hit_row`` (n,)
+    ``maps`` (n, 1, WINDOW_U, WINDOW_V) float32; ``scalars`` (n, N_BASE_SCALARS) float32; ``hit_row`` (n,)
     rows of ``event.hits``; ``module_index`` (n,) Detector rows; ``centre`` (n, 2) local (u, v) of the
     central cell's centre (mm); ``pitch`` (n, 2) pitch_u, pitch_v (mm); ``centre_cell`` (n, 2) its
     (ch0, ch1); ``cell_rows``: CSR (``cell_offsets``) rows of ``event.cells`` of each cluster.
@@ -57,9 +60,22 @@ class ClusterInputs:
         return self.centre.reshape(shape) + offsets * self.pitch.reshape(shape)
 
 
-def cluster_inputs(event: Event, detector: Detector, hit_rows: np.ndarray, module_index: np.ndarray | None = None
-                   ) -> ClusterInputs:
-    """Charge maps and scalars of the clusters of ``hit_rows`` (rows of ``event.hits``, pixel modules).
+def model_scalars(base: np.ndarray, baseline) -> np.ndarray:
+    """(N, N_SCALARS) float32 network scalars: ``base`` (N, N_BASE_SCALARS) plus the logs of the charge and
+    size ratios of ``baseline`` (a fitted :class:`~.baseline.ChargeBaseline`; logs, because the ratios of
+    >= 3-particle clusters reach ~15 and would squash the 1-vs-2 region after standardisation)."""
+    base = np.asarray(base, np.float32)
+    if base.ndim != 2 or base.shape[1] != N_BASE_SCALARS:
+        raise InputError(f"cluster splitter: base scalars must have shape (N, {N_BASE_SCALARS}), got {base.shape}")
+    ratios = np.c_[baseline.ratio(base), baseline.size_ratio(base)]
+    return np.c_[base, np.log(np.maximum(ratios, 1e-3))].astype(np.float32)
+
+
+def cluster_inputs(event: Event, detector: Detector, hit_rows: np.ndarray, module_index: np.ndarray | None = None,
+                   with_maps: bool = True) -> ClusterInputs:
+    """Charge maps and base scalars of the clusters of ``hit_rows`` (rows of ``event.hits``, pixel modules).
+
+    ``with_maps=False`` leaves ``maps`` empty (N, 1, 0, 0): the scalars alone, for the pre-selection.
 
     :raises InputError: no cells table, or a hit of ``hit_rows`` without cells.
     """
@@ -98,8 +114,11 @@ def cluster_inputs(event: Event, detector: Detector, hit_rows: np.ndarray, modul
     du = c0 - centre_cell[which, 0] + WINDOW_U // 2
     dv = c1 - centre_cell[which, 1] + WINDOW_V // 2
     inside = (du >= 0) & (du < WINDOW_U) & (dv >= 0) & (dv < WINDOW_V)
-    maps = np.zeros((n, 1, WINDOW_U, WINDOW_V), np.float32)
-    np.add.at(maps, (which[inside], 0, du[inside], dv[inside]), value[inside])
+    if with_maps:
+        maps = np.zeros((n, 1, WINDOW_U, WINDOW_V), np.float32)
+        np.add.at(maps, (which[inside], 0, du[inside], dv[inside]), value[inside])
+    else:
+        maps = np.zeros((n, 1, 0, 0), np.float32)
     captured = np.bincount(which[inside], weights=value[inside], minlength=n) / safe
 
     m = module_index

@@ -1,7 +1,10 @@
 """The cluster splitter CNN (PyTorch): charge map + scalars -> P(1), P(2), P(>=3) and crossing positions.
 
 Outputs per cluster: class logits (3) and, for each hypothesis of k = 1, 2, 3 particles, k positions
-(offsets from the window's central cell in pitch units) with their Gaussian sigmas: 6 slots, slot
+(offsets from the window's central cell in pitch units) with their Gaussian sigmas. The network regresses
+each position as an offset from the charge centroid of the map (computed inside the graph): the centroid
+is already the right answer for one particle and the charge-weighted mean of several, so the MLP only
+has to learn the separations, not where the cluster sits in the window. 6 slots, slot
 :data:`SLOTS` ``[k - 1]`` holds hypothesis k. ONNX graph: input ``maps`` (N, 1, WU, WV) and ``scalars``
 (N, S) float32; outputs ``probabilities`` (N, 3), ``positions`` (N, 6, 2), ``sigmas`` (N, 6, 2).
 """
@@ -43,6 +46,11 @@ class SplitterCNN(nn.Module):
         self.register_buffer("map_scale", torch.ones(1))
         self.register_buffer("scalar_mean", torch.zeros(N_SCALARS))
         self.register_buffer("scalar_scale", torch.ones(N_SCALARS))
+        # Window cell centres as offsets from the central cell (pitch units), for the in-graph centroid.
+        self.register_buffer("cell_u", (torch.arange(WINDOW_U, dtype=torch.float32) - WINDOW_U // 2).view(1, WINDOW_U, 1),
+                             persistent=False)
+        self.register_buffer("cell_v", (torch.arange(WINDOW_V, dtype=torch.float32) - WINDOW_V // 2).view(1, 1, WINDOW_V),
+                             persistent=False)
 
     def set_normalisation(self, maps: np.ndarray, scalars: np.ndarray) -> None:
         nonzero = maps[maps > 0]
@@ -55,7 +63,10 @@ class SplitterCNN(nn.Module):
         h = self.conv(maps * self.map_scale).flatten(1)
         h = self.mlp(torch.cat([h, (scalars - self.scalar_mean) * self.scalar_scale], dim=1))
         out = self.positions(h).view(-1, N_SLOTS, 4)
-        return self.classes(h), out[..., :2], out[..., 2:].clamp(*LOG_SIGMA_RANGE)
+        m = maps[:, 0]
+        total = m.sum(dim=(1, 2)).clamp_min(1e-9)
+        centroid = torch.stack([(m * self.cell_u).sum(dim=(1, 2)) / total, (m * self.cell_v).sum(dim=(1, 2)) / total], 1)
+        return self.classes(h), out[..., :2] + centroid[:, None, :], out[..., 2:].clamp(*LOG_SIGMA_RANGE)
 
 
 class _Exported(nn.Module):
@@ -87,7 +98,8 @@ def predict_torch(model: SplitterCNN, maps: np.ndarray, scalars: np.ndarray, bat
 def save_state(model: SplitterCNN, path: str | Path) -> None:
     """State dict plus architecture as plain ints (loadable with ``weights_only=True``)."""
     torch.save({"state_dict": model.state_dict(), "channels": list(model.channels), "hidden": model.hidden,
-                "window": [WINDOW_U, WINDOW_V]}, Path(path))
+                "window": [WINDOW_U, WINDOW_V],
+                "n_scalars": N_SCALARS}, Path(path))
 
 
 def load_state(path: str | Path) -> SplitterCNN:
@@ -99,6 +111,8 @@ def load_state(path: str | Path) -> SplitterCNN:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if list(blob["window"]) != [WINDOW_U, WINDOW_V]:
             raise ValueError(f"window {blob['window']} != {[WINDOW_U, WINDOW_V]}")
+        if int(blob.get("n_scalars", -1)) != N_SCALARS:
+            raise ValueError(f"{blob.get('n_scalars')} scalar inputs != {N_SCALARS} (model from another version)")
         model = SplitterCNN(tuple(int(c) for c in blob["channels"]), int(blob["hidden"]))
         model.load_state_dict(blob["state_dict"])
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: unpickling, zip, key and shape errors

@@ -25,7 +25,7 @@ def write_all(out: Path, history: dict, report: dict, res: dict, test: dict, pro
 
     held = report["held_out"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, key, title in zip(axes, ("cnn", "charge_baseline"), ("CNN", "charge-ratio baseline")):
+    for ax, key, title in zip(axes, ("cnn", "charge_baseline"), ("gate + CNN", "charge-ratio baseline")):
         cm = np.asarray(held[key]["confusion_row_normalised"])
         ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
         for i in range(3):

@@ -78,7 +78,7 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small, fast settings (tests, smoke runs)")
     p.add_argument("--events", type=int, default=None, help="training events (default 1500; --quick 60)")
     p.add_argument("--test-events", type=int, default=None, help="held-out events (default 300; --quick 20)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 12; --quick 4)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 40; --quick 6)")
     p.add_argument("--pipeline-events", type=int, default=None, help="held-out jet events reconstructed (default 30)")
     p.add_argument("--mu200-events", type=int, default=None, help="<mu>=200 events reconstructed (default 1)")
     p.add_argument("--seed", type=int, default=1, help="random seed of simulation and training (default 1)")

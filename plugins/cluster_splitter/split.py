@@ -1,4 +1,8 @@
-"""Splitting merged pixel clusters with the ONNX network: candidates -> predictions -> new hits and cells.
+"""Splitting merged pixel clusters with the ONNX network: candidates -> gate -> predictions -> new hits and cells.
+
+The gate (:mod:`.baseline`, charge over the single-particle median at that incidence) lets only plausible
+merged clusters (~1% of the pixel clusters of an ordinary event) reach the CNN: no false splits elsewhere,
+and the CNN's cost scales with the merged clusters, not with all clusters.
 
 No PyTorch here: this is what runs inside the reconstruction pipeline.
 """
@@ -14,16 +18,17 @@ from trackcore.errors import GeometryError, InputError
 from trackcore.event import Event, Table
 from trackcore.geometry.detector import PIXEL_VOLUMES, Detector
 
-from .features import ClusterInputs, cluster_inputs
+from .baseline import BASELINE_FILE, ChargeBaseline
+from .features import ClusterInputs, cluster_inputs, model_scalars
 
 #: Folder of the shipped model files.
 MODEL_DIR = Path(__file__).resolve().parent
 MODEL_PATH = MODEL_DIR / "model.onnx"
 #: Version of the model format / inputs; bump when features.py changes.
-MODEL_VERSION = "1"
-#: A cluster is split only when P(1 particle) is below this. Low, so that the splitter (almost) never
-#: fires on single-particle clusters (see README.md: false-split rate on <mu>=200 events).
-DEFAULT_P_SINGLE_MAX = 0.2
+MODEL_VERSION = "2"
+#: A gated cluster is split when P(1 particle) is below this (the gate already removed ~99% of single
+#: clusters; README.md has the held-out sweep of this threshold).
+DEFAULT_P_SINGLE_MAX = 0.9
 #: Clusters with fewer cells are never examined (two particles need at least two cells).
 MIN_CELLS = 2
 #: The event's hits must sit at their cluster centroids on the splitter's detector within this (mm).
@@ -36,8 +41,8 @@ class SplitResult:
 
     ``parent_row`` (n_new,): row of the original ``event.hits`` each new hit was split from;
     ``local`` (n_new, 2): its predicted local (u, v) in mm; ``new_rows`` (n_new,): its row in ``hits``;
-    ``split_rows``: original hit rows that were split; ``prob``: (n_candidates, 3) of every examined
-    cluster, whose original rows are ``candidate_rows``.
+    ``split_rows``: original hit rows that were split; ``prob``: (n_candidates, 3) of every cluster the
+    CNN examined (those that passed the gate), whose original rows are ``candidate_rows``.
     """
 
     hits: Table
@@ -50,19 +55,26 @@ class SplitResult:
     prob: np.ndarray
 
 
-def split_counts(prob: np.ndarray, p_single_max: float) -> np.ndarray:
-    """(N,) predicted particle count 1, 2 or 3: 1 unless P(1) < ``p_single_max``, else the likelier of 2 and 3."""
+def split_counts(prob: np.ndarray, p_single_max: float, charge_ratio: np.ndarray | None = None,
+                 cut3: float | None = None) -> np.ndarray:
+    """(N,) predicted particle count 1, 2 or 3: 1 unless P(1) < ``p_single_max``; then 3 if ``charge_ratio``
+    >= ``cut3`` (the baseline's 2-vs-3 cut, which separates them better than the CNN), else 2; without a
+    ratio, the likelier of 2 and 3."""
     prob = np.asarray(prob)
     if len(prob) == 0:
         return np.zeros(0, np.int64)
-    multi = np.where(prob[:, 1] >= prob[:, 2], 2, 3)
+    if charge_ratio is not None and cut3 is not None:
+        multi = np.where(np.asarray(charge_ratio) >= cut3, 3, 2)
+    else:
+        multi = np.where(prob[:, 1] >= prob[:, 2], 2, 3)
     return np.where(prob[:, 0] < p_single_max, multi, 1).astype(np.int64)
 
 
 class ClusterSplitter:
     """Splits merged pixel clusters of events on ``detector`` with an ONNX cluster splitter model.
 
-    :param model_path: the ``.onnx`` file (default: the shipped :data:`MODEL_PATH`).
+    :param model_path: the ``.onnx`` file (default: the shipped :data:`MODEL_PATH`); its gate and charge
+        calibration is ``baseline.json`` in the same folder (written with it by the train command).
     :param detector: the detector the events were recorded with (default: the TrackML-like detector of
         ``trackcore.geometry.builders``; the hook does not receive the pipeline's detector).
     :param p_single_max: split only when P(1) < this, in (0, 1].
@@ -76,6 +88,7 @@ class ClusterSplitter:
         self.p_single_max = float(p_single_max)
         self._detector = detector
         self._session = None
+        self._baseline: ChargeBaseline | None = None
         self._warned: set[str] = set()
 
     @property
@@ -94,6 +107,13 @@ class ClusterSplitter:
 
             self._session = OnnxClusterSplitter(self.model_path)
         return self._session
+
+    @property
+    def baseline(self) -> ChargeBaseline:
+        """The gate and charge calibration shipped beside the model (:class:`InputError` if missing)."""
+        if self._baseline is None:
+            self._baseline = ChargeBaseline.load(self.model_path.parent / BASELINE_FILE)
+        return self._baseline
 
     def candidates(self, event: Event, clusters: Table) -> np.ndarray:
         """Rows of ``event.hits`` whose clusters (in ``clusters``) lie on pixels and have >= MIN_CELLS cells."""
@@ -130,7 +150,7 @@ class ClusterSplitter:
     def split(self, event: Event, clusters: Table | None = None) -> SplitResult | None:
         """Split the merged clusters among ``clusters`` (default: all of ``event.cells``); ``None`` when the
         event is not on this detector. Raises :class:`InputError` for malformed input or a missing model."""
-        session = self.session  # first, so that a missing model is reported even for an empty event
+        session, _ = self.session, self.baseline  # first: a missing model is reported even for an empty event
         if event.cells is None:
             raise InputError(f"cluster splitter: {event.name} has no cells table")
         clusters = event.cells if clusters is None else clusters
@@ -142,16 +162,20 @@ class ClusterSplitter:
         ok, module = self._on_detector(event, rows)
         if not ok:
             return None
-        inputs = cluster_inputs(event, self.detector, rows, module)
-        xyz = self.detector.local_to_global(inputs.module_index, np.c_[inputs.centroid, np.zeros(len(rows))])
+        summary = cluster_inputs(event, self.detector, rows, module, with_maps=False)  # scalars only: cheap
+        xyz = self.detector.local_to_global(summary.module_index, np.c_[summary.centroid, np.zeros(len(rows))])
         h = event.hits
         off = np.hypot(np.hypot(xyz[:, 0] - h["x"][rows], xyz[:, 1] - h["y"][rows]), xyz[:, 2] - h["z"][rows])
         if np.median(off) > POSITION_TOLERANCE:
             self._warn("positions", f"cluster splitter: {event.name}'s hits are not at their cell centroids on the "
                                     f"splitter's detector (median {np.median(off):.3g} mm); clusters are left unsplit")
             return None
-        prob, pos, _ = session.predict(inputs.maps, inputs.scalars)
-        n_pred = split_counts(prob, self.p_single_max)
+        gate = self.baseline.passes_gate(summary.scalars)
+        rows, module = rows[gate], module[gate]
+        inputs = cluster_inputs(event, self.detector, rows, module)
+        scalars = model_scalars(inputs.scalars, self.baseline)
+        prob, pos, _ = session.predict(inputs.maps, scalars)
+        n_pred = split_counts(prob, self.p_single_max, self.baseline.ratio(inputs.scalars), self.baseline.cut3)
         return apply_split(event, self.detector, inputs, n_pred, pos, prob)
 
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from trackcore.errors import InputError
 
-from .features import cluster_inputs
+from .baseline import BASELINE_FILE, GATE_KEEP, ChargeBaseline
+from .features import cluster_inputs, model_scalars
 from .truth import pixel_rows, simulate_labelled
 
 HELD_OUT_OFFSET = 100_000
@@ -30,7 +31,7 @@ class TrainConfig:
     jets_per_event: int = 2
     jet_pt: tuple[float, float] = (500.0, 2000.0)
     seed: int = 1
-    epochs: int = 12
+    epochs: int = 40  #: the gated training set is small (~35k clusters), so more passes
     batch_size: int = 256
     learning_rate: float = 2e-3
     channels: tuple[int, int] = (8, 16)
@@ -43,9 +44,14 @@ class TrainConfig:
     #: grazing single-particle clusters that jets lack (without them the CNN split ~9% of them).
     mb_events: int = 3
     mb_clusters_per_event: int = 20000  #: subsample of each such event's clusters
+    #: The CNN is trained (and run) only on clusters that pass the charge-ratio gate of :mod:`.baseline`,
+    #: which keeps this fraction of the merged training clusters.
+    gate_keep: float = GATE_KEEP
     notes: dict = field(default_factory=dict)
 
     def check(self) -> "TrainConfig":
+        if not 0.5 <= self.gate_keep <= 1.0:
+            raise InputError(f"train cluster_splitter: gate_keep must be in [0.5, 1], got {self.gate_keep!r}")
         if self.mb_events < 0 or self.mb_clusters_per_event < 1:
             raise InputError("train cluster_splitter: mb_events must be >= 0 and mb_clusters_per_event >= 1")
         for name in ("events", "test_events", "epochs", "batch_size", "jets_per_event"):
@@ -89,6 +95,7 @@ def simulate(n_events: int, first_seed: int, config: TrainConfig, *, desc: str, 
 def build_dataset(samples: list, rng: np.random.Generator | None, single_per_merged: float | None) -> dict:
     """Network inputs and targets of the pixel clusters (with >= 2 cells and >= 1 particle) of ``samples``.
 
+    ``base``: the base scalars (the network's ``scalars`` are added by :func:`with_model_scalars`);
     ``y``: class 0, 1, 2 = 1, 2, >= 3 particles; ``n_true``: the count; ``target`` (N, 3, 2): the crossings
     of the (up to) 3 particles with most charge, offsets from the central cell in pitch units (NaN-padded).
     With ``rng``, single-particle clusters are subsampled to ``single_per_merged`` per merged one.
@@ -96,7 +103,7 @@ def build_dataset(samples: list, rng: np.random.Generator | None, single_per_mer
     from trackcore.geometry.builders import trackml_like_detector
 
     detector = trackml_like_detector()
-    parts = {k: [] for k in ("maps", "scalars", "y", "n_true", "target", "event", "hit_row", "pitch",
+    parts = {k: [] for k in ("maps", "base", "y", "n_true", "target", "event", "hit_row", "pitch",
                              "centroid_offset")}
     for k, (event, truth, _) in enumerate(samples):
         rows = pixel_rows(event)
@@ -113,7 +120,7 @@ def build_dataset(samples: list, rng: np.random.Generator | None, single_per_mer
             m = min(3, s.stop - s.start)
             uv = np.stack([truth.u[s][:m], truth.v[s][:m]], axis=1)
             target[j, :m] = (uv - inp.centre[j]) / inp.pitch[j]
-        for key, val in (("maps", inp.maps), ("scalars", inp.scalars), ("y", np.minimum(n, 3) - 1), ("n_true", n),
+        for key, val in (("maps", inp.maps), ("base", inp.scalars), ("y", np.minimum(n, 3) - 1), ("n_true", n),
                          ("target", target), ("event", np.full(len(rows), k)), ("hit_row", rows),
                          ("pitch", inp.pitch), ("centroid_offset", (inp.centroid - inp.centre) / inp.pitch)):
             parts[key].append(val)
@@ -122,11 +129,25 @@ def build_dataset(samples: list, rng: np.random.Generator | None, single_per_mer
     data = {k: np.concatenate(v) for k, v in parts.items()}
     data["y"] = data["y"].astype(np.int64)
     if rng is not None and single_per_merged:
-        single = np.flatnonzero(data["y"] == 0)
-        n_keep = min(len(single), int(single_per_merged * max(int((data["y"] > 0).sum()), 1)))
-        keep = np.sort(np.r_[np.flatnonzero(data["y"] > 0), rng.choice(single, n_keep, replace=False)])
-        data = {k: v[keep] for k, v in data.items()}
+        data = subsample_singles(data, rng, single_per_merged)
     return data
+
+
+def subsample_singles(data: dict, rng: np.random.Generator, single_per_merged: float) -> dict:
+    """``data`` with at most ``single_per_merged`` single-particle clusters per merged one (random)."""
+    single = np.flatnonzero(data["y"] == 0)
+    n_keep = min(len(single), int(single_per_merged * max(int((data["y"] > 0).sum()), 1)))
+    keep = np.sort(np.r_[np.flatnonzero(data["y"] > 0), rng.choice(single, n_keep, replace=False)])
+    return {k: v[keep] for k, v in data.items()}
+
+
+def with_model_scalars(data: dict, baseline: ChargeBaseline, gated: bool) -> dict:
+    """``data`` with the network ``scalars`` (base + charge/size ratios); with ``gated``, only the clusters
+    that pass ``baseline``'s gate (what the CNN sees in reconstruction)."""
+    if gated:
+        keep = baseline.passes_gate(data["base"])
+        data = {k: v[keep] for k, v in data.items()}
+    return {**data, "scalars": model_scalars(data["base"], baseline)}
 
 
 def _position_nll(pos, log_sig, target, k: int):
@@ -222,41 +243,55 @@ def run_training(config: TrainConfig, output, *, progress: bool = True) -> dict:
 
     from . import evaluate, plots
     from .model import export_onnx, predict_torch, save_state
-    from .split import DEFAULT_P_SINGLE_MAX, ClusterSplitter
+    from .split import DEFAULT_P_SINGLE_MAX, ClusterSplitter, split_counts
 
     config.check()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     train_samples = simulate(config.events, config.seed, config, desc="simulate (train)", progress=progress)
-    data = build_dataset(train_samples, np.random.default_rng(config.seed), config.single_per_merged)
+    data = build_dataset(train_samples, None, None)
     del train_samples
     if config.mb_events:
         data = _add_minimum_bias(data, config, progress)
+    # The baseline (and gate) sees every training cluster; the CNN only those that pass the gate.
+    baseline = ChargeBaseline().fit(data["base"], data["y"], config.gate_keep)
+    data = subsample_singles(with_model_scalars(data, baseline, gated=True), np.random.default_rng(config.seed),
+                             config.single_per_merged)
     model, history = train_model(data, config, progress=progress)
     t_train = time.perf_counter()
     save_state(model, out / "model.pt")
     export_onnx(model, out / "model.onnx")
-    baseline = evaluate.ChargeBaseline().fit(data["scalars"], data["y"])
+    baseline.save(out / BASELINE_FILE)
 
     held = simulate(config.test_events, config.seed + HELD_OUT_OFFSET, config, desc="simulate (held-out)",
                     progress=progress)
-    test = build_dataset(held, None, None)  # every cluster: the real class mix of jet events
-    prob, pos, sig = predict_torch(model, test["maps"], test["scalars"])
-    ml_pred = split_counts_(prob) - 1
-    res = evaluate.position_residuals(test, prob, pos, test["pitch"], DEFAULT_P_SINGLE_MAX)
+    test = with_model_scalars(build_dataset(held, None, None), baseline, gated=False)  # every cluster
+    gate = baseline.passes_gate(test["base"])
+    prob = np.zeros((len(test["y"]), 3), np.float32)
+    prob[:, 0] = 1.0  # gated out: one particle
+    pos = np.zeros((len(test["y"]), 6, 2), np.float32)
+    prob[gate], pos[gate], _ = predict_torch(model, test["maps"][gate], test["scalars"][gate])
+    ratio = baseline.ratio(test["base"])
+    n_pred = split_counts(prob, DEFAULT_P_SINGLE_MAX, ratio, baseline.cut3)
+    res = evaluate.position_residuals(test, prob, pos, test["pitch"], DEFAULT_P_SINGLE_MAX, n_pred)
     pitch = test["pitch"][0] if len(test["pitch"]) else np.array([np.nan, np.nan])
     report = {
         "command": config.notes.get("command", ""),
         "config": {k: v for k, v in asdict(config).items() if k != "notes"},
         "training": {"clusters": int(len(data["y"])), "class_counts": np.bincount(data["y"], minlength=3).tolist(),
-                     "seconds": round(t_train - t0, 1), "final_val_accuracy": history["val_accuracy"][-1]},
+                     "seconds": round(t_train - t0, 1), "final_val_accuracy": history["val_accuracy"][-1],
+                     "baseline": baseline.to_dict()},
         "held_out": {
             "events": config.test_events, "clusters": int(len(test["y"])),
             "class_counts": np.bincount(test["y"], minlength=3).tolist(), "p_single_max": DEFAULT_P_SINGLE_MAX,
-            "cnn": evaluate.classification_metrics(test["y"], ml_pred),
+            "gate": {"cut": baseline.gate, "pass_rate_by_class": [float(gate[test["y"] == c].mean()) if
+                                                                   (test["y"] == c).any() else None for c in range(3)]},
+            "cnn": evaluate.classification_metrics(test["y"], n_pred - 1),
             "cnn_argmax": evaluate.classification_metrics(test["y"], prob.argmax(1)),
-            "charge_baseline": {**evaluate.classification_metrics(test["y"], baseline.predict(test["scalars"])),
+            "p_single_max_sweep": {str(p): evaluate.classification_metrics(
+                test["y"], split_counts(prob, p, ratio, baseline.cut3) - 1) for p in (0.5, 0.7, 0.8, 0.95)},
+            "charge_baseline": {**evaluate.classification_metrics(test["y"], baseline.predict(test["base"])),
                                 "cuts": [float(baseline.cut2), float(baseline.cut3)]},
             "pitch_over_sqrt12_mm": (pitch / np.sqrt(12.0)).tolist(),
             "residuals_split": evaluate.residual_summary(res["split"]),
@@ -307,9 +342,3 @@ def _add_minimum_bias(data: dict, config: TrainConfig, progress: bool) -> dict:
         mb["event"] = mb["event"] + 1 + max(int(p["event"].max()) for p in parts)
         parts.append(mb)
     return {k: np.concatenate([p[k] for p in parts]) for k in data}
-
-
-def split_counts_(prob: np.ndarray) -> np.ndarray:
-    from .split import DEFAULT_P_SINGLE_MAX, split_counts
-
-    return split_counts(prob, DEFAULT_P_SINGLE_MAX)

@@ -22,7 +22,7 @@ from trackcore.sim.pdg import mass_of
 from trackcore.sim.simulate import SimulationConfig, crossings_for_digitization
 from trackcore.sim.transport import transport
 
-from .clusters import ModuleTables, baseline_observables, conditions, geometry, render
+from .clusters import ModuleTables, baseline_observables, conditions, render, segments
 
 _TABLES: dict[int, ModuleTables] = {}
 
@@ -43,16 +43,16 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
     ``crossings``: :func:`crossings_for_digitization` output (local entry/exit in mm, ``edep`` in
     GeV); ``momentum``: (N, 3) GeV at each crossing; ``generator``: a :class:`~.model.NumpyGenerator`.
     """
-    geo = geometry(tables, crossings)
-    n = len(geo["module"])
+    seg = segments(crossings)
+    n = len(seg)
     if generator is None:
         obs = baseline_observables(n)
     else:
-        obs = generator.generate(conditions(tables, crossings, momentum, geo), rng)
-    r = render(tables, crossings, obs, geo)
+        obs = generator.generate_raw(conditions(tables, crossings, momentum, backend=backend), rng)
+    r = render(tables, crossings, obs, backend=backend, seg=seg)
     det = tables.detector
     hit_xc = r["cluster"]
-    hit_mod = geo["module"][hit_xc]
+    hit_mod = np.asarray(crossings["module_index"], np.int64)[hit_xc]
     k = len(hit_xc)
     local = np.zeros((k, 3))
     local[:, :2] = r["local"]
@@ -62,8 +62,7 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
     hits = Table({"hit_id": hit_id, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
                   "volume_id": det.volume_id[hit_mod], "layer_id": det.layer_id[hit_mod],
                   "module_id": det.module_id[hit_mod]}, name="hits")
-    cells = Table({"hit_id": np.repeat(hit_id, r["size"]), "ch0": r["ch0"].astype(np.int32),
-                   "ch1": r["ch1"].astype(np.int32), "value": r["value"]}, name="cells")
+    cells = Table({"hit_id": np.repeat(hit_id, r["size"]), "ch0": r["ch0"], "ch1": r["ch1"], "value": r["value"]}, name="cells")
     pidx = np.asarray(crossings["particle_index"], np.int64)[hit_xc]
     return DigitizedHits(hits, cells, pidx, hit_xc.astype(np.int64), hit_mod, r["local"], r["charge"])
 

@@ -86,39 +86,61 @@ class NumpyGenerator:
             raise InputError(f"fastsim: {self.path} maps {self.weights[0][0].shape[0]} inputs to "
                              f"{self.weights[-1][0].shape[1]} outputs; expected {N_CONDITIONS} conditions + "
                              f"{self.noise_dim} noise -> {N_OBSERVABLES} observables")
+        # Normalisation folded into the first and last layers, so inference is the matrix products alone:
+        # ((x - mean) / std) @ W = x @ (W / std) - (mean / std) @ W, and y * std + mean likewise.
+        w0, b0 = self.weights[0]
+        wx = w0[:N_CONDITIONS].astype(np.float64)
+        folded = [(np.concatenate([wx / self.x_std[:, None], w0[N_CONDITIONS:]]),
+                   b0 - (self.x_mean / self.x_std).astype(np.float64) @ wx), *self.weights[1:]]
+        wl, bl = folded[-1]
+        folded[-1] = (wl * self.y_std[None, :], bl * self.y_std + self.y_mean)
+        self._folded = [(np.ascontiguousarray(w, np.float32), np.asarray(b, np.float32)) for w, b in folded]
 
     def forward(self, x: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Raw observables (float32, before rounding) of conditions ``x`` (N, C) and noise (N, noise_dim)."""
         x = np.asarray(x, np.float32)
         if x.ndim != 2 or x.shape[1] != N_CONDITIONS:
             raise InputError(f"fastsim: conditions must have shape (N, {N_CONDITIONS}), got {x.shape}")
-        h = np.concatenate([(x - self.x_mean) / self.x_std, np.asarray(noise, np.float32)], axis=1)
+        noise = np.asarray(noise, np.float32)
+        if noise.shape != (len(x), self.noise_dim):
+            raise InputError(f"fastsim: noise must have shape ({len(x)}, {self.noise_dim}), got {noise.shape}")
         with _one_blas_thread():
-            return self._layers(h) * self.y_std + self.y_mean
+            return self._layers(np.concatenate([x, noise], axis=1))
 
     def _layers(self, h: np.ndarray) -> np.ndarray:
-        for i, (w, b) in enumerate(self.weights):
+        for i, (w, b) in enumerate(self._folded):
             h = h @ w
             h += b
-            if i < len(self.weights) - 1:
+            if i < len(self._folded) - 1:
                 np.maximum(h, LEAK * h, out=h)
         return h
 
+    def generate_raw(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(N, :data:`N_OBSERVABLES`) float32 observables, integer ones not yet rounded (the renderer rounds)."""
+        return self.forward(x, rng.standard_normal((len(x), self.noise_dim), dtype=np.float32))
+
     def generate(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(N, :data:`N_OBSERVABLES`) float64 observables, integer ones rounded (see :mod:`.clusters`)."""
-        noise = rng.standard_normal((len(x), self.noise_dim), dtype=np.float32)
-        y = self.forward(x, noise).astype(np.float64)
+        y = self.generate_raw(x, rng).astype(np.float64)
         y[:, INTEGER_OBSERVABLES] = np.rint(y[:, INTEGER_OBSERVABLES])
         return y
 
 
+_CONTROLLER: list = []
+
+
 def _one_blas_thread():
     """Limit BLAS to one thread (threadpoolctl, when installed): for these thin matrices OpenBLAS's
-    threads cost more than they save, several times more on a busy machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
+    threads cost more than they save, several times more on a busy machine. The controller is made
+    once: making one scans the loaded libraries (~0.5 ms a call)."""
+    import contextlib
 
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _CONTROLLER.append(None)
+        else:
+            _CONTROLLER.append(ThreadpoolController())
+    ctl = _CONTROLLER[0]
+    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=1, user_api="blas")

@@ -1,5 +1,5 @@
-"""Cluster splitter plugin: cluster truth, inputs, a tiny model that learns, ONNX = PyTorch, the pipeline hook,
-the truth rule after splitting, the shipped model, the command line and bad input."""
+"""Cluster splitter plugin: cluster truth, inputs, the charge-ratio gate, a tiny model that learns, ONNX = PyTorch,
+the pipeline hook, the truth rule after splitting, the shipped model, the command line and bad input."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,11 +11,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from plugins.cluster_splitter import evaluate, plugin  # noqa: E402
-from plugins.cluster_splitter.features import N_SCALARS, WINDOW_U, WINDOW_V, cluster_inputs  # noqa: E402
+from plugins.cluster_splitter.baseline import BASELINE_FILE, ChargeBaseline  # noqa: E402
+from plugins.cluster_splitter.features import (N_BASE_SCALARS, N_SCALARS, WINDOW_U, WINDOW_V,  # noqa: E402
+                                               cluster_inputs)
 from plugins.cluster_splitter.model import export_onnx, load_state, predict_torch, save_state  # noqa: E402
 from plugins.cluster_splitter.onnx_runtime import OnnxClusterSplitter  # noqa: E402
 from plugins.cluster_splitter.split import MODEL_PATH, ClusterSplitter, split_counts  # noqa: E402
-from plugins.cluster_splitter.train import QUICK, build_dataset, simulate, train_model  # noqa: E402
+from plugins.cluster_splitter.train import (QUICK, build_dataset, simulate, train_model,  # noqa: E402
+                                            with_model_scalars)
 from plugins.cluster_splitter.truth import pixel_rows, simulate_labelled  # noqa: E402
 from trackcore.errors import InputError  # noqa: E402
 from trackcore.event import Event, Table  # noqa: E402
@@ -46,11 +49,22 @@ def samples():
 
 
 @pytest.fixture(scope="module")
-def trained(samples, tmp_path_factory):
-    data = build_dataset(samples[0], np.random.default_rng(0), CONFIG.single_per_merged)
+def train_data(samples):
+    return build_dataset(samples[0], None, None)
+
+
+@pytest.fixture(scope="module")
+def baseline(train_data):
+    return ChargeBaseline().fit(train_data["base"], train_data["y"])
+
+
+@pytest.fixture(scope="module")
+def trained(train_data, baseline, tmp_path_factory):
+    data = with_model_scalars(train_data, baseline, gated=True)
     model, history = train_model(data, CONFIG, progress=False)
     path = tmp_path_factory.mktemp("splitter") / "model.onnx"
     export_onnx(model, path)
+    baseline.save(path.parent / BASELINE_FILE)
     return model, history, data, path
 
 
@@ -72,19 +86,39 @@ def test_inputs_centre_on_the_hit(samples, detector):
     event, truth, _ = samples[0][0]
     rows = pixel_rows(event)[:200]
     inp = cluster_inputs(event, detector, rows)
-    assert inp.maps.shape == (len(rows), 1, WINDOW_U, WINDOW_V) and inp.scalars.shape == (len(rows), N_SCALARS)
+    assert inp.maps.shape == (len(rows), 1, WINDOW_U, WINDOW_V) and inp.scalars.shape == (len(rows), N_BASE_SCALARS)
+    cheap = cluster_inputs(event, detector, rows, with_maps=False)
+    np.testing.assert_array_equal(cheap.scalars, inp.scalars)
+    assert cheap.maps.shape == (len(rows), 1, 0, 0)
     xyz = detector.local_to_global(inp.module_index, np.c_[inp.centroid, np.zeros(len(rows))])
     hits = np.stack([event.hits[c][rows] for c in "xyz"], axis=1)
     assert np.abs(xyz - hits).max() < 1e-6  # the digitiser's hit is the value-weighted centroid
     assert np.all(inp.maps.sum(axis=(1, 2, 3)) > 0) and np.all(inp.captured > 0.5)
 
 
-def test_tiny_model_beats_always_single(trained, samples):
-    model, history, _, _ = trained
+def test_gate_keeps_merged_and_drops_singles(samples, baseline, tmp_path):
     test = build_dataset(samples[1], None, None)
-    prob, pos, sig = predict_torch(model, test["maps"], test["scalars"])
+    ratio, gate = baseline.ratio(test["base"]), baseline.passes_gate(test["base"])
+    # One particle gives a charge ratio near 1, two near 2 (the calibration is per incidence bin).
+    assert abs(np.median(ratio[test["y"] == 0]) - 1) < 0.1 and abs(np.median(ratio[test["y"] == 1]) - 2) < 0.3
+    assert gate[test["y"] > 0].mean() > 0.95 and gate[test["y"] == 0].mean() < 0.05
+    assert 1.0 < baseline.gate <= baseline.cut2 < baseline.cut3
+    baseline.save(tmp_path / "b.json")
+    again = ChargeBaseline.load(tmp_path / "b.json")
+    np.testing.assert_array_equal(again.ratio(test["base"]), ratio)
+    scal = with_model_scalars(test, baseline, gated=False)["scalars"]
+    assert scal.shape == (len(test["y"]), N_SCALARS) and np.allclose(np.exp(scal[:, -2]), ratio, rtol=1e-4)
+
+
+def test_tiny_model_beats_always_single(trained, samples, baseline):
+    model, history, _, _ = trained
+    test = with_model_scalars(build_dataset(samples[1], None, None), baseline, gated=False)
+    gate = baseline.passes_gate(test["base"])
+    prob = np.tile(np.float32([1, 0, 0]), (len(test["y"]), 1))
+    pos = np.zeros((len(test["y"]), 6, 2), np.float32)
+    prob[gate], pos[gate], sig = predict_torch(model, test["maps"][gate], test["scalars"][gate])
     ml = evaluate.classification_metrics(test["y"], prob.argmax(1))
-    # "always one particle" has balanced accuracy 1/3; the tiny model must find merged clusters.
+    # "always one particle" has balanced accuracy 1/3; gate + tiny model must find merged clusters.
     assert ml["balanced_accuracy"] > 0.6, ml
     assert history["val_loss"][-1] < history["val_loss"][0]
     # Positions of correctly counted 2-particle clusters beat the unsplit centroid.
@@ -110,6 +144,8 @@ def test_split_counts_rule():
     prob = np.array([[0.9, 0.05, 0.05], [0.1, 0.6, 0.3], [0.1, 0.3, 0.6], [0.3, 0.6, 0.1]])
     assert split_counts(prob, 0.2).tolist() == [1, 2, 3, 1]
     assert split_counts(np.zeros((0, 3)), 0.2).shape == (0,)
+    # With the charge ratio, 2 vs 3 is the baseline's cut, whatever the CNN prefers.
+    assert split_counts(prob, 0.2, np.array([5.0, 3.0, 2.0, 3.0]), 2.6).tolist() == [1, 3, 2, 1]
 
 
 def test_pipeline_hook_splits_and_keeps_event_valid(trained, samples, detector):
@@ -133,6 +169,18 @@ def test_pipeline_hook_splits_and_keeps_event_valid(trained, samples, detector):
     same = np.isin(ev.hits["hit_id"], event.hits["hit_id"][kept])
     np.testing.assert_array_equal(ev.hits["x"][same], event.hits["x"][kept])
     assert set(ev.cells["hit_id"]) == set(ev.hits["hit_id"])
+
+
+def test_only_gated_clusters_reach_the_cnn(trained, samples, detector, baseline):
+    _, _, _, path = trained
+    event = samples[1][2][0]
+    result = ClusterSplitter(path, detector=detector, p_single_max=1.0).split(event)
+    rows = pixel_rows(event)
+    inp = cluster_inputs(event, detector, rows, with_maps=False)
+    n_cells = np.diff(inp.cell_offsets)
+    expected = rows[baseline.passes_gate(inp.scalars) & (n_cells >= 2)]
+    np.testing.assert_array_equal(np.sort(result.candidate_rows), np.sort(expected))
+    assert 0 < len(expected) < 0.2 * len(rows) and set(result.split_rows) <= set(expected)
 
 
 def test_truth_after_split_is_consistent(trained, samples, detector):
@@ -192,6 +240,19 @@ def test_bad_input(trained, samples, tmp_path, detector):
     assert len(result.hits) == 0 and len(result.split_rows) == 0
     with pytest.raises(InputError, match="missing.pt not found"):
         load_state(tmp_path / "missing.pt")
+    # A model without its baseline.json, or a broken one.
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "model.onnx").write_bytes(path.read_bytes())
+    with pytest.raises(InputError, match="baseline file .* not found"):
+        ClusterSplitter(lone / "model.onnx", detector=detector).split(event)
+    (lone / BASELINE_FILE).write_text('{"edges": [1.0], "median": [[1, 1]], "median_cells": [[1, 1], [1, 1]], '
+                                      '"cut2": 1.5, "cut3": 2.6, "gate": 1.4}')
+    with pytest.raises(InputError, match="median tables must have shape"):
+        ChargeBaseline.load(lone / BASELINE_FILE)
+    (lone / BASELINE_FILE).write_text("{}")
+    with pytest.raises(InputError, match="not a baseline file"):
+        ChargeBaseline.load(lone / BASELINE_FILE)
 
 
 def test_command_line_and_listing():

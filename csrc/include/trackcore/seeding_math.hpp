@@ -1,8 +1,11 @@
 #pragma once
 // Seeding arithmetic shared by host and device code: grid bins, the phi-window bend term, the
-// (r, z) cone of a middle space point and the seed order. Written with the same floating-point
-// operations, in the same order, as csrc/src/seeding.cpp (whose anonymous-namespace copies these
-// mirror), so the CUDA seeding kernels (csrc/cuda/seeding.cu) select the same seeds.
+// (r, z) cone of a middle space point, the doublet and triplet compatibility cuts, the seed weight
+// and the seed order. csrc/src/seeding.cpp (the `cpu` kernel) and csrc/cuda/seeding.cu (the `cupy`
+// kernels) both call these, so the CPU parity tests against trackcore/reco/seeding_numpy.py cover the
+// device math too; the numpy twin uses the same floating-point operations in the same order.
+// Functions taking parameters are templates over the parameter struct (seedmath::Params here,
+// trackcore::seeding::Params in the core): both carry the same field names.
 // Compile users with contraction off (g++ -ffp-contract=off, nvcc --fmad=false) for bitwise parity.
 #include <cmath>
 #include <cstdint>
@@ -51,14 +54,16 @@ TC_HD Params unpack_params(const double* d, const long long* i) {
     return p;
 }
 
-TC_HD int phi_bin(double phi, const Params& p) {
+template <class P>
+TC_HD int phi_bin(double phi, const P& p) {
     const double b = std::floor((phi + kPi) * p.inv_phi_bin);
     if (!(b >= 0)) return 0;
     if (b >= p.n_phi - 1) return p.n_phi - 1;
     return static_cast<int>(b);
 }
 
-TC_HD int z_bin(double z, const Params& p) {
+template <class P>
+TC_HD int z_bin(double z, const P& p) {
     const double b = std::floor((z - p.z_lo) * p.inv_z_bin);
     if (!(b >= 0)) return 0;
     if (b >= p.n_z - 1) return p.n_z - 1;
@@ -72,7 +77,8 @@ TC_HD double wrap(double d) {
 }
 
 // Slope of asin(k r) at r: bounds the min-pT bending between two radii (asin is convex).
-TC_HD double bend_of(double r, const Params& p) {
+template <class P>
+TC_HD double bend_of(double r, const P& p) {
     const double kr = p.k_bend * r;
     return kr < 1.0 ? 1.0 / std::sqrt(1.0 - kr * kr) : inf();
 }
@@ -99,6 +105,109 @@ struct Cone {
         clip(z0_high, (zm - z0_high) / rm, c0 - 1.0, false, lo, hi);
     }
 };
+
+// A doublet of a middle space point and a bottom (inner) or top (outer) partner, in the middle's
+// conformal frame. The layout is shared with the host glue of the CUDA kernels (8 words).
+struct Doublet {
+    long long index, layer;
+    double cot;        // dz / xy-distance (outwards positive)
+    double err;        // cot-theta variance term
+    double u, v;       // conformal coordinates about the middle (1/mm)
+    double inv_dist;   // 1 / xy-distance to the middle (1/mm)
+    double z0;         // the doublet line at r = 0 (radial cot theta), mm
+};
+
+// The cheap doublet cuts of partner o against middle m (side -1: bottom, +1: top), cheapest first
+// (all are ANDed, so the order changes no result): radial distance, phi window (min-pT bending plus
+// the d0 term), |cot theta| and the line's z at r = 0. On success z0 holds that z (mm).
+template <class P>
+TC_HD bool doublet_passes(int side, double rm, double zm, double phi_m, double inv_rm, double bend_m, double ro,
+                          double zo, double phi_o, double inv_ro, double bend_o, const P& p, double& z0) {
+    const double dr = side < 0 ? rm - ro : ro - rm;
+    if (!(dr >= p.dr_min && dr <= p.dr_max)) return false;
+    const double window = side < 0
+                              ? p.phi_scale * (dr * p.k_bend * bend_m + p.d0_max * (inv_ro - inv_rm)) + p.phi_margin
+                              : p.phi_scale * (dr * p.k_bend * bend_o + p.d0_max * (inv_rm - inv_ro)) + p.phi_margin;
+    const double dphi = wrap(phi_o - phi_m);
+    if ((dphi < 0 ? -dphi : dphi) > window) return false;
+    const double cot = side < 0 ? (zm - zo) / dr : (zo - zm) / dr;
+    if ((cot < 0 ? -cot : cot) > p.cot_max) return false;
+    z0 = zm - rm * cot;
+    return !(z0 < p.z0_min || z0 > p.z0_max);
+}
+
+// The conformal terms of a doublet that passed doublet_passes: transform about the middle
+// (xm, ym, zm), in its radial frame (cos_m, sin_m) as ACTS. Fills cot, err, u, v, inv_dist.
+template <class P>
+TC_HD void conformal(int side, double xm, double ym, double zm, double cos_m, double sin_m, double xo, double yo,
+                     double zo, const P& p, Doublet& d) {
+    const double dx = xo - xm, dy = yo - ym, dz = zo - zm;
+    const double xn = dx * cos_m + dy * sin_m;
+    const double yn = dy * cos_m - dx * sin_m;
+    const double inv_d2 = 1.0 / (xn * xn + yn * yn);
+    const double inv_d = std::sqrt(inv_d2);
+    const double cotc = side < 0 ? -(dz * inv_d) : dz * inv_d;
+    d.cot = cotc;
+    d.err = ((p.var_z + p.var_z) + cotc * cotc * (p.var_r + p.var_r)) * inv_d2;
+    d.u = xn * inv_d2;
+    d.v = yn * inv_d2;
+    d.inv_dist = inv_d;
+}
+
+// Half-width of the window in top cot theta around b.cot outside which no top passes the first
+// cut of triplet_passes, given per-middle maxima of the tops' err and inv_dist. With
+// E >= error2 (cot_b cot_t <= cot_max^2) and S = scatter_min2, a top at d = |cot_b - cot_t| has
+// 1 + cot_b cot_t <= 1 + |cot_b| (|cot_b| + d), so it fails once d^2 - S |cot_b| d - (E + S (1 + cot_b^2)) > 0,
+// i.e. for every d beyond the positive root. Slightly widened against rounding.
+template <class P>
+TC_HD double top_cot_tolerance(const Doublet& b, double max_err_t, double max_inv_d_t, const P& p) {
+    const double cross_var = 2.0 * (p.cot_max * p.cot_max * p.var_r + p.var_z);
+    const double e_max = b.err + max_err_t + cross_var * b.inv_dist * max_inv_d_t;
+    const double sc = p.scatter_min2, acb = b.cot < 0 ? -b.cot : b.cot;
+    const double tol = 0.5 * (sc * acb + std::sqrt(sc * sc * acb * acb + 4.0 * (e_max + sc * (1.0 + acb * acb))));
+    return tol * (1.0 + 1e-9) + 1e-12;
+}
+
+// The bottom-middle-top cuts: cot-theta compatibility within the errors plus min-pT scattering,
+// helix diameter >= min pT's, cot-theta compatibility with the triplet's own scattering, and
+// |d0| <= d0_max (rm: the middle's radius, mm). On success curv = 1/(2R) (signed, 1/mm) and
+// impact = |d0| (mm).
+template <class P>
+TC_HD bool triplet_passes(const Doublet& b, const Doublet& t, double rm, const P& p, double& curv, double& impact) {
+    const double dcot = b.cot - t.cot;
+    const double dcot2 = dcot * dcot;
+    const double error2 = t.err + b.err + 2.0 * (b.cot * t.cot * p.var_r + p.var_z) * b.inv_dist * t.inv_dist;
+    const double isin2 = 1.0 + b.cot * t.cot;
+    if (dcot2 > error2 + p.scatter_min2 * isin2) return false;
+    const double du = t.u - b.u;
+    if (du == 0.0) return false;
+    const double a = (t.v - b.v) / du;
+    const double s2 = 1.0 + a * a;
+    const double bb = b.v - a * b.u;
+    const double b2 = bb * bb;
+    if (s2 < b2 * p.min_helix_diameter2) return false;  // below min pT
+    const double ihd2 = b2 / s2;
+    if (dcot2 > error2 + ihd2 * p.scatter_per_curv2 * isin2) return false;
+    const double d0 = (a - bb * rm) * rm;
+    impact = d0 < 0 ? -d0 : d0;
+    if (impact > p.d0_max) return false;
+    curv = bb / std::sqrt(s2);
+    return true;
+}
+
+// Whether two tops of one bottom confirm each other: other layer, curvature within tolerance.
+template <class P>
+TC_HD bool tops_compatible(long long layer_i, double curv_i, long long layer_j, double curv_j, const P& p) {
+    const double d = curv_i - curv_j;
+    return layer_j != layer_i && (d < 0 ? -d : d) < p.delta_inv_helix_diameter;
+}
+
+// Seed-filter weight of a triplet with n_compatible confirming top layers (already capped).
+template <class P>
+TC_HD double seed_weight(int n_compatible, double impact, double z0, const P& p) {
+    return p.compat_weight * static_cast<double>(n_compatible) - p.impact_weight * impact -
+           p.z0_weight * (z0 < 0 ? -z0 : z0);
+}
 
 // Seed order: weight descending, then middle, bottom, top ascending (a total order).
 TC_HD bool seed_less(double wa, long long ma, long long ba, long long ta, double wb, long long mb, long long bb,
