@@ -1,6 +1,7 @@
-// Triplet seeding on the GPU, one thread per middle space point: the cuts, windows and seed filter
-// of csrc/src/seeding.cpp with the same floating-point operations (compile with --fmad=false), so
-// the seeds equal those of the compiled and numpy `find_seeds`. Space points arrive in grid order
+// Triplet seeding on the GPU, one thread per middle space point. The doublet and triplet cuts and
+// the seed weight are the shared functions of trackcore/seeding_math.hpp that csrc/src/seeding.cpp
+// also uses (compile with --fmad=false), so the seeds equal those of the compiled and numpy
+// `find_seeds`. Space points arrive in grid order
 // (tc_grid_* in grid.cu). Three launches: count doublets, fill doublets (the same selection code),
 // then per middle sort its tops by cot theta, search triplets and keep its best seeds.
 #include "trackcore/seeding_math.hpp"
@@ -8,10 +9,7 @@
 namespace sm = trackcore::seedmath;
 using sm::Params;
 
-struct Doublet {  // 64 bytes; the host glue allocates (count, 8) float64 buffers for these
-    long long index, layer;
-    double cot, err, u, v, inv_dist, z0;
-};
+using Doublet = sm::Doublet;  // 64 bytes; the host glue allocates (count, 8) float64 buffers for these
 
 struct Triplet {  // 32 bytes; scratch of (total tops, 4) float64
     long long top, layer;
@@ -78,25 +76,16 @@ __device__ long long collect(int side, long long m, const Points& s, const Param
             const long long last = s.offsets[c + 1];
             for (long long o = lower_bound_r(s.r, s.offsets[c], last, rlo - 1e-6); o < last && s.r[o] <= rhi + 1e-6; ++o) {
                 if (s.layer[o] == s.layer[m]) continue;
-                const double dr = side < 0 ? rm - s.r[o] : s.r[o] - rm;
-                if (!(dr >= p.dr_min && dr <= p.dr_max)) continue;
-                const double window =
-                    side < 0 ? p.phi_scale * (dr * p.k_bend * s.bend[m] + p.d0_max * (s.inv_r[o] - s.inv_r[m])) + p.phi_margin
-                             : p.phi_scale * (dr * p.k_bend * s.bend[o] + p.d0_max * (s.inv_r[m] - s.inv_r[o])) + p.phi_margin;
-                if (fabs(sm::wrap(s.phi[o] - pm)) > window) continue;
-                const double cot = side < 0 ? (zm - s.z[o]) / dr : (s.z[o] - zm) / dr;
-                if (fabs(cot) > p.cot_max) continue;
-                const double z0 = zm - rm * cot;
-                if (z0 < p.z0_min || z0 > p.z0_max) continue;
+                double z0;
+                if (!sm::doublet_passes(side, rm, zm, pm, s.inv_r[m], s.bend[m], s.r[o], s.z[o], s.phi[o], s.inv_r[o],
+                                        s.bend[o], p, z0))
+                    continue;
                 if (out) {
-                    const double dx = s.x[o] - xm, dy = s.y[o] - ym, dz = s.z[o] - zm;
-                    const double xn = dx * cos_m + dy * sin_m;
-                    const double yn = dy * cos_m - dx * sin_m;
-                    const double inv_d2 = 1.0 / (xn * xn + yn * yn);
-                    const double inv_d = sqrt(inv_d2);
-                    const double cotc = side < 0 ? -(dz * inv_d) : dz * inv_d;
-                    const double err = ((p.var_z + p.var_z) + cotc * cotc * (p.var_r + p.var_r)) * inv_d2;
-                    out[count] = Doublet{s.index[o], s.layer[o], cotc, err, xn * inv_d2, yn * inv_d2, inv_d, z0};
+                    Doublet& d = out[count];
+                    d.index = s.index[o];
+                    d.layer = s.layer[o];
+                    d.z0 = z0;
+                    sm::conformal(side, xm, ym, zm, cos_m, sin_m, s.x[o], s.y[o], s.z[o], p, d);
                 }
                 ++count;
             }
@@ -159,18 +148,14 @@ extern "C" __global__ void tc_seed_triplets(long long n, const double* r, const 
         max_err_t = fmax(max_err_t, t[k].err);
         max_inv_d_t = fmax(max_inv_d_t, t[k].inv_dist);
     }
-    const double cross_var = 2.0 * (p.cot_max * p.cot_max * p.var_r + p.var_z);
     const double rm = r[m];
     const long long m_index = index[m];
     long long* hits = out_hits + 3 * m * K;
     double* w_out = out_w + m * K;
     for (long long bi = 0; bi < nb; ++bi) {
         const Doublet b = bs[bi];
-        // Window of tops that can pass the first cut (derivation in csrc/src/seeding.cpp).
-        const double e_max = b.err + max_err_t + cross_var * b.inv_dist * max_inv_d_t;
-        const double sc = p.scatter_min2, acb = fabs(b.cot);
-        double tol = 0.5 * (sc * acb + sqrt(sc * sc * acb * acb + 4.0 * (e_max + sc * (1.0 + acb * acb))));
-        tol = tol * (1.0 + 1e-9) + 1e-12;
+        // Only tops within this cot-theta window of the bottom can pass the triplet cuts.
+        const double tol = sm::top_cot_tolerance(b, max_err_t, max_inv_d_t, p);
         long long lo = 0, hi = nt;
         const double v = b.cot - tol;
         while (lo < hi) {
@@ -179,24 +164,9 @@ extern "C" __global__ void tc_seed_triplets(long long n, const double* r, const 
         }
         long long n_trip = 0;
         for (long long k = lo; k < nt && t[k].cot <= b.cot + tol; ++k) {
-            const Doublet& tt = t[k];
-            const double dcot = b.cot - tt.cot;
-            const double dcot2 = dcot * dcot;
-            const double error2 = tt.err + b.err + 2.0 * (b.cot * tt.cot * p.var_r + p.var_z) * b.inv_dist * tt.inv_dist;
-            const double isin2 = 1.0 + b.cot * tt.cot;
-            if (dcot2 > error2 + p.scatter_min2 * isin2) continue;
-            const double du = tt.u - b.u;
-            if (du == 0.0) continue;
-            const double a = (tt.v - b.v) / du;
-            const double s2 = 1.0 + a * a;
-            const double bb = b.v - a * b.u;
-            const double b2 = bb * bb;
-            if (s2 < b2 * p.min_helix_diameter2) continue;
-            const double ihd2 = b2 / s2;
-            if (dcot2 > error2 + ihd2 * p.scatter_per_curv2 * isin2) continue;
-            const double impact = fabs((a - bb * rm) * rm);
-            if (impact > p.d0_max) continue;
-            trip[n_trip++] = Triplet{tt.index, tt.layer, bb / sqrt(s2), impact};
+            double curv, impact;
+            if (!sm::triplet_passes(b, t[k], rm, p, curv, impact)) continue;
+            trip[n_trip++] = Triplet{t[k].index, t[k].layer, curv, impact};
         }
         for (long long i = 0; i < n_trip; ++i) {
             // Distinct layers of compatible tops, capped at compat_limit (<= 32, checked by the host).
@@ -204,14 +174,12 @@ extern "C" __global__ void tc_seed_triplets(long long n, const double* r, const 
             int n_seen = 0;
             for (long long j = 0; j < n_trip; ++j) {
                 if (n_seen >= p.compat_limit) break;
-                if (trip[j].layer == trip[i].layer || !(fabs(trip[i].curv - trip[j].curv) < p.delta_inv_helix_diameter))
-                    continue;
+                if (!sm::tops_compatible(trip[i].layer, trip[i].curv, trip[j].layer, trip[j].curv, p)) continue;
                 bool fresh = true;
                 for (int q = 0; q < n_seen; ++q) fresh = fresh && seen[q] != trip[j].layer;
                 if (fresh) seen[n_seen++] = trip[j].layer;
             }
-            const double w = p.compat_weight * static_cast<double>(n_seen) - p.impact_weight * trip[i].impact -
-                             p.z0_weight * fabs(b.z0);
+            const double w = sm::seed_weight(n_seen, trip[i].impact, b.z0, p);
             // Keep the K best in order (insertion into a sorted list of at most K).
             int pos = kept;
             while (pos > 0 && sm::seed_less(w, m_index, b.index, trip[i].top, w_out[pos - 1], m_index, hits[3 * (pos - 1)],
