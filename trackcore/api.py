@@ -68,16 +68,17 @@ class EventResult:
 
 
 def reconstruct_event(event: Event, detector: Detector, output: Path | None = None, *, backend=None,
-                      plugin_manager=None, config=None, formats=("csv",)):
+                      plugin_manager=None, config=None, formats=("csv",), field=None):
     """Reconstruct one event; write its tracks and submission when ``output`` (a folder) is given.
 
-    ``formats`` (csv, parquet, root) as in :mod:`trackcore.output`; for csv the files are
+    ``field``: the magnetic field (default: uniform 2 T; :func:`trackcore.geometry.field.trackml_field_map`
+    for TrackML challenge data). ``formats`` (csv, parquet, root) as in :mod:`trackcore.output`; for csv the files are
     ``<event>-submission.csv`` and ``<event>-tracks.csv`` (perigee, errors and covariance).
     """
     from .reco.pipeline import reconstruct
 
     t0 = time.perf_counter()
-    reco = reconstruct(event, detector, config, backend=backend, plugin_manager=plugin_manager)
+    reco = reconstruct(event, detector, config, backend=backend, plugin_manager=plugin_manager, field=field)
     total = time.perf_counter() - t0
     if output is not None:
         from .output import write_outputs

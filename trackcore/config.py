@@ -57,12 +57,19 @@ class RunConfig:
     detector: str = "trackml"  # built-in detector name (trackml, generic) or a detectors.csv path
     backend: str = "auto"  # numpy, cpu, cupy, or auto (cpu when the compiled core is built)
     formats: tuple[str, ...] = ("csv",)  # output formats of tracks and submissions: csv, parquet, root
+    #: magnetic field: constant (uniform 2 T, as simulated), trackml (the solenoid map of the TrackML
+    #: challenge data, weaker in the endcaps) or a field-map file
+    field: str = "constant"
 
     def __post_init__(self) -> None:
         self.formats = tuple(self.formats)
         bad = [f for f in self.formats if f not in OUTPUT_FORMATS]
         if bad or not self.formats:
             raise InputError(f"run.formats must be a non-empty list of {', '.join(OUTPUT_FORMATS)}; got {list(self.formats)}")
+        from .geometry.field import FIELD_NAMES
+
+        if self.field not in FIELD_NAMES and not Path(self.field).is_file():
+            raise InputError(f"run.field must be one of {', '.join(FIELD_NAMES)} or a field-map file; got {self.field!r}")
 
     @property
     def backend_name(self) -> str | None:

@@ -104,7 +104,17 @@ def list_event_sources(source: str | os.PathLike) -> list[tuple[str, str | None,
 
 # -- worker side ------------------------------------------------------------------------------
 _DETECTORS: dict[str, Any] = {}
+_FIELDS: dict[str, Any] = {}
 _PLUGIN_MANAGERS: dict[bool, Any] = {}
+
+
+def _field(spec: str):
+    """The run's magnetic field, built once per process (a field map takes a moment)."""
+    if spec not in _FIELDS:
+        from .geometry.field import field_from_spec
+
+        _FIELDS[spec] = field_from_spec(spec)
+    return _FIELDS[spec]
 
 
 def _detector(spec):
@@ -147,7 +157,8 @@ def _process_event(path: str, event: str | None, name: str, detector, run: RunCo
     try:
         ev = read_event(path, event=event) if event is not None else read_event(path)
         reco, result = reconstruct_event(ev, _detector(detector), None, backend=run.backend_name,
-                                         plugin_manager=_plugin_manager(plugins), config=run.reconstruction)
+                                         plugin_manager=_plugin_manager(plugins), config=run.reconstruction,
+                                         field=_field(run.field))
         hit_id, track_id = reco.submission()
         record = {"event": name, "config_sha256": chash, "formats": list(run.formats), "result": asdict(result)}
         marker = {result_path(out, name): json.dumps(record, indent=1, default=float).encode()}

@@ -24,6 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--config", type=Path, default=None,
                    help="TOML configuration of the whole pipeline ('trackcore config --dump' prints one)")
     p.add_argument("--backend", default=None, help="numpy, cpu or cupy (default: the config's, else cpu when built)")
+    p.add_argument("--field", default=None,
+                   help="magnetic field: constant (uniform 2 T, as trackcore simulates), trackml (the solenoid map "
+                        "of the TrackML challenge data) or a field-map file (default: the config's, else constant)")
     p.add_argument("--seeding", choices=("grid", "hashing"), default=None,
                    help="seeding strategy: triplets from the (phi, z) grid, or inside ANN buckets "
                         "(default: the config's, else grid)")
@@ -59,6 +62,8 @@ def run_config(args: argparse.Namespace):
         run.detector = args.detector
     if args.backend is not None:
         run.backend = args.backend
+    if args.field is not None:
+        run.field = args.field
     if args.formats:
         run.formats = tuple(dict.fromkeys(args.formats))
     if args.seeding is not None:
