@@ -118,8 +118,8 @@ void phi_bins_within(double pm, double reach, int b_mid, const Params& p, std::v
         hi = std::min(hi, static_cast<long long>(std::floor((pm + R + kPi) * p.inv_phi_bin)));
     }
     bool first = false, last = false;
-    for (long long b = lo; b <= hi; ++b) {
-        const int w = static_cast<int>(((b % n) + n) % n);
+    int w = static_cast<int>(((lo % n) + n) % n);
+    for (long long b = lo; b <= hi; ++b, w = w + 1 == n ? 0 : w + 1) {
         first |= w == 0, last |= w == n - 1;
         out.push_back(w);
     }
@@ -218,14 +218,15 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
                     std::int64_t o = std::lower_bound(key + ix.offsets[c], key + last, klo) - key;
                     for (; o < last && key[o] <= khi; ++o) {
                         const Point& q = pts[o];
-                        Doublet d;
+                        double z0;
                         if (!sm::doublet_passes(side, rm, zm, pm, pm_.inv_r, pm_.bend, q.r, q.z, q.phi, q.inv_r, q.bend, p,
-                                                d.z0))
+                                                z0))
                             continue;
+                        Doublet& d = out.emplace_back();
+                        d.z0 = z0;
                         d.index = q.index;
                         d.layer = q.layer;
                         sm::conformal(side, xm, ym, zm, cos_m, sin_m, q.x, q.y, q.z, p, d);
-                        out.push_back(d);
                     }
                 }
             }
@@ -272,7 +273,10 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
             }
         }
         const auto keep = std::min(candidates.size(), K);
-        std::partial_sort(candidates.begin(), candidates.begin() + keep, candidates.end(), seed_less);
+        if (keep == candidates.size())
+            std::sort(candidates.begin(), candidates.end(), seed_less);
+        else
+            std::partial_sort(candidates.begin(), candidates.begin() + keep, candidates.end(), seed_less);
         seeds.insert(seeds.end(), candidates.begin(), candidates.begin() + keep);
     }
     std::sort(seeds.begin(), seeds.end(), seed_less);
