@@ -65,6 +65,19 @@ class HitErrorModel:
 PILEUP_ERRORS = HitErrorModel(CLUSTER_RESOLUTION, RESOLUTION_FLOOR)
 #: For isolated single particles (muon guns, fit validation).
 ISOLATED_MUON_ERRORS = HitErrorModel(ISOLATED_MUON_RESOLUTION, ISOLATED_MUON_FLOOR)
+#: The error models by the names a run configuration uses.
+HIT_ERROR_MODELS = {"pileup": PILEUP_ERRORS, "isolated_muon": ISOLATED_MUON_ERRORS}
+
+
+def hit_error_model(spec: "str | HitErrorModel | None") -> HitErrorModel:
+    """A :class:`HitErrorModel` from a name of :data:`HIT_ERROR_MODELS`, a model, or None (pile-up)."""
+    if spec is None:
+        return PILEUP_ERRORS
+    if isinstance(spec, HitErrorModel):
+        return spec
+    if spec not in HIT_ERROR_MODELS:
+        raise InputError(f"hit errors {spec!r}: not one of {', '.join(HIT_ERROR_MODELS)}")
+    return HIT_ERROR_MODELS[spec]
 #: Without cells (or for volumes outside the TrackML numbering): the binary resolution.
 BINARY_RESOLUTION = 1.0 / np.sqrt(12.0)
 _TECHNOLOGY = {**{v: "pixel" for v in PIXEL_VOLUMES}, **{v: "short_strip" for v in SHORT_STRIP_VOLUMES},
@@ -129,7 +142,7 @@ class Measurements:
 
     @classmethod
     def from_event(cls, event: Event, detector: Detector, *, resolution_scale: float = RESOLUTION_SCALE,
-                   errors: HitErrorModel | None = None, backend=None) -> "Measurements":
+                   errors: "HitErrorModel | str | None" = None, backend=None) -> "Measurements":
         hits = event.hits
         n = len(hits)
         for col in ("hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"):
@@ -159,7 +172,7 @@ class Measurements:
             raise InputError(
                 f"{event.name}: {int(off.sum())} hit(s) lie outside their module (first: hit_id {hits['hit_id'][row]}, "
                 f"local u,v,w = {np.round(local[row], 3).tolist()} mm); is this the detector the event was made with?")
-        errors = errors or PILEUP_ERRORS
+        errors = hit_error_model(errors)
         k = resolution_in_pitch(detector, module, cluster_widths(hits, event.cells), errors.table)
         su = np.maximum(detector.pitch_u[module] * k[:, 0] * resolution_scale, errors.floor)
         sv = np.maximum(detector.pitch_v[module] * k[:, 1] * resolution_scale, errors.floor)

@@ -68,9 +68,9 @@ class ReconstructionConfig:
     #: one hit per particle. Off by default: it pays in dense jet cores (shared clusters 3.3 % -> 1.2 %,
     #: efficiency 90 -> 95 % for jets above 500 GeV) but costs ~1.6 s and ~0.002 score on <mu> = 200.
     split_clusters: bool = False
-    #: Hit errors (trackcore.reco.measurements.HitErrorModel); None: PILEUP_ERRORS, calibrated on
-    #: <mu> = 200 events. ISOLATED_MUON_ERRORS suits single-particle samples.
-    hit_errors: Any = None
+    #: hit error model: "pileup" (calibrated on <mu> = 200 events) or "isolated_muon" (single-particle
+    #: samples); see trackcore.reco.measurements.HIT_ERROR_MODELS
+    hit_errors: str = "pileup"
 
 
 @dataclass
