@@ -290,7 +290,7 @@ def run_training(config: TrainConfig, output, *, progress: bool = True) -> dict:
             "cnn": evaluate.classification_metrics(test["y"], n_pred - 1),
             "cnn_argmax": evaluate.classification_metrics(test["y"], prob.argmax(1)),
             "p_single_max_sweep": {str(p): evaluate.classification_metrics(
-                test["y"], split_counts(prob, p, ratio, baseline.cut3) - 1) for p in (0.5, 0.7, 0.8, 0.95)},
+                test["y"], split_counts(prob, p, ratio, baseline.cut3) - 1) for p in (0.2, 0.5, 0.9, 0.95)},
             "charge_baseline": {**evaluate.classification_metrics(test["y"], baseline.predict(test["base"])),
                                 "cuts": [float(baseline.cut2), float(baseline.cut3)]},
             "pitch_over_sqrt12_mm": (pitch / np.sqrt(12.0)).tolist(),
