@@ -2,7 +2,9 @@
 ``pytest benchmarks/test_bench_fastsim.py --benchmark-enable``): the full digitisation (compiled
 ``cpu`` backend) against the fast one (shipped GAN generator + renderer, and the geometric no-ML
 baseline) on the same transport crossings. The issue's target: fast >= 10x faster per event.
-``extra_info`` records crossings, hits and cells.
+The fast path runs the compiled ``fastsim_conditions``/``fastsim_render`` kernels (``cpu``
+backend); ``..._numpy_kernels`` runs their numpy references for comparison. ``extra_info``
+records crossings, hits and cells.
 """
 from __future__ import annotations
 
@@ -65,5 +67,16 @@ def test_bench_fast_digitization_baseline(benchmark):
     tables = module_tables(detector, config)
     digi = benchmark.pedantic(lambda: fast_digitize(tables, dc, momentum, None, np.random.default_rng(0)),
                               rounds=5, iterations=1)
+    _info(benchmark, dc, digi)
+    assert len(digi.hits) > 100_000
+
+
+def test_bench_fast_digitization_gan_numpy_kernels(benchmark):
+    if not plugin.MODEL_PATH.is_file():
+        pytest.skip("no shipped generator")
+    detector, config, dc, momentum = crossings()
+    tables, generator = module_tables(detector, config), NumpyGenerator(plugin.MODEL_PATH)
+    digi = benchmark.pedantic(lambda: fast_digitize(tables, dc, momentum, generator, np.random.default_rng(0),
+                                                    backend="numpy"), rounds=5, iterations=1)
     _info(benchmark, dc, digi)
     assert len(digi.hits) > 100_000

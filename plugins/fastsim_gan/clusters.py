@@ -14,7 +14,8 @@ true mid-plane crossing, in units of the pitch.
 
 :func:`render` turns observables back into cells (a staircase of cells with the generated widths
 and size, its charge ramped along the path so that its value-weighted centroid lands on the
-generated centroid) and hits, all in numpy (no per-cluster Python loop).
+generated centroid) and hits. :func:`conditions` and :func:`render` run the kernels of
+:mod:`.kernels`: compiled on the ``cpu`` backend, their numpy references otherwise.
 """
 from __future__ import annotations
 
@@ -154,7 +155,9 @@ def render(tables: ModuleTables, crossings: dict, obs: np.ndarray, backend=None,
     m = np.asarray(crossings["module_index"], np.int64)
     if obs.shape != (len(m), N_OBSERVABLES):
         raise InputError(f"fastsim: observables must have shape ({len(m)}, {N_OBSERVABLES}), got {obs.shape}")
-    out = kernel("fastsim_render", backend)(m, segments(crossings) if seg is None else seg, crossings["edep"], obs,
-                                            tables.packed, tables.config.electrons_per_gev,
-                                            tables.config.value_per_electron)
+    electrons = np.asarray(crossings["edep"], np.float64) * tables.config.electrons_per_gev
+    if obs[:, 3].any():
+        electrons = electrons * np.exp(obs[:, 3].astype(np.float64))
+    out = kernel("fastsim_render", backend)(m, segments(crossings) if seg is None else seg, electrons, obs,
+                                            tables.packed, tables.config.value_per_electron)
     return dict(zip(("cluster", "size", "ch0", "ch1", "value", "charge", "local"), out))

@@ -12,9 +12,12 @@ pytest.importorskip("scipy")
 
 from plugins.fastsim_gan import evaluate, plugin  # noqa: E402
 from plugins.fastsim_gan.clusters import N_CONDITIONS, N_OBSERVABLES, baseline_observables, render  # noqa: E402
+from plugins.fastsim_gan.clusters import conditions, geometry, segments  # noqa: E402
 from plugins.fastsim_gan.fastsim import fast_digitize, fast_simulate_event, module_tables  # noqa: E402
+from plugins.fastsim_gan.kernels import conditions_numpy, render_numpy  # noqa: E402
 from plugins.fastsim_gan.model import NumpyGenerator, export_numpy  # noqa: E402
 from plugins.fastsim_gan.train import QUICK, simulate_full, train_gan  # noqa: E402
+from trackcore.backends import available_backends  # noqa: E402
 from trackcore.cli.main import build_parser  # noqa: E402
 from trackcore.errors import InputError, PluginError  # noqa: E402
 from trackcore.event import Event  # noqa: E402
@@ -82,6 +85,84 @@ def test_render_honours_generated_widths_sizes_and_residuals(events, tables):
     assert r["size"].sum() > base["size"].sum() + 1.5 * len(base["size"])
     with pytest.raises(InputError, match="observables must have shape"):
         render(tables, dc, obs[:, :3])
+
+
+# -- compiled kernels = numpy reference ------------------------------------------------------------
+needs_cpu = pytest.mark.skipif(available_backends()["cpu"] != "ok", reason="compiled core not built")
+
+
+def _wild_observables(n: int, dtype) -> np.ndarray:
+    """Observables that reach every branch: wider/narrower clusters, corner drops, charge scales,
+    residuals large enough to push cells off the module edge, half-integers (rounding ties)."""
+    rng = np.random.default_rng(5)
+    obs = np.zeros((n, N_OBSERVABLES))
+    obs[:, 0] = rng.integers(-2, 4, n) + rng.choice([0.0, 0.5, 0.3], n)
+    obs[:, 1] = rng.integers(-2, 6, n) - rng.choice([0.0, 0.5], n)
+    obs[:, 2] = rng.integers(-1, 4, n)
+    obs[:, 3] = rng.normal(0, 0.3, n)
+    obs[:, 4:] = rng.normal(0, 1.0, (n, 2)) * rng.choice([1.0, 400.0], (n, 2), p=[0.97, 0.03])
+    return obs.astype(dtype)
+
+
+@needs_cpu
+def test_compiled_conditions_equal_numpy_reference(events, tables):
+    dc, mom = events[1]["crossings"], events[1]["transport"]["momentum"]
+    a = conditions(tables, dc, mom, backend="cpu")
+    b = conditions_numpy(dc["module_index"], segments(dc), dc["edep"], mom, tables.packed,
+                         tables.config.electrons_per_gev)
+    assert a.dtype == b.dtype == np.float32 and a.shape == (len(dc["module_index"]), N_CONDITIONS)
+    np.testing.assert_array_equal(a, b)
+
+
+@needs_cpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_render_gives_identical_cells(events, tables, dtype):
+    dc = events[1]["crossings"]
+    n = len(dc["module_index"])
+    obs = _wild_observables(n, dtype)
+    a = render(tables, dc, obs, backend="cpu")
+    b = render(tables, dc, obs, backend="numpy")
+    # The wild observables do reach the masked branches (corners dropped, cells off the module).
+    geo = geometry(tables, dc)
+    staircase = (np.maximum(geo["width_u"] + np.rint(obs[:, 0].astype(np.float64)), 1)
+                 + np.maximum(geo["width_v"] + np.rint(obs[:, 1].astype(np.float64)), 1) - 1)
+    assert (a["size"] < staircase[a["cluster"]]).sum() > 0.05 * n and len(a["cluster"]) < n
+    assert np.diff(a["cluster"]).min() > 0  # crossing order
+    for key in ("cluster", "size", "ch0", "ch1", "value", "charge"):
+        assert a[key].dtype == b[key].dtype, key
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # Centroids are sums over the cells: only the order of the additions differs.
+    np.testing.assert_allclose(a["local"], b["local"], rtol=0, atol=1e-12)
+
+
+@needs_cpu
+def test_compiled_kernels_reject_bad_input(events, tables):
+    from trackcore.backends import get_backend
+
+    dc = events[1]["crossings"]
+    m, seg = np.asarray(dc["module_index"], np.int64), segments(dc)
+    q = np.asarray(dc["edep"]) * 1e8
+    obs = np.zeros((len(m), N_OBSERVABLES), np.float32)
+    k = get_backend("cpu").kernel("fastsim_render")
+    bad = m.copy()
+    bad[3] = len(tables.packed)
+    with pytest.raises(ValueError, match=r"module_index\[3\]"):
+        k(bad, seg, q, obs, tables.packed, 1.0)
+    obs[7, 4] = np.nan
+    with pytest.raises(ValueError, match=r"obs\[7, 4\]"):
+        k(m, seg, q, obs, tables.packed, 1.0)
+    with pytest.raises(ValueError, match="obs"):
+        k(m, seg, q, obs[:, :5], tables.packed, 1.0)
+    with pytest.raises(ValueError, match="modules"):
+        k(m, seg, q, np.zeros((len(m), N_OBSERVABLES)), tables.packed[:, :4], 1.0)
+    with pytest.raises(ValueError, match=r"electrons\[0\]"):
+        k(m, seg, -q, np.zeros((len(m), N_OBSERVABLES)), tables.packed, 1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        get_backend("cpu").kernel("fastsim_conditions")(m, seg, q, np.zeros((2, 3)), tables.packed, 3e8)
+    # The numpy reference: empty input, wrong shape.
+    assert len(render_numpy(m[:0], seg[:0], q[:0], obs[:0], tables.packed, 1.0)[0]) == 0
+    with pytest.raises(InputError, match="observables must have shape"):
+        render_numpy(m, seg, q, obs[:, :3], tables.packed, 1.0)
 
 
 # -- learning -------------------------------------------------------------------------------------

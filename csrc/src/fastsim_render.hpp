@@ -1,0 +1,49 @@
+#pragma once
+// Fast simulation (plugins/fastsim_gan): generator conditions of crossings and the rendering of one
+// staircase cluster per crossing from generated observables. The numpy twin is
+// plugins/fastsim_gan/clusters.py (conditions_numpy, render_numpy); the cells must be bit-identical,
+// so the arithmetic here follows it operation for operation (no FMA contraction: see the .cpp).
+#include <cstdint>
+#include <stdexcept>
+
+namespace trackcore::fastsim {
+
+// Module table, one row per detector module: max_hu, hv, pitch_u, pitch_v (mm), cells along u and
+// v, binary readout (0/1), module class (0..3), threshold (electrons).
+constexpr int kModuleCols = 9;
+constexpr int kConditions = 14;
+constexpr int kObservables = 6;
+
+// Module rows (from the table above) a loop over crossings will need soon; see conditions_row's callers.
+void prefetch_rows(const std::int64_t* module_index, std::int64_t i, std::int64_t n, const double* modules);
+
+// Conditions of crossing i into row[0..kConditions): see clusters.CONDITION_NAMES.
+// seg: u0, v0, u1, v1 (mm); edep (GeV); p: momentum (GeV, 3 values).
+void conditions_row(const double* seg, double edep, const double* p, const double* module, double electrons_per_gev,
+                    float* row);
+
+// Rendering, in two passes so that the caller allocates the outputs once. T is float or double
+// (the observables' dtype); electrons: (N,) charge per cluster, obs: (N, kObservables).
+// Pass 1: the number of clusters with cells and of cells in all.
+template <class T>
+void render_count(const std::int64_t* module_index, const double* segments, const double* electrons, const T* obs,
+                  std::int64_t n, const double* modules, std::int64_t& n_clusters, std::int64_t& n_cells);
+
+// Pass 2: clusters in crossing order (those without cells omitted): crossing row, cell count, charge
+// (the given electrons) and value-weighted centroid (local mm, 2 per cluster); their cells
+// grouped by cluster (channels, value in MIP-equivalent mm, 1 for binary readout).
+struct RenderOut {
+    std::int64_t* cluster;
+    std::int64_t* size;
+    double* charge;
+    double* local;
+    std::int32_t* ch0;
+    std::int32_t* ch1;
+    double* value;
+    std::int64_t n_clusters, n_cells;  // capacities (render_count's results)
+};
+template <class T>
+void render_fill(const std::int64_t* module_index, const double* segments, const double* electrons, const T* obs,
+                 std::int64_t n, const double* modules, double value_per_electron, const RenderOut& out);
+
+}  // namespace trackcore::fastsim
