@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -54,6 +56,44 @@ struct Triplet {
 
 bool seed_less(const Seed& a, const Seed& b) {
     return sm::seed_less(a.weight, a.middle, a.bottom, a.top, b.weight, b.middle, b.bottom, b.top);
+}
+
+// Sorts seeds by seed_less: an LSD radix sort of the weights (16-bit digits of an order-preserving
+// 64-bit key), then seed_less within runs of equal weight. A comparison sort of the 32-byte seeds
+// was ~10% of the kernel on a <mu> = 200 event.
+void sort_seeds(std::vector<Seed>& seeds) {
+    const std::size_t n = seeds.size();
+    if (n < 256) {
+        std::sort(seeds.begin(), seeds.end(), seed_less);
+        return;
+    }
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> a(n), b(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const double w = seeds[i].weight + 0.0;  // -0.0 -> +0.0: seed_less treats them as equal
+        std::uint64_t u;
+        std::memcpy(&u, &w, sizeof u);
+        u = (u >> 63) ? ~u : (u | (std::uint64_t{1} << 63));  // ascending key <=> ascending weight
+        a[i] = {~u, static_cast<std::uint32_t>(i)};            // ascending key <=> descending weight
+    }
+    std::vector<std::size_t> count(1 << 16);
+    for (int shift = 0; shift < 64; shift += 16) {
+        std::fill(count.begin(), count.end(), 0);
+        for (const auto& e : a) ++count[(e.first >> shift) & 0xFFFF];
+        if (count[(a[0].first >> shift) & 0xFFFF] == n) continue;  // one digit value: already in order
+        std::size_t sum = 0;
+        for (auto& c : count) sum += std::exchange(c, sum);
+        for (const auto& e : a) b[count[(e.first >> shift) & 0xFFFF]++] = e;
+        a.swap(b);
+    }
+    std::vector<Seed> out(n);
+    for (std::size_t i = 0; i < n; ++i) out[i] = seeds[a[i].second];
+    for (std::size_t i = 0; i < n;) {
+        std::size_t j = i + 1;
+        while (j < n && a[j].first == a[i].first) ++j;
+        if (j - i > 1) std::sort(out.begin() + i, out.begin() + j, seed_less);
+        i = j;
+    }
+    seeds.swap(out);
 }
 
 Index build_index(std::int64_t n, const double* x, const double* y, const double* z, const double* r,
@@ -164,6 +204,7 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
     std::vector<int> phi_bins;
     std::vector<Doublet> bottoms, tops, tops_raw;
     std::vector<std::pair<double, std::uint32_t>> keys;
+    std::vector<double> tcot;  // cot theta of `tops`, in their (ascending) order
     std::vector<Triplet> triplets;
     std::vector<Seed> candidates;
     std::vector<std::int64_t> seen_layers;
@@ -241,7 +282,11 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
         for (std::size_t i = 0; i < tops_raw.size(); ++i) keys.emplace_back(tops_raw[i].cot, static_cast<std::uint32_t>(i));
         std::sort(keys.begin(), keys.end());
         tops.clear();
-        for (const auto& k : keys) tops.push_back(tops_raw[k.second]);
+        tcot.clear();
+        for (const auto& k : keys) {
+            tops.push_back(tops_raw[k.second]);
+            tcot.push_back(k.first);
+        }
         double max_err_t = 0, max_inv_d_t = 0;
         for (const auto& t : tops) {
             max_err_t = std::max(max_err_t, t.err);
@@ -252,12 +297,14 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
         for (const auto& b : bottoms) {
             // Only tops within top_cot_tolerance of b.cot can pass the triplet cuts.
             const double tol = sm::top_cot_tolerance(b, max_err_t, max_inv_d_t, p);
-            auto it = std::lower_bound(tops.begin(), tops.end(), b.cot - tol,
-                                       [](const Doublet& d, double v) { return d.cot < v; });
+            // The search runs over the cot values alone (8 bytes per top instead of a 64-byte doublet).
+            const std::size_t first = std::lower_bound(tcot.begin(), tcot.end(), b.cot - tol) - tcot.begin();
+            const double cot_hi = b.cot + tol;
             triplets.clear();
-            for (; it != tops.end() && it->cot <= b.cot + tol; ++it) {
+            for (std::size_t k = first; k < tops.size() && tcot[k] <= cot_hi; ++k) {
                 double curv, impact;
-                if (sm::triplet_passes(b, *it, rm, p, curv, impact)) triplets.push_back({it->index, it->layer, curv, impact});
+                if (sm::triplet_passes(b, tops[k], rm, p, curv, impact))
+                    triplets.push_back({tops[k].index, tops[k].layer, curv, impact});
             }
             // Seed filter: tops on other layers with a compatible curvature confirm each other.
             for (const auto& ti : triplets) {
@@ -279,7 +326,7 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
             std::partial_sort(candidates.begin(), candidates.begin() + keep, candidates.end(), seed_less);
         seeds.insert(seeds.end(), candidates.begin(), candidates.begin() + keep);
     }
-    std::sort(seeds.begin(), seeds.end(), seed_less);
+    sort_seeds(seeds);
     if (static_cast<long long>(seeds.size()) > p.max_seeds) seeds.resize(static_cast<std::size_t>(p.max_seeds));
     return seeds;
 }

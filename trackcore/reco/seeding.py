@@ -28,7 +28,7 @@ import numpy as np
 
 from ..backends import get_backend
 from ..errors import InputError
-from .seeding_numpy import SpacePointGrid
+from .seeding_numpy import SpacePointGrid, estimate_parameters_numpy
 from .spacepoints import SpacePoints
 
 #: c in GeV / (T mm): pT = C_LIGHT * B * R.
@@ -226,40 +226,17 @@ def find_seeds(spacepoints: SpacePoints, config: SeedingConfig | None = None, ba
         return Seeds.empty()
     sp = spacepoints
     kernel = get_backend(backend).kernel("find_seeds")
-    hits, weight = kernel(sp.x[sel], sp.y[sel], sp.z[sel], sp.r[sel], sp.phi[sel], sp.layer_index[sel],
-                          _params_for(sp, sel, config))
+    # The kernel also estimates the track parameters (bz given): in the compiled core that is ~10x
+    # cheaper than the numpy estimate over ~10^5 seeds.
+    hits, weight, track = kernel(sp.x[sel], sp.y[sel], sp.z[sel], sp.r[sel], sp.phi[sel], sp.layer_index[sel],
+                                 _params_for(sp, sel, config), bz=float(config.bz))
     hits = sel[np.asarray(hits, np.int64).reshape(-1, 3)]
-    return Seeds(hits, np.asarray(weight, np.float64), *estimate_parameters(sp, hits, config.bz))
+    track = np.asarray(track, np.float64).reshape(-1, 7)
+    pt, charge, phi, theta, z0, d0, cot = (np.ascontiguousarray(track[:, k]) for k in range(7))
+    return Seeds(hits, np.asarray(weight, np.float64), pt, charge.astype(np.int32), phi, theta, z0, d0, cot)
 
 
 def estimate_parameters(sp: SpacePoints, hits: np.ndarray, bz: float) -> tuple:
-    """(pt, charge, phi, theta, z0, d0, cot_theta) of triplets ``hits`` (N, 3) from their circle in x-y."""
-    b, m, t = (np.column_stack([sp.x[hits[:, k]], sp.y[hits[:, k]]]) for k in range(3))
-    mb, tb = m - b, t - b
-    cross = mb[:, 0] * tb[:, 1] - mb[:, 1] * tb[:, 0]  # > 0: counter-clockwise b -> m -> t
-    d = 2.0 * np.where(cross == 0.0, 1e-12, cross)  # collinear: a huge circle, not a division by zero
-    mb2, tb2 = (mb ** 2).sum(1), (tb ** 2).sum(1)
-    centre = b + np.column_stack([(tb[:, 1] * mb2 - mb[:, 1] * tb2) / d, (mb[:, 0] * tb2 - tb[:, 0] * mb2) / d])
-    radius = np.hypot(*(b - centre).T)
-    sense = np.where(cross >= 0.0, 1.0, -1.0)  # +1 counter-clockwise
-    # Under Bz > 0 a positive particle turns clockwise.
-    charge = (-sense * np.sign(bz)).astype(np.int32)
-
-    def tangent(point):  # unit direction of motion at a point on the circle
-        n = (point - centre) / radius[:, None]
-        return sense[:, None] * np.column_stack([-n[:, 1], n[:, 0]])
-
-    def arc(p, q):  # x-y path length between two points of the circle (shorter arc)
-        return 2.0 * radius * np.arcsin(np.clip(np.hypot(*(q - p).T) / (2.0 * radius), 0.0, 1.0))
-
-    z_b, z_t = sp.z[hits[:, 0]], sp.z[hits[:, 2]]
-    cot = (z_t - z_b) / arc(b, t)
-    dir_b = tangent(b)
-    dist = np.hypot(*centre.T)
-    pca = centre * (1.0 - radius / np.where(dist == 0.0, 1e-12, dist))[:, None]
-    dir_p = tangent(pca)
-    d0 = -pca[:, 0] * dir_p[:, 1] + pca[:, 1] * dir_p[:, 0]
-    ahead = np.sign(((b - pca) * dir_p).sum(1))  # the bottom hit lies after the PCA along the track
-    z0 = z_b - cot * ahead * arc(pca, b)
-    return (C_LIGHT * abs(bz) * radius, charge, np.arctan2(dir_b[:, 1], dir_b[:, 0]), np.arctan2(1.0, cot), z0, d0,
-            cot)
+    """(pt GeV, charge, phi rad, theta rad, z0 mm, d0 mm, cot_theta) of triplets ``hits`` (N, 3 space-point
+    indices) from their circle in x-y (numpy; :func:`find_seeds` gets the same from its kernel)."""
+    return estimate_parameters_numpy(sp.x, sp.y, sp.z, np.asarray(hits, np.int64).reshape(-1, 3), bz)

@@ -140,15 +140,64 @@ def _compatible_layers(bi: np.ndarray, layer: np.ndarray, curv: np.ndarray, p: d
     return np.minimum(counts, int(p["compat_limit"])).astype(np.float64)
 
 
-def find_seeds_numpy(x, y, z, r, phi, layer, params: dict) -> tuple[np.ndarray, np.ndarray]:
+def estimate_parameters_numpy(x, y, z, hits, bz: float, xp=np) -> tuple:
+    """(pt GeV, charge, phi rad, theta rad, z0 mm, d0 mm, cot theta) of triplets ``hits`` (N, 3 rows of
+    x, y, z in mm) from their circle in x-y and the z slope along its arc; charge from the bending
+    sense under ``bz`` (T). The reference of the compiled seedmath::estimate_seed; ``xp`` is numpy or
+    CuPy (the ``cupy`` kernel runs this on the device)."""
+    b, m, t = (xp.stack([x[hits[:, k]], y[hits[:, k]]], axis=1) for k in range(3))
+    mb, tb = m - b, t - b
+    cross = mb[:, 0] * tb[:, 1] - mb[:, 1] * tb[:, 0]  # > 0: counter-clockwise b -> m -> t
+    d = 2.0 * xp.where(cross == 0.0, 1e-12, cross)  # collinear: a huge circle, not a division by zero
+    mb2, tb2 = mb[:, 0] * mb[:, 0] + mb[:, 1] * mb[:, 1], tb[:, 0] * tb[:, 0] + tb[:, 1] * tb[:, 1]
+    centre = b + xp.stack([(tb[:, 1] * mb2 - mb[:, 1] * tb2) / d, (mb[:, 0] * tb2 - tb[:, 0] * mb2) / d], axis=1)
+    radius = xp.hypot(b[:, 0] - centre[:, 0], b[:, 1] - centre[:, 1])
+    sense = xp.where(cross >= 0.0, 1.0, -1.0)  # +1 counter-clockwise
+    # Under Bz > 0 a positive particle turns clockwise.
+    charge = (-sense * float(np.sign(bz))).astype(np.int32)
+
+    def tangent(point):  # unit direction of motion at a point on the circle
+        n = (point - centre) / radius[:, None]
+        return sense[:, None] * xp.stack([-n[:, 1], n[:, 0]], axis=1)
+
+    def arc(p, q):  # x-y path length between two points of the circle (shorter arc)
+        s = xp.hypot(q[:, 0] - p[:, 0], q[:, 1] - p[:, 1]) / (2.0 * radius)
+        return 2.0 * radius * xp.arcsin(xp.clip(s, 0.0, 1.0))
+
+    z_b, z_t = z[hits[:, 0]], z[hits[:, 2]]
+    cot = (z_t - z_b) / arc(b, t)
+    dir_b = tangent(b)
+    dist = xp.hypot(centre[:, 0], centre[:, 1])
+    pca = centre * (1.0 - radius / xp.where(dist == 0.0, 1e-12, dist))[:, None]
+    dir_p = tangent(pca)
+    d0 = -pca[:, 0] * dir_p[:, 1] + pca[:, 1] * dir_p[:, 0]
+    along = b - pca
+    ahead = xp.sign(along[:, 0] * dir_p[:, 0] + along[:, 1] * dir_p[:, 1])  # bottom after the PCA along the track
+    z0 = z_b - cot * ahead * arc(pca, b)
+    return (0.299792458e-3 * abs(bz) * radius, charge, xp.arctan2(dir_b[:, 1], dir_b[:, 0]), xp.arctan2(1.0, cot), z0,
+            d0, cot)
+
+
+def _with_parameters(hits, w, x, y, z, bz):
+    if bz is None:
+        return hits, w
+    est = estimate_parameters_numpy(np.asarray(x, np.float64), np.asarray(y, np.float64), np.asarray(z, np.float64),
+                                    hits, float(bz))
+    return hits, w, np.stack([np.asarray(c, np.float64) for c in est], axis=1).reshape(-1, 7)
+
+
+def find_seeds_numpy(x, y, z, r, phi, layer, params: dict, bz: float | None = None) -> tuple:
     """Kernel ``find_seeds``: ((N, 3) int64 bottom/middle/top input indices, weight), best weight first
-    (ties by middle, bottom, top)."""
+    (ties by middle, bottom, top); given ``bz`` (T) also the (N, 7) float64 track parameters of
+    :func:`estimate_parameters_numpy` (charge as a float column)."""
+    if bz is not None and not (np.isfinite(bz) and bz != 0):
+        raise ValueError("find_seeds: bz must be finite and non-zero (T)")
     sp = {k: np.asarray(v, np.float64) for k, v in dict(x=x, y=y, z=z, r=r, phi=phi).items()}
     sp["layer"] = np.asarray(layer, np.int64)
     p = params
     n = len(sp["x"])
     if n == 0:
-        return np.zeros((0, 3), np.int64), np.zeros(0)
+        return _with_parameters(np.zeros((0, 3), np.int64), np.zeros(0), sp["x"], sp["y"], sp["z"], bz)
     grid = SpacePointGrid.build(sp["phi"], sp["z"], sp["r"], p)
     sp["inv_r"] = 1.0 / sp["r"]
     kr = p["k_bend"] * sp["r"]
@@ -174,8 +223,8 @@ def find_seeds_numpy(x, y, z, r, phi, layer, params: dict) -> tuple[np.ndarray, 
         out_hits.append(np.stack([bottom[best], np.full(len(best), m), top[best]], axis=1))
         out_w.append(w[best])
     if not out_hits:
-        return np.zeros((0, 3), np.int64), np.zeros(0)
+        return _with_parameters(np.zeros((0, 3), np.int64), np.zeros(0), sp["x"], sp["y"], sp["z"], bz)
     hits = np.concatenate(out_hits).astype(np.int64)
     w = np.concatenate(out_w)
     order = np.lexsort((hits[:, 2], hits[:, 0], hits[:, 1], -w))[:int(p["max_seeds"])]
-    return hits[order], w[order]
+    return _with_parameters(hits[order], w[order], sp["x"], sp["y"], sp["z"], bz)

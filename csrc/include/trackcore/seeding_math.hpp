@@ -209,6 +209,50 @@ TC_HD double seed_weight(int n_compatible, double impact, double z0, const P& p)
            p.z0_weight * (z0 < 0 ? -z0 : z0);
 }
 
+// x-y path length (mm) between two points of a circle of radius R (the shorter arc); the sine is
+// clamped like numpy.clip(v, 0, 1), which passes NaN through.
+TC_HD double seed_arc(double radius, double px, double py, double qx, double qy) {
+    double s = std::hypot(qx - px, qy - py) / (2.0 * radius);
+    s = s < 0.0 ? 0.0 : (s > 1.0 ? 1.0 : s);
+    return 2.0 * radius * std::asin(s);
+}
+
+// Track parameters of a seed from the circle through its three x-y points and the z slope along
+// the arc, operation for operation as trackcore.reco.seeding_numpy.estimate_parameters_numpy:
+// pt (GeV), charge (+-1 under bz, T), phi and theta (rad) of the direction at the bottom, z0 and
+// signed d0 (mm) at the point of closest approach to the z axis, cot theta. out: those 7 in order.
+TC_HD void estimate_seed(double xb, double yb, double zb, double xm, double ym, double xt, double yt, double zt,
+                         double bz, double* out) {
+    const double c_light = 0.299792458e-3;  // GeV / (T mm), trackcore.reco.seeding.C_LIGHT
+    const double mbx = xm - xb, mby = ym - yb, tbx = xt - xb, tby = yt - yb;
+    const double cross = mbx * tby - mby * tbx;  // > 0: counter-clockwise b -> m -> t
+    const double d = 2.0 * (cross == 0.0 ? 1e-12 : cross);  // collinear: a huge circle
+    const double mb2 = mbx * mbx + mby * mby, tb2 = tbx * tbx + tby * tby;
+    const double cx = xb + (tby * mb2 - mby * tb2) / d, cy = yb + (mbx * tb2 - tbx * mb2) / d;
+    const double radius = std::hypot(xb - cx, yb - cy);
+    const double sense = cross >= 0.0 ? 1.0 : -1.0;
+    const double sign_bz = bz > 0 ? 1.0 : (bz < 0 ? -1.0 : 0.0);
+    const double cot = (zt - zb) / seed_arc(radius, xb, yb, xt, yt);
+    // Direction of motion at a point: sense x the circle normal turned by +90 degrees.
+    const double nbx = (xb - cx) / radius, nby = (yb - cy) / radius;
+    const double dbx = sense * -nby, dby = sense * nbx;
+    const double dist = std::hypot(cx, cy);
+    const double f = 1.0 - radius / (dist == 0.0 ? 1e-12 : dist);
+    const double px = cx * f, py = cy * f;
+    const double npx = (px - cx) / radius, npy = (py - cy) / radius;
+    const double dpx = sense * -npy, dpy = sense * npx;
+    const double d0 = -px * dpy + py * dpx;
+    const double along = (xb - px) * dpx + (yb - py) * dpy;
+    const double ahead = along > 0 ? 1.0 : (along < 0 ? -1.0 : (along == 0 ? 0.0 : along));  // numpy.sign
+    out[0] = c_light * (bz < 0 ? -bz : bz) * radius;
+    out[1] = -sense * sign_bz;
+    out[2] = std::atan2(dby, dbx);
+    out[3] = std::atan2(1.0, cot);
+    out[4] = zb - cot * ahead * seed_arc(radius, px, py, xb, yb);
+    out[5] = d0;
+    out[6] = cot;
+}
+
 // Seed order: weight descending, then middle, bottom, top ascending (a total order).
 TC_HD bool seed_less(double wa, long long ma, long long ba, long long ta, double wb, long long mb, long long bb,
                      long long tb) {

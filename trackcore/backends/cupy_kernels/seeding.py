@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
+from ...reco.seeding_numpy import estimate_parameters_numpy
 from . import inputs, outputs
 from .grid import check_finite, grid_on_device, pack_params
 
@@ -31,8 +32,20 @@ def _exclusive_cumsum(xp, a):
     return out
 
 
-def find_seeds(x, y, z, r, phi, layer, params: dict, *, runtime):
-    """Kernel ``find_seeds``: ((N, 3) int64 bottom/middle/top input indices, (N,) float64 weight), best first."""
+def _with_parameters(rt, host, hits, w, x, y, z, bz):
+    """The kernel's outputs; given ``bz`` (T) with the (N, 7) track parameters, estimated on the device by
+    the numpy reference written over ``xp`` (pt, charge, phi, theta, z0, d0, cot theta)."""
+    if bz is None:
+        return outputs(rt, host, hits, w)
+    xp = rt.xp
+    est = estimate_parameters_numpy(x, y, z, hits, float(bz), xp=xp)
+    track = xp.stack([c.astype(xp.float64) for c in est], axis=1).reshape(-1, 7)
+    return outputs(rt, host, hits, w, track)
+
+
+def find_seeds(x, y, z, r, phi, layer, params: dict, bz: float | None = None, *, runtime):
+    """Kernel ``find_seeds``: ((N, 3) int64 bottom/middle/top input indices, (N,) float64 weight), best first;
+    given ``bz`` (T) also the (N, 7) float64 track parameters."""
     rt, xp = runtime, runtime.xp
     host_f, (x, y, z, r, phi) = inputs(rt, x, y, z, r, phi, dtype=np.float64)
     host_l, (layer,) = inputs(rt, layer, dtype=np.int64)
@@ -44,9 +57,11 @@ def find_seeds(x, y, z, r, phi, layer, params: dict, *, runtime):
     if int(params.get("compat_limit", 0)) > MAX_COMPAT_LIMIT:
         raise InputError(f"find_seeds on the 'cupy' backend: compat_limit {params['compat_limit']} exceeds "
                          f"{MAX_COMPAT_LIMIT}")
+    if bz is not None and not (np.isfinite(bz) and bz != 0):
+        raise InputError("find_seeds: bz must be finite and non-zero (T)")
     pd, pi = pack_params(rt, params)
     if n == 0:
-        return outputs(rt, host, xp.zeros((0, 3), xp.int64), xp.zeros(0, xp.float64))
+        return _with_parameters(rt, host, xp.zeros((0, 3), xp.int64), xp.zeros(0, xp.float64), x, y, z, bz)
     check_finite(rt, {"x": x, "y": y, "z": z, "r": r, "phi": phi})
     bad = ~(r > 0)
     if bool(bad.any()):
@@ -91,4 +106,4 @@ def find_seeds(x, y, z, r, phi, layer, params: dict, *, runtime):
     for key in (hits[:, 0], hits[:, 1], -w):
         idx = idx[_stable_argsort(xp, key[idx])]
     idx = idx[: int(params["max_seeds"])]
-    return outputs(rt, host, hits[idx], w[idx])
+    return _with_parameters(rt, host, hits[idx], w[idx], x, y, z, bz)
