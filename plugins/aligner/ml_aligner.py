@@ -9,6 +9,12 @@ tracks sit at their chi2 minimum, the gradient with respect to the modules is th
 profiled chi2 (the tracks' response is included at first order). A penalty on the weak-mode
 components (the modes the global fit constrains) keeps gradient descent from wandering along
 them; at the end they are projected out exactly, so both methods give results in one gauge. Runs on CUDA when available (``device="auto"``).
+
+``optimizer="block-newton"`` replaces Adam by a preconditioned gradient step: the autograd gradient
+times the inverse of each module's 6x6 block of the profiled chi2's Gauss-Newton curvature
+(:mod:`.precondition`, rebuilt every epoch from the fits of that epoch), projected onto the weak-mode
+constraints in that metric (exact at every step), with optional heavy-ball momentum and the same
+cosine learning-rate decay. ``init="global"`` starts from ``init_iterations`` of the global fit.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ import numpy as np
 from trackcore.errors import InputError
 from trackcore.geometry.detector import Detector
 
-from .global_fit import DEFAULT_MODES, MODES, ROTATION_SCALE, mode_vectors
+from .global_fit import DEFAULT_MODES, MODES, ROTATION_SCALE, GlobalFitConfig, global_fit, mode_vectors
+from .precondition import BlockPreconditioner, curvature_blocks
 from .residuals import C_LIGHT, Frames, TrackSample, fit_tracks
 
 
@@ -45,10 +52,26 @@ class MLAlignerConfig:
     #: weight of the weak-mode penalty |Q^T a|^2 (mm^-2, a in scaled units) added to the mean chi2 per
     #: hit; the corrections are projected onto the constraints exactly at the end
     constraint_weight: float = 1e4
+    #: "adam" (lr in mm per step) or "block-newton" (lr: fraction of the per-module Gauss-Newton step)
+    optimizer: str = "adam"
+    momentum: float = 0.0  #: heavy-ball momentum of the block-newton steps (0: none)
+    damping: float = 1e-4  #: Levenberg term of the 6x6 blocks, relative to their mean diagonal
+    init: str = "zero"  #: "zero" (nominal geometry) or "global" (start from the global fit)
+    init_iterations: int = 2  #: global-fit iterations for init="global"
+    presigma: float | None = 1.0  #: block-newton: the global fit's prior on the corrections (mm, scaled)
+    #: block-newton: largest change of one module per step (mm, rotations scaled); larger steps are
+    #: scaled down per module (a module whose tracks fail the chi2 cut must not run away)
+    max_step: float = 0.05
 
     def check(self) -> MLAlignerConfig:
         if self.epochs < 1 or self.batch_events < 1 or not self.learning_rate > 0:
             raise InputError("ml aligner: epochs >= 1, batch_events >= 1 and learning_rate > 0 are required")
+        if self.optimizer not in ("adam", "block-newton"):
+            raise InputError(f"ml aligner: optimizer must be 'adam' or 'block-newton', got {self.optimizer!r}")
+        if self.init not in ("zero", "global") or self.init_iterations < 1:
+            raise InputError(f"ml aligner: init must be 'zero' or 'global' (init_iterations >= 1), got {self.init!r}")
+        if not 0.0 <= self.momentum < 1.0 or not self.damping >= 0.0:
+            raise InputError("ml aligner: momentum in [0, 1) and damping >= 0 are required")
         unknown = [m for m in self.modes if m not in MODES]
         if unknown:
             raise InputError(f"ml aligner: unknown weak mode(s) {unknown}; known: {', '.join(MODES)}")
@@ -132,7 +155,7 @@ def predict_torch(params, centre, rotation, corrections, module, track, bz: floa
 
 def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | None = None,
              progress: bool = False) -> MLAlignResult:
-    """Align ``detector`` to ``sample`` with Adam; see the module docstring."""
+    """Align ``detector`` to ``sample`` with Adam or the block-Newton step; see the module docstring."""
     import torch
 
     config = (config or MLAlignerConfig()).check()
@@ -144,46 +167,76 @@ def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | 
     nominal = Frames.from_detector(detector)
     centre = torch.tensor(nominal.centre, dtype=dt, device=device)
     rotation = torch.tensor(nominal.rotation, dtype=dt, device=device)
-    corrections = torch.zeros((len(detector), 6), dtype=dt, device=device, requires_grad=True)
+    start = np.zeros((len(detector), 6))
+    if config.init == "global":
+        gf = global_fit(detector, sample, GlobalFitConfig(
+            iterations=config.init_iterations, modes=tuple(config.modes), min_hits=config.min_hits, bz=config.bz,
+            spectrum=0, beam_spot=config.beam_spot, scattering=config.scattering))
+        start = gf.corrections.copy()
+        start[:, 3:] *= ROTATION_SCALE
+    corrections = torch.tensor(start, dtype=dt, device=device, requires_grad=True)
     hits = np.bincount(sample.module, minlength=len(detector))
-    trainable = torch.tensor(np.repeat(hits >= config.min_hits, 6).reshape(-1, 6), device=device)
+    movable = hits >= config.min_hits
+    trainable = torch.tensor(np.repeat(movable, 6).reshape(-1, 6), device=device)
     basis = mode_vectors(detector, tuple(config.modes))
     if basis.shape[1]:
         q, _ = np.linalg.qr(basis)
         q_t = torch.tensor(q, dtype=dt, device=device)
     else:
         q_t = None
-    opt = torch.optim.Adam([corrections], lr=config.learning_rate)
+    newton = config.optimizer == "block-newton"
+    opt = torch.optim.Adam([corrections], lr=config.learning_rate) if not newton else None
     events = np.unique(sample.event)
     n_batches = max(1, int(np.ceil(len(events) / config.batch_events)))
     total_steps = config.epochs * n_batches
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: config.final_lr_fraction + (
-        1 - config.final_lr_fraction) * 0.5 * (1 + np.cos(np.pi * min(k, total_steps) / total_steps)))
+
+    def lr_at(k: int) -> float:
+        return config.learning_rate * (config.final_lr_fraction + (1 - config.final_lr_fraction) * 0.5 * (
+            1 + np.cos(np.pi * min(k, total_steps) / total_steps)))
+
     batches = [sample.select_tracks(np.isin(sample.event, ev)) for ev in np.array_split(events, n_batches)]
     params = [None] * n_batches
     result = MLAlignResult(nominal, np.zeros((len(detector), 6)), device=str(device))
+
+    def fit_batch(k: int, epoch: int):
+        batch = batches[k]
+        frames = nominal.corrected(_unscale(corrections.detach().cpu().numpy()))
+        # Re-fit the batch's tracks on the current geometry (from their last parameters).
+        fit = fit_tracks(batch, frames, config.bz, params[k], config.refit_iterations if params[k] is not None
+                         else 4, config.beam_spot, config.scattering)
+        params[k] = fit.params
+        red = fit.chi2 / np.maximum(fit.ndf, 1)
+        ok_track = np.isfinite(red) & (np.add.reduceat((~fit.ok).astype(np.int64), batch.offsets[:-1]) == 0)
+        if ok_track.any():
+            factor = config.chi2_cut * (100.0 if epoch == 0 and config.init == "zero" else 1.0)
+            ok_track &= red < factor * np.median(red[ok_track])
+        return fit, np.repeat(ok_track, np.diff(batch.offsets))
+
+    precond, blocks, block_hits = None, np.zeros((len(detector), 6, 6)), 0
+    if newton:  # curvature of the starting geometry from a first pass over all batches
+        for k in range(n_batches):
+            fit, hit_ok = fit_batch(k, 0)
+            blocks += curvature_blocks(batches[k], fit, hit_ok, len(detector), config.beam_spot)
+            block_hits += int(hit_ok.sum())
+        precond = BlockPreconditioner(blocks, block_hits, movable, basis, config.damping, config.presigma)
+    velocity = np.zeros((len(detector), 6))
+    step_no = 0
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, desc="ml align", unit="batch")
+        bar = tqdm(total=total_steps, desc=f"ml align ({config.optimizer})", unit="batch")
     for epoch in range(config.epochs):
         epoch_sum, epoch_n = 0.0, 0
+        blocks, block_hits = np.zeros((len(detector), 6, 6)), 0
         for k in rng.permutation(n_batches):
             batch = batches[k]
-            frames = nominal.corrected(_unscale(corrections.detach().cpu().numpy()))
-            # Re-fit the batch's tracks on the current geometry (from their last parameters).
-            fit = fit_tracks(batch, frames, config.bz, params[k], config.refit_iterations if params[k] is not None
-                             else 4, config.beam_spot, config.scattering)
-            params[k] = fit.params
-            red = fit.chi2 / np.maximum(fit.ndf, 1)
-            ok_track = np.isfinite(red) & (np.add.reduceat((~fit.ok).astype(np.int64), batch.offsets[:-1]) == 0)
-            if ok_track.any():
-                factor = config.chi2_cut * (100.0 if epoch == 0 else 1.0)
-                ok_track &= red < factor * np.median(red[ok_track])
-            hit_ok = np.repeat(ok_track, np.diff(batch.offsets))
+            fit, hit_ok = fit_batch(k, epoch)
             if not hit_ok.any():
                 continue
+            if newton:
+                blocks += curvature_blocks(batch, fit, hit_ok, len(detector), config.beam_spot)
+                block_hits += int(hit_ok.sum())
             p_t = torch.tensor(fit.params, dtype=dt, device=device)
             mod = torch.tensor(batch.module[hit_ok], device=device)
             trk = torch.tensor(batch.track[hit_ok], device=device)
@@ -192,15 +245,30 @@ def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | 
             pred = predict_torch(p_t, centre, rotation, corrections, mod, trk, config.bz)
             loss = ((meas - pred) ** 2 * w).sum() / len(meas)
             total = loss
-            if q_t is not None:
+            if q_t is not None and not newton:
                 # Soft Lagrange term: a hard projection after each Adam step fights Adam's per-parameter
                 # scaling (the loss rose again in late epochs); the penalty lets Adam balance both.
                 total = loss + config.constraint_weight * ((q_t.T @ corrections.view(-1)) ** 2).sum()
-            opt.zero_grad()
+            if corrections.grad is not None:
+                corrections.grad = None
             total.backward()
             corrections.grad *= trainable
-            opt.step()
-            sched.step()
+            if newton:
+                # Per-hit gradient of this batch, scaled to the batch's share of the curvature blocks
+                # (which are per hit of the whole sample), so lr = 1 is a full Gauss-Newton step.
+                grad = corrections.grad.detach().cpu().numpy()
+                current = corrections.detach().cpu().numpy()
+                d = precond.step(grad, current, lr_at(step_no))
+                big = np.abs(d).max(axis=1, keepdims=True)
+                d *= np.minimum(1.0, config.max_step / np.maximum(big, 1e-300))
+                velocity = config.momentum * velocity + d
+                with torch.no_grad():
+                    corrections += torch.tensor(velocity, dtype=dt, device=device)
+            else:
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step_no)
+                opt.step()
+            step_no += 1
             result.loss.append(float(loss.detach()))
             epoch_sum += float(loss.detach()) * len(meas)
             epoch_n += len(meas)
@@ -208,6 +276,8 @@ def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | 
                 bar.update()
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         result.epoch_loss.append(epoch_sum / max(epoch_n, 1))
+        if newton and block_hits:  # the geometry moved: curvature of this epoch's fits
+            precond = BlockPreconditioner(blocks, block_hits, movable, basis, config.damping, config.presigma)
     if bar is not None:
         bar.close()
     with torch.no_grad():

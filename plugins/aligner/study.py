@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=20, help="ml epochs")
     ap.add_argument("--batch-events", type=int, default=4, help="ml events per Adam step")
     ap.add_argument("--learning-rate", type=float, default=3e-3, help="ml initial Adam step (mm)")
+    ap.add_argument("--optimizer", choices=("adam", "block-newton"), default="adam", help="ml optimizer")
+    ap.add_argument("--init", choices=("zero", "global"), default="zero", help="ml starting point")
+    ap.add_argument("--init-iterations", type=int, default=2, help="global-fit iterations for --init global")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             config["iterations"] = args.iterations
         else:
             config.update(epochs=args.epochs, batch_events=args.batch_events, learning_rate=args.learning_rate,
-                          device=args.device)
+                          device=args.device, optimizer=args.optimizer, init=args.init,
+                          init_iterations=args.init_iterations)
         tracemalloc.start()
         outcome = align(detector, train, config, progress=not args.quiet)
         _, peak = tracemalloc.get_traced_memory()
