@@ -39,7 +39,7 @@ CONFIG_TYPES = {
 }
 CONFIG_DEFAULTS = {
     "chi2_max": 15.0, "max_branches": 2, "max_candidates": 4, "max_holes": 2, "min_measurements": 5, "max_shared": 2,
-    "mass": 0.13957, "max_step": 50.0, "max_turn": 0.05, "max_path": 3000.0, "sigma_phi": 0.02, "sigma_theta": 0.02,
+    "mass": 0.13957, "max_step": 100.0, "max_turn": 0.2, "max_path": 4500.0, "sigma_phi": 0.02, "sigma_theta": 0.02,
     "sigma_qop_rel": 0.25, "edge_tolerance": 1.0, "layer_depth": 30.0, "skip_used_seeds": True, "skip_used_hits": 3,
     "refine": True,
 }
