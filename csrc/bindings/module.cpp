@@ -4,7 +4,6 @@
 #include "trackcore/version.hpp"
 #include "registry.hpp"
 
-void register_fastsim(pybind11::module_& m);  // belongs in registry.hpp (not this change's file)
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "trackcore compiled core (private; use the trackcore Python API)";

@@ -8,3 +8,4 @@ void register_digitization(pybind11::module_& m);
 void register_seeding(pybind11::module_& m);
 void register_hashing(pybind11::module_& m);
 void register_tracking(pybind11::module_& m);
+void register_fastsim(pybind11::module_& m);
