@@ -143,6 +143,10 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="ml: epochs (default 20)")
     p.add_argument("--batch-events", type=int, default=None, help="ml: events per Adam step (default 20)")
     p.add_argument("--learning-rate", type=float, default=None, help="ml: initial Adam step (mm, default 3e-3)")
+    p.add_argument("--optimizer", choices=("adam", "block-newton"), default=None,
+                   help="ml: Adam or the per-module Gauss-Newton preconditioned step (default adam)")
+    p.add_argument("--init", choices=("zero", "global"), default=None,
+                   help="ml: start from the nominal geometry or from 2 global-fit iterations (default zero)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="ml: torch device")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run_align)
@@ -181,7 +185,7 @@ def _run_align(args: argparse.Namespace) -> int:
             config["iterations"] = args.iterations
     else:
         config["device"] = args.device
-        for key in ("epochs", "batch_events", "learning_rate"):
+        for key in ("epochs", "batch_events", "learning_rate", "optimizer", "init"):
             if getattr(args, key) is not None:
                 config[key] = getattr(args, key)
     outcome = align(detector, events[:-n_held], config, progress=not args.quiet)
