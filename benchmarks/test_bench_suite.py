@@ -128,12 +128,27 @@ def test_ckf(benchmark, mu, backend):
 
 @pytest.mark.parametrize("mu,backend", cases("fit"))
 def test_fit(benchmark, mu, backend):
-    if "fit" not in build_pipeline(detector(), backend=backend).names:
-        pytest.skip("the pipeline has no separate fit stage (the fit runs inside track_finding)")
-    out, state = _stage(benchmark, "fit", "fit", mu, backend)
-    assert set(out) == set(state["fit"])
+    # The final fit runs inside track_finding; here the same Kalman fit (forward filter, backward
+    # smoother, perigee) refits the reconstructed tracks' hit lists on its own.
+    from trackcore.reco.ckf import fit_tracks
+    from trackcore.reco.ckf_numpy import fit_tracks_numpy
+    from trackcore.sim.transport import layer_material
 
-
+    _info(benchmark, "fit", mu, backend)
+    state = stage_outputs(mu, backend)
+    meas, tracks = state["measurements"]["measurements"], state["track_finding"]["tracks"]
+    hit_lists = [tracks.hits[tracks.offsets[i]:tracks.offsets[i + 1]] for i in range(len(tracks))]
+    if backend == "numpy":
+        lengths = np.array([len(h) for h in hit_lists], np.int64)
+        offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        flat = np.concatenate(hit_lists).astype(np.int64) if hit_lists else np.zeros(0, np.int64)
+        run = functools.partial(fit_tracks_numpy, detector(), meas, offsets, flat, layer_material(detector()), 2.0, None)
+    else:
+        run = functools.partial(fit_tracks, meas, hit_lists, detector())
+    out = benchmark.pedantic(run, rounds=_rounds(mu, backend), iterations=1)
+    benchmark.extra_info["tracks"] = len(hit_lists)
+    fitted = out["fitted"] if isinstance(out, dict) else out.fitted
+    assert len(fitted) == len(hit_lists) and np.mean(fitted) > 0.9
 @pytest.mark.parametrize("mu,backend", cases("chain"))
 def test_chain(benchmark, mu, backend):
     _info(benchmark, "chain", mu, backend)
