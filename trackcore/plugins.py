@@ -16,6 +16,7 @@ import argparse
 import importlib.metadata
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -173,7 +174,8 @@ def as_dict(info: PluginInfo) -> dict[str, Any]:
 __all__ = [
     "DISABLE_AUTOLOAD_ENV", "ENTRYPOINT_GROUP", "ModelStatus", "PluginInfo", "TrackcorePluginManager",
     "as_dict", "autoload_disabled", "get_plugin_manager", "hookimpl", "list_plugins", "model_status",
-    "plugin_hooks", "train_subparsers",
+    "plugin_hooks", "train_subparsers", "add_train_parser", "require_torch", "command_line", "json_default",
+    "write_json",
 ]
 
 
@@ -193,3 +195,51 @@ def train_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubPar
         if isinstance(action, argparse._SubParsersAction):
             return action
     raise PluginError("a 'train' command exists but takes no STAGE")
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction, stage: str, *, help: str, description: str,
+                     ) -> argparse.ArgumentParser:
+    """``trackcore train STAGE`` with the options every ML stage shares: ``--quick``, ``--seed``,
+    ``--output`` (default ``STAGE-output``) and ``--quiet``; the plugin adds its own and ``set_defaults``."""
+    p = train_subparsers(subparsers).add_parser(stage, help=help, description=description)
+    p.add_argument("--quick", action="store_true", help="small, fast settings (tests, smoke runs)")
+    p.add_argument("--seed", type=int, default=1, help="random seed of simulation and training (default 1)")
+    p.add_argument("--output", "-o", type=Path, default=Path(f"{stage}-output"), help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def require_torch(what: str) -> None:
+    """Raise :class:`PluginError` naming ``what`` (e.g. "trackcore train jet_tagger") without PyTorch."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise PluginError(f"{what} needs PyTorch (pip install 'trackcore[ml]')") from exc
+
+
+def command_line() -> str:
+    """The command being run (program name and quoted arguments), for training reports."""
+    import shlex
+    import sys
+
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps`` fallback for numpy scalars and arrays."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON (numpy values converted); the report file of ML training."""
+    import json
+
+    path = Path(path)
+    path.write_text(json.dumps(data, indent=2, default=json_default) + "\n")
+    return path

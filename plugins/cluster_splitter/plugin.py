@@ -7,10 +7,8 @@ threshold, register ``ClusterSplitter(path, detector=..., p_single_max=...)`` in
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from trackcore.errors import PluginError
-from trackcore.plugins import hookimpl, train_subparsers
+from trackcore.plugins import add_train_parser, command_line, hookimpl, require_torch
 
 from .split import DEFAULT_P_SINGLE_MAX, MODEL_PATH, MODEL_VERSION, ClusterSplitter
 
@@ -68,22 +66,18 @@ class SplitterPlugin:
 @hookimpl
 def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     """``trackcore train cluster_splitter [--quick] [--events N] [--test-events N] [--epochs E] [--seed S] [--output DIR]``."""
-    p = train_subparsers(subparsers).add_parser(
-        "cluster_splitter", help="train the merged-cluster splitter CNN",
+    p = add_train_parser(
+        subparsers, "cluster_splitter", help="train the merged-cluster splitter CNN",
         description="Simulate high-pT jet events (jet pT 0.5-2 TeV) on the TrackML-like detector, label every pixel "
                     "cluster with its particles from the simulation, train the CNN (particle count and crossing "
                     "positions), export it to ONNX and evaluate on held-out events against a charge-ratio "
                     "baseline, then reconstruct held-out jet events (and <mu>=200 events) with and without "
                     "splitting. Writes model.pt, model.onnx, report.json and PNG plots to --output. Needs PyTorch.")
-    p.add_argument("--quick", action="store_true", help="small, fast settings (tests, smoke runs)")
     p.add_argument("--events", type=int, default=None, help="training events (default 1500; --quick 60)")
     p.add_argument("--test-events", type=int, default=None, help="held-out events (default 300; --quick 20)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 40; --quick 6)")
     p.add_argument("--pipeline-events", type=int, default=None, help="held-out jet events reconstructed (default 30)")
     p.add_argument("--mu200-events", type=int, default=None, help="<mu>=200 events reconstructed (default 1)")
-    p.add_argument("--seed", type=int, default=1, help="random seed of simulation and training (default 1)")
-    p.add_argument("--output", "-o", type=Path, default=Path("cluster_splitter-output"), help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)
 
 
@@ -102,17 +96,11 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
-
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise PluginError("trackcore train cluster_splitter needs PyTorch (pip install 'trackcore[ml]')") from exc
+    require_torch("trackcore train cluster_splitter")
     from .train import run_training
 
     config = config_from_args(args)
-    config.notes["command"] = "trackcore " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    config.notes["command"] = command_line()
     report = run_training(config, args.output, progress=not args.quiet)
     held = report["held_out"]
     print(f"wrote {args.output}/model.onnx, model.pt, report.json ({', '.join(report['plots'])})")

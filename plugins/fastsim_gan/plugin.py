@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any, Mapping
 
-from trackcore.errors import InputError, PluginError
-from trackcore.plugins import hookimpl, train_subparsers
+from trackcore.errors import InputError
+from trackcore.plugins import add_train_parser, command_line, hookimpl, require_torch
 
 #: Folder of the shipped model files.
 MODEL_DIR = Path(__file__).resolve().parent
@@ -78,36 +78,25 @@ def trackcore_model_status() -> list[dict]:
 @hookimpl
 def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     """``trackcore train fastsim_gan [--quick] [--events N] [--test-events N] [--steps N] [--seed S] [--output DIR]``."""
-    p = train_subparsers(subparsers).add_parser(
-        "fastsim_gan", help="train the GAN fast simulation of pixel and strip clusters",
+    p = add_train_parser(
+        subparsers, "fastsim_gan", help="train the GAN fast simulation of pixel and strip clusters",
         description="Simulate <mu>=200 events with the full digitisation, train the conditional GAN of cluster "
                     "observables, export the generator and evaluate on held-out events against the full "
                     "digitisation and a geometric baseline (distributions, classifier two-sample test, "
                     "reconstruction, speed). Writes model.pt, generator.npz, report.json and PNG plots. Needs PyTorch.")
-    p.add_argument("--quick", action="store_true", help="small, fast settings (tests, smoke runs)")
     p.add_argument("--events", type=int, default=None, help="training events (default 3; --quick 1)")
     p.add_argument("--test-events", type=int, default=None, help="held-out events (default 2; --quick 1)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 6000; --quick 300)")
     p.add_argument("--pileup", type=float, default=None, help="<mu> of the events (default 200; --quick 10)")
-    p.add_argument("--seed", type=int, default=1, help="random seed of simulation and training (default 1)")
-    p.add_argument("--output", "-o", type=Path, default=Path("fastsim_gan-output"), help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
-
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise PluginError("trackcore train fastsim_gan needs PyTorch (pip install 'trackcore[ml]')") from exc
+    require_torch("trackcore train fastsim_gan")
     from .train import config_from_args, run_training
 
     config = config_from_args(args)
-    # The program as called (trackcore, or train.py for python -m plugins.fastsim_gan.train) and its arguments.
-    config.notes["command"] = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
+    config.notes["command"] = command_line()
     report = run_training(config, args.output, progress=not args.quiet)
     print(f"wrote {args.output}/generator.npz, model.pt, report.json")
     for group in ("pixel", "strip"):

@@ -7,7 +7,6 @@ the same numbers again.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trackcore.errors import InputError
+from trackcore.plugins import write_json
 
 from .clusters import INTEGER_OBSERVABLES, N_CONDITIONS, conditions, observables
 
@@ -187,16 +187,8 @@ def run_training(config: TrainConfig, output: str | Path, *, progress: bool = Tr
         report["reconstruction"] = evaluate.reconstruction_report(test_events[:config.reco_events], generator,
                                                                   progress=progress)
     report["seconds_total"] = time.perf_counter() - t_start
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_json(out / "report.json", report)
     return report
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def config_from_args(args) -> TrainConfig:

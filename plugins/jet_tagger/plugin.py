@@ -17,7 +17,7 @@ import numpy as np
 
 from trackcore.errors import InputError, PluginError
 from trackcore.event import Table
-from trackcore.plugins import hookimpl, train_subparsers
+from trackcore.plugins import add_train_parser, command_line, hookimpl, require_torch
 
 MODEL_DIR = Path(__file__).resolve().parent
 BTAG_MODEL = MODEL_DIR / "btag_deepsets.pt"
@@ -168,39 +168,29 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--b-cut", type=float, default=0.5, help="P(b) above which a jet counts as b-tagged in the summary")
     p.set_defaults(func=_run_tag)
 
-    t = train_subparsers(subparsers).add_parser(
-        "jet_tagger", help="train the Deep Sets b-tagger and the quark/gluon CNN",
+    t = add_train_parser(
+        subparsers, "jet_tagger", help="train the Deep Sets b-tagger and the quark/gluon CNN",
         description="Simulate and reconstruct b and light jet events (TrackML-like detector), train the Deep "
                     "Sets b-tagger beside an IP3D-like baseline; shower quark and gluon jets with the toy "
                     "parton shower, train the jet-image CNN beside a multiplicity-width baseline; evaluate "
                     "both on held-out jets. Writes btag_deepsets.pt, ip3d.json, qg_cnn.pt, report.json and "
                     "PNG plots to --output. Needs PyTorch and fastjet.")
-    t.add_argument("--quick", action="store_true", help="small, fast settings (tests, smoke runs)")
     t.add_argument("--tasks", nargs="+", choices=("btag", "qg"), default=None, help="what to train (default both)")
     t.add_argument("--btag-events", type=int, default=None, help="b-tag training events (default 2000, 4 jets each)")
     t.add_argument("--btag-epochs", type=int, default=None, help="Deep Sets epochs (default 40)")
     t.add_argument("--qg-jets", type=int, default=None, help="q/g training jets per class (default 20000)")
     t.add_argument("--qg-epochs", type=int, default=None, help="CNN epochs (default 15)")
     t.add_argument("--pileup", type=float, default=None, help="<mu> added to the b-tag events (default 0)")
-    t.add_argument("--seed", type=int, default=1, help="random seed of simulation and training (default 1)")
     t.add_argument("--cache-dir", type=Path, default=None, help="where reconstructed track sets are cached (.npz)")
-    t.add_argument("--output", "-o", type=Path, default=Path("jet_tagger-output"), help="output folder")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
-
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise PluginError("trackcore train jet_tagger needs PyTorch (pip install 'trackcore[ml]')") from exc
+    require_torch("trackcore train jet_tagger")
     from .train import config_from_args, run_training
 
     config = config_from_args(args)
-    config.notes["command"] = "trackcore " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    config.notes["command"] = command_line()
     report = run_training(config, args.output, progress=not args.quiet)
     if "btag" in report:
         r = report["btag"]

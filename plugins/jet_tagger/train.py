@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from trackcore.errors import InputError
+from trackcore.plugins import write_json
 
 from . import btag, qg
 from .evaluate import B_EFFICIENCY
@@ -195,16 +196,8 @@ def run_training(config: TrainConfig, output: str | Path, *, progress: bool = Tr
         report["qg"] = evaluate.qg_report(model, baseline, train, test, out, histories["q/g CNN"])
     evaluate.plot_losses(histories, out / "loss.png")
     report["seconds_total"] = time.perf_counter() - t_start
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_json(out / "report.json", report)
     return report
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def config_from_args(args) -> TrainConfig:
