@@ -29,7 +29,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     ("curvature", "log10_pt", "d0", "z0", "eta", "cot_bm", "cot_mt", "dcot", "dphi_bm", "dphi_mt",
      "local_yb", "local_yt", "local_xb", "local_xt")
     + tuple(f"{h}_{name}" for h in ("b", "m", "t") for name in _HIT_FEATURES)
+    + ("n_bm", "n_mt", "n_bt", "n_bm_compat", "n_mt_compat", "n_bt_compat", "b_n_seeds", "m_n_seeds", "t_n_seeds")
 )
+#: Two seeds sharing a hit pair are "compatible" when their curvatures differ by less than this (1/mm):
+#: a real particle's other triplets (next layer, module overlaps) bend alike, random tops do not.
+COMPAT_CURVATURE = 1.5e-4
 N_FEATURES = len(FEATURE_NAMES)
 
 
@@ -86,13 +90,76 @@ def cluster_table(event: Event) -> np.ndarray:
     return out
 
 
-def seed_features(event: Event, hit_index: np.ndarray, clusters: np.ndarray | None = None) -> np.ndarray:
+def _curvature(lx: np.ndarray, ly: np.ndarray, r_mid: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(signed curvature 1/mm, radius mm, |d0| mm) of the circle through the seed-local points
+    (bottom, origin = middle, top)."""
+    (xb, xt), (yb, yt) = (lx[:, 0], lx[:, 2]), (ly[:, 0], ly[:, 2])
+    cross = xb * yt - yb * xt
+    d = 2.0 * np.where(np.abs(cross) < 1e-12, 1e-12, cross)
+    b2, t2 = xb * xb + yb * yb, xt * xt + yt * yt
+    cx, cy = (yt * b2 - yb * t2) / d, (xb * t2 - xt * b2) / d  # centre, relative to the middle
+    radius = np.hypot(cx, cy)
+    curvature = np.sign(-cross) / radius  # the path b -> m -> t turns counter-clockwise when cross < 0
+    # Transverse impact parameter: distance of the circle from the beam line (origin at (-r_m, 0)).
+    d0 = np.abs(np.hypot(cx + r_mid, cy) - radius)
+    return curvature, radius, d0
+
+
+def seed_curvature(event: Event, hit_index: np.ndarray) -> np.ndarray:
+    """(N,) signed curvature (1/mm) of the x-y circle through each triplet."""
+    x, y = (np.asarray(event.hits[c], np.float64)[hit_index] for c in ("x", "y"))
+    r, phi = np.hypot(x, y), np.arctan2(y, x)
+    c, s = np.cos(phi[:, 1]), np.sin(phi[:, 1])
+    lx = c[:, None] * x + s[:, None] * y - r[:, 1:2]
+    ly = -s[:, None] * x + c[:, None] * y
+    return _curvature(lx, ly, r[:, 1])[0]
+
+
+def seed_context(hit_index: np.ndarray, curvature: np.ndarray, reference: np.ndarray,
+                 reference_curvature: np.ndarray, n_hits: int, *, in_reference: bool) -> np.ndarray:
+    """(N, 9) counts of how each seed sits among the event's seed list ``reference`` (M, 3).
+
+    Per hit pair (b-m, m-t, b-t): the seeds sharing it, and those of them whose curvature is within
+    :data:`COMPAT_CURVATURE`; per hit: the seeds using it. A seed counts itself, so a seed that is not
+    in ``reference`` (``in_reference=False``: a made-up medium seed) is counted as if added to it.
+    This is what the seed finder's confirmation sees (compatible second tops), computed here from the
+    seed list the pipeline hands the hook.
+    """
+    n = len(hit_index)
+    out = np.zeros((n, 9))
+    if n == 0:
+        return out
+    extra = 0.0 if in_reference else 1.0
+    scale = 1.0 / COMPAT_CURVATURE
+    # Curvatures folded into (-4, 4) compatibility units so that key * 10 + curvature sorts by key first.
+    fold = lambda k: np.clip(k * scale, -4e4, 4e4) / 1e4  # noqa: E731 - |k| <= 6 1/mm is any realistic seed
+    for col, (a, b) in enumerate(((0, 1), (1, 2), (0, 2))):
+        ref_key = reference[:, a] * np.int64(n_hits) + reference[:, b]
+        key = hit_index[:, a] * np.int64(n_hits) + hit_index[:, b]
+        uniq, inv = np.unique(np.concatenate([ref_key, key]), return_inverse=True)
+        ref_rank, rank = inv[:len(ref_key)], inv[len(ref_key):]
+        counts = np.bincount(ref_rank, minlength=len(uniq))
+        out[:, col] = counts[rank] + extra
+        # Compatible: same pair and |delta curvature| < COMPAT_CURVATURE (one unit after the fold, x1e4).
+        comp = np.sort(ref_rank * 10.0 + fold(reference_curvature))
+        q = rank * 10.0 + fold(curvature)
+        out[:, 3 + col] = np.searchsorted(comp, q + 1e-4, "right") - np.searchsorted(comp, q - 1e-4, "left") + extra
+    per_hit = np.bincount(reference.ravel(), minlength=n_hits)
+    out[:, 6:9] = per_hit[hit_index] + extra
+    return out
+
+
+def seed_features(event: Event, hit_index: np.ndarray, clusters: np.ndarray | None = None,
+                  reference: np.ndarray | None = None) -> np.ndarray:
     """(N, :data:`N_FEATURES`) float32 features of triplets ``hit_index`` (rows of ``event.hits``).
 
     The triplet's circle in x-y gives the signed curvature (1/mm, > 0 counter-clockwise), pT (GeV,
     at :data:`BZ_TESLA`) and d0 (mm); the bottom-top line in r-z gives z0 (mm) and eta. Positions
     are in the seed-local frame: rotated so that the middle hit lies on the +x axis, relative to
-    it. ``clusters`` is :func:`cluster_table` of the event (computed when not given).
+    it. ``clusters`` is :func:`cluster_table` of the event (computed when not given). The last
+    columns (:func:`seed_context`) count neighbours in the event's seed list: ``hit_index`` itself
+    (the pipeline's case), or ``reference`` (M, 3) when the seeds are not part of it (training's
+    medium seeds).
     """
     hits = event.hits
     for col in ("x", "y", "z", "volume_id", "layer_id"):
@@ -115,18 +182,9 @@ def seed_features(event: Event, hit_index: np.ndarray, clusters: np.ndarray | No
     c, s = np.cos(phi[:, 1]), np.sin(phi[:, 1])
     lx = c[:, None] * x + s[:, None] * y - r[:, 1:2]
     ly = -s[:, None] * x + c[:, None] * y
-    # Circle through the three points in the local frame (middle at the origin).
     (xb, xt), (yb, yt) = (lx[:, 0], lx[:, 2]), (ly[:, 0], ly[:, 2])
-    cross = xb * yt - yb * xt
-    d = 2.0 * np.where(np.abs(cross) < 1e-12, 1e-12, cross)
-    b2, t2 = xb * xb + yb * yb, xt * xt + yt * yt
-    cx, cy = (yt * b2 - yb * t2) / d, (xb * t2 - xt * b2) / d  # centre, relative to the middle
-    radius = np.hypot(cx, cy)
-    curvature = np.sign(-cross) / radius  # the path b -> m -> t turns counter-clockwise when cross < 0
+    curvature, radius, d0 = _curvature(lx, ly, r[:, 1])
     pt = C_LIGHT * BZ_TESLA * radius
-    # Transverse impact parameter: distance of the circle from the beam line (origin at (-r_m, 0)).
-    dist = np.hypot(cx + r[:, 1], cy)
-    d0 = np.abs(dist - radius)
     dr_bm, dr_mt = r[:, 1] - r[:, 0], r[:, 2] - r[:, 1]
     cot_bm = (z[:, 1] - z[:, 0]) / np.where(np.abs(dr_bm) < 1e-9, 1e-9, dr_bm)
     cot_mt = (z[:, 2] - z[:, 1]) / np.where(np.abs(dr_mt) < 1e-9, 1e-9, dr_mt)
@@ -144,7 +202,13 @@ def seed_features(event: Event, hit_index: np.ndarray, clusters: np.ndarray | No
         curvature, np.log10(np.maximum(pt, 1e-3)), d0, z0, eta, cot_bm, cot_mt, cot_mt - cot_bm,
         _wrap(phi[:, 1] - phi[:, 0]), _wrap(phi[:, 2] - phi[:, 1]), yb, yt, xb, xt,
     ])
-    feats = np.concatenate([seed_level, per_hit.reshape(len(hit_index), -1)], axis=1)
+    if reference is None:
+        context = seed_context(hit_index, curvature, hit_index, curvature, len(hits), in_reference=True)
+    else:
+        reference = check_hit_index(event, reference)
+        context = seed_context(hit_index, curvature, reference, seed_curvature(event, reference), len(hits),
+                               in_reference=False)
+    feats = np.concatenate([seed_level, per_hit.reshape(len(hit_index), -1), context], axis=1)
     # Straight triplets give huge radii; clip so that one seed cannot dominate a batch.
     return np.clip(np.nan_to_num(feats, nan=0.0, posinf=1e6, neginf=-1e6), -1e6, 1e6).astype(np.float32)
 
@@ -225,6 +289,7 @@ def training_examples(event: Event, hit_index: np.ndarray, rng: np.random.Genera
     pick = rng.choice(len(good), size=min(n_medium, len(good)), replace=False) if len(good) else np.zeros(0, int)
     medium = medium_seeds(event, good[np.sort(pick)], rng, pid)
     clusters = cluster_table(event)
-    x = np.concatenate([seed_features(event, hit_index, clusters), seed_features(event, medium, clusters)])
+    x = np.concatenate([seed_features(event, hit_index, clusters),
+                        seed_features(event, medium, clusters, reference=hit_index)])
     y = np.concatenate([labels, np.full(len(medium), SEED_MEDIUM, np.int8)])
     return x, y

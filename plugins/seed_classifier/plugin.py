@@ -23,7 +23,7 @@ MODEL_DIR = Path(__file__).resolve().parent
 #: The shipped ONNX graph used for inference.
 MODEL_PATH = MODEL_DIR / "model.onnx"
 #: Version of the model format / feature set; bump when the features change.
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 #: P(bad) above which a seed is dropped. 0.8 rather than 0.5: on held-out mu=200 events it keeps
 #: the TrackML score loss under 0.005 at a ~3x cheaper CKF (see README.md); None means argmax.
 DEFAULT_BAD_THRESHOLD = 0.8

@@ -15,8 +15,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("scipy")
 
 from plugins.seed_classifier import evaluate, plugin  # noqa: E402
-from plugins.seed_classifier.features import (N_FEATURES, cluster_table, medium_seeds, seed_features,  # noqa: E402
-                                              truth_labels)
+from plugins.seed_classifier.features import (FEATURE_NAMES, N_FEATURES, cluster_table, medium_seeds,  # noqa: E402
+                                              seed_context, seed_features, truth_labels)
 from plugins.seed_classifier.model import SeedMLP, export_onnx, load_state, predict_torch, save_state  # noqa: E402
 from plugins.seed_classifier.onnx_runtime import OnnxSeedClassifier  # noqa: E402
 from plugins.seed_classifier.train import (TrainConfig, build_dataset, config_from_args, find_event_seeds,  # noqa: E402
@@ -97,6 +97,32 @@ def test_features_shape_local_frame_and_cluster_shapes(events):
     assert (clusters[:, 2] >= 1).all() and (clusters[:, 3] >= 1).all()
 
 
+def test_seed_context_counts_pairs_compatible_curvature_and_hit_use():
+    # Seeds 0 and 1 share the b-m pair with alike curvature, seed 2 shares it with another curvature;
+    # seed 3 shares nothing. Hit 1 is used by seeds 0-2.
+    seeds = np.array([[0, 1, 2], [0, 1, 3], [0, 1, 4], [5, 6, 7]])
+    curv = np.array([1e-3, 1e-3 + 0.5e-4, -1e-3, 2e-3])
+    ctx = seed_context(seeds, curv, seeds, curv, 8, in_reference=True)
+    assert ctx[:, 0].tolist() == [3, 3, 3, 1]  # seeds sharing b-m, itself included
+    assert ctx[:, 3].tolist() == [2, 2, 1, 1]  # ... with |delta curvature| < 1.5e-4 / mm
+    assert ctx[:, 1].tolist() == [1, 1, 1, 1] and ctx[:, 7].tolist() == [3, 3, 3, 1]
+    # A seed outside the list counts as if added to it.
+    alone = seed_context(seeds[:1], curv[:1], seeds[1:], curv[1:], 8, in_reference=False)
+    np.testing.assert_array_equal(alone, ctx[:1])
+
+
+def test_context_features_of_a_seed_left_out_match_the_full_list(events):
+    # Training's medium seeds are featured against the real seed list they are not part of; the
+    # "+1 for itself" rule must give what the pipeline computes for a seed inside its list.
+    event = events[1]
+    hit_index, _ = find_event_seeds(event)
+    full = seed_features(event, hit_index[:2000])
+    ctx = [FEATURE_NAMES.index(n) for n in ("n_bm", "n_bt_compat", "m_n_seeds")]
+    one = seed_features(event, hit_index[7:8], reference=np.delete(hit_index[:2000], 7, axis=0))
+    np.testing.assert_allclose(one[0], full[7], rtol=1e-6)
+    assert (full[:, ctx] >= 1).all()
+
+
 # -- learning ----------------------------------------------------------------------------------
 def test_tiny_model_beats_baselines_on_held_out_event(datasets, trained):
     train, test = datasets
@@ -170,6 +196,19 @@ def test_pipeline_drops_bad_seeds(events, trained):
     n = len(reco.outputs["seeding"]["hit_index"])
     assert stage["label"].shape == (n,) and len(stage["hit_index"]) == (stage["label"] != SEED_BAD).sum() < n
     assert len(reco.tracks) > 100
+
+
+def test_pipeline_comparison_runs_the_classifier(trained):
+    # Each way must really reach the CKF with its own seeds (the classifier stage is opt-in).
+    _, _, out = trained
+    small = simulate(1, 9105, 20.0, desc="", progress=False)
+    rows = evaluate.pipeline_comparison(small, out / "model.onnx", weight_cut=1e9, progress=False, repeats=1)
+    ref = rows["no classifier"]
+    assert ref["seeds_kept"] == ref["seeds"] > 0
+    assert rows["seed weight cut (no ML)"]["seeds_kept"] == 0  # an impossible cut drops every seed
+    ml = rows[f"ML classifier (P(bad) >= {plugin.DEFAULT_BAD_THRESHOLD})"]
+    assert 0 < ml["seeds_kept"] < ml["seeds"] == ref["seeds"]
+    assert rows["ML classifier (argmax)"]["seeds_kept"] <= ml["seeds_kept"]
 
 
 def test_shipped_model_is_present_and_consistent():
