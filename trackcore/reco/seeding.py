@@ -28,11 +28,8 @@ import numpy as np
 
 from ..backends import get_backend
 from ..errors import InputError
-from .seeding_numpy import SpacePointGrid, estimate_parameters_numpy
+from .seeding_numpy import C_LIGHT, SpacePointGrid, estimate_parameters_numpy
 from .spacepoints import SpacePoints
-
-#: c in GeV / (T mm): pT = C_LIGHT * B * R.
-C_LIGHT = 0.299792458e-3
 
 __all__ = ["SeedingConfig", "Seeds", "find_seeds", "build_grid", "derived_parameters", "estimate_parameters",
            "C_LIGHT"]

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: c in GeV / (T mm): pT = C_LIGHT * B * R.
+C_LIGHT = 0.299792458e-3
+
 
 @dataclass
 class SpacePointGrid:
@@ -174,7 +177,7 @@ def estimate_parameters_numpy(x, y, z, hits, bz: float, xp=np) -> tuple:
     along = b - pca
     ahead = xp.sign(along[:, 0] * dir_p[:, 0] + along[:, 1] * dir_p[:, 1])  # bottom after the PCA along the track
     z0 = z_b - cot * ahead * arc(pca, b)
-    return (0.299792458e-3 * abs(bz) * radius, charge, xp.arctan2(dir_b[:, 1], dir_b[:, 0]), xp.arctan2(1.0, cot), z0,
+    return (C_LIGHT * abs(bz) * radius, charge, xp.arctan2(dir_b[:, 1], dir_b[:, 0]), xp.arctan2(1.0, cot), z0,
             d0, cot)
 
 

@@ -4,7 +4,8 @@ Same seeds, in the same order, as ``trackcore.reco.seeding_numpy.find_seeds_nump
 core (the kernels in csrc/cuda/seeding.cu repeat their cuts operation for operation). Steps: the
 grid (grid.py), space points gathered into grid order, doublets counted then written into exactly
 sized buffers, per-middle triplet search keeping the best ``max_seeds_per_middle`` seeds, and one
-global sort (weight descending, then middle, bottom, top) cut at ``max_seeds``. Units: mm, rad.
+global sort (weight descending, then middle, bottom, top) cut at ``max_seeds``; given ``bz`` (T), the
+seeds' track parameters from the numpy reference run over CuPy arrays. Units: mm, rad.
 """
 from __future__ import annotations
 
