@@ -16,7 +16,7 @@ import numpy as np
 
 from trackcore.errors import InputError, PluginError
 from trackcore.hookspecs import SEED_BAD, SEED_GOOD, SEED_MEDIUM, SeedClasses, Seeds
-from trackcore.plugins import hookimpl, train_subparsers
+from trackcore.plugins import add_train_parser, command_line, hookimpl, require_torch
 
 #: Folder of the shipped model files.
 MODEL_DIR = Path(__file__).resolve().parent
@@ -110,34 +110,24 @@ def trackcore_model_status() -> list[dict]:
 @hookimpl
 def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     """``trackcore train seed_classifier [--quick] [--events N] [--seed S] [--output DIR]``."""
-    p = train_subparsers(subparsers).add_parser(
-        "seed_classifier", help="train the good/medium/bad seed classifier",
+    p = add_train_parser(
+        subparsers, "seed_classifier", help="train the good/medium/bad seed classifier",
         description="Simulate <mu>=200 events on the TrackML-like detector, label their triplet seeds from truth "
                     "(medium seeds: good seeds with one hit moved to a neighbouring hit on the same layer), train "
                     "the MLP, export it to ONNX and evaluate on held-out events against a seed-weight cut. Writes "
                     "model.pt, model.onnx, report.json and PNG plots to --output. Needs PyTorch.")
-    p.add_argument("--quick", action="store_true", help="small, fast settings (tests, smoke runs)")
     p.add_argument("--events", type=int, default=None, help="training events (default 8; --quick 2)")
     p.add_argument("--test-events", type=int, default=None, help="held-out events (default 3; --quick 1)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 12; --quick 6)")
-    p.add_argument("--seed", type=int, default=1, help="random seed of simulation and training (default 1)")
-    p.add_argument("--output", "-o", type=Path, default=Path("seed_classifier-output"), help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
-
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise PluginError("trackcore train seed_classifier needs PyTorch (pip install 'trackcore[ml]')") from exc
+    require_torch("trackcore train seed_classifier")
     from .train import config_from_args, run_training
 
     config = config_from_args(args)
-    config.notes["command"] = "trackcore " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    config.notes["command"] = command_line()
     report = run_training(config, args.output, progress=not args.quiet)
     held = report["held_out"]
     print(f"wrote {args.output}/model.onnx, model.pt, report.json ({', '.join(held['plots'])})")

@@ -6,7 +6,6 @@ runs single-threaded with a fixed generator, so a given command gives the same n
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -15,8 +14,15 @@ import numpy as np
 
 from trackcore.errors import InputError
 from trackcore.event import Event
+from trackcore.plugins import write_json
 
-from .features import FEATURE_NAMES, N_FEATURES, seed_features, training_examples, truth_labels
+from .features import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    seed_features,
+    training_examples,
+    truth_labels,
+)
 
 #: Offset of the held-out events' seeds from the training seed.
 HELD_OUT_OFFSET = 100_000
@@ -208,16 +214,8 @@ def run_training(config: TrainConfig, output: str | Path, *, progress: bool = Tr
                                                           report["held_out"]["baseline"]["weight_cut"],
                                                           progress=progress)
     report["seconds_total"] = time.perf_counter() - t_start
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_json(out / "report.json", report)
     return report
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def config_from_args(args) -> TrainConfig:

@@ -243,7 +243,9 @@ def test_train_command_is_wired():
     import argparse
 
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    plugin.train_subparsers(sub).add_parser("other_stage")
+    from trackcore.plugins import train_subparsers
+
+    train_subparsers(sub).add_parser("other_stage")
     assert parser.parse_args(["train", "other_stage"]).stage == "other_stage"
 
 
