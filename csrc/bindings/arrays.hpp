@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -24,6 +25,23 @@ inline void require_shape(const py::array& a, std::initializer_list<py::ssize_t>
             throw py::value_error(std::string(name) + ": dimension " + std::to_string(i) + " must be " +
                                   std::to_string(s) + ", got " + std::to_string(a.shape(i)));
         ++i;
+    }
+}
+
+// Module crossings given to the digitisation kernels: module rows in [0, n_modules), finite (u0, v0,
+// u1, v1) segments and a finite, non-negative charge per crossing (named `charge_name` in errors).
+inline void require_crossings(const int64_t* idx, const double* seg, const double* q, py::ssize_t n,
+                              int64_t n_modules, const char* charge_name) {
+    for (py::ssize_t i = 0; i < n; ++i) {
+        if (idx[i] < 0 || idx[i] >= n_modules)
+            throw py::value_error("module_index[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
+                                  " is outside [0, " + std::to_string(n_modules) + ")");
+        for (int c = 0; c < 4; ++c)
+            if (!std::isfinite(seg[4 * i + c]))
+                throw py::value_error("segments[" + std::to_string(i) + ", " + std::to_string(c) + "] is not finite");
+        if (!std::isfinite(q[i]) || q[i] < 0)
+            throw py::value_error(std::string(charge_name) + "[" + std::to_string(i) + "] = " + std::to_string(q[i]) +
+                                  " must be finite and >= 0");
     }
 }
 

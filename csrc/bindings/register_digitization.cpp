@@ -65,17 +65,7 @@ py::tuple digitize_segments(i64_array module_index, f64_array segments, f64_arra
                                   fmt_g(s[4]) + " mm give " + fmt_g(cells_u) + " x " + fmt_g(cells_v) +
                                   " cells; at most 2^21 per axis");
     }
-    for (py::ssize_t i = 0; i < n; ++i) {
-        if (idx[i] < 0 || idx[i] >= n_modules)
-            throw py::value_error("module_index[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
-                                  " is outside [0, " + std::to_string(n_modules) + ")");
-        for (int c = 0; c < 4; ++c)
-            if (!std::isfinite(seg[4 * i + c]))
-                throw py::value_error("segments[" + std::to_string(i) + ", " + std::to_string(c) + "] is not finite");
-        if (!std::isfinite(q[i]) || q[i] < 0)
-            throw py::value_error("charge[" + std::to_string(i) + "] = " + std::to_string(q[i]) +
-                                  " must be finite and >= 0");
-    }
+    require_crossings(idx, seg, q, n, n_modules, "charge");
     std::vector<digi::Contribution> out;
     {
         py::gil_scoped_release release;

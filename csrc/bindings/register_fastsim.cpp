@@ -42,17 +42,7 @@ void check_common(const i64_array& module_index, const f64_array& segments, cons
     const int64_t* idx = module_index.data();
     const double* seg = segments.data();
     const double* q = edep.data();
-    for (py::ssize_t i = 0; i < n; ++i) {
-        if (idx[i] < 0 || idx[i] >= n_modules)
-            throw py::value_error("module_index[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
-                                  " is outside [0, " + std::to_string(n_modules) + ")");
-        for (int c = 0; c < 4; ++c)
-            if (!std::isfinite(seg[4 * i + c]))
-                throw py::value_error("segments[" + std::to_string(i) + ", " + std::to_string(c) + "] is not finite");
-        if (!std::isfinite(q[i]) || q[i] < 0)
-            throw py::value_error(std::string(charge_name) + "[" + std::to_string(i) + "] = " + std::to_string(q[i]) +
-                                  " must be finite and >= 0");
-    }
+    require_crossings(idx, seg, q, n, n_modules, charge_name);
 }
 
 py::array_t<float> conditions(i64_array module_index, f64_array segments, f64_array edep, f64_array momentum,
