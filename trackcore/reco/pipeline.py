@@ -71,7 +71,7 @@ class ReconstructionConfig:
     )
     #: Run the seed classifier plugin (``trackcore_classify_seeds``) when one is installed. Off by
     #: default: the shipped model is trained on trackcore's simulation and costs score on real TrackML
-    #: data (0.73 -> 0.60 on the shared real event) while it gains ~0.01 on simulated <mu> = 200.
+    #: data (0.811 -> 0.719 on the shared real event) while it gains ~0.003 on simulated <mu> = 200.
     classify_seeds: bool = False
     #: A track whose final fit failed is kept only with at least this many hits: on simulated
     #: <mu> = 200 a third of such short tracks are fakes (fake rate 4.7 % -> 2.9 %, score -0.003).
@@ -80,15 +80,15 @@ class ReconstructionConfig:
     #: go back to the pool of the next pass). Low-pT fakes join hits of several loopers and fit badly:
     #: on <mu> = 200 the cut takes the fake rate from 3.6 to 2.4 % and adds 0.0015 of TrackML score.
     #: 0.2 rather than 0.3 GeV: on the real TrackML event three good 0.2-0.3 GeV tracks fit with
-    #: chi2/ndf > 20 (real material exceeds the model's) and 0.3 cost 0.011 of its score.
+    #: chi2/ndf > 20 (the field and material models fit real data less well) and 0.3 cost 0.011.
     #: low_pt_max_chi2_ndf = inf turns the cut off.
     low_pt_threshold: float = 0.2
     low_pt_max_chi2_ndf: float = 3.0  #: largest chi2/ndf of a fitted track below low_pt_threshold
     #: seed classes dropped by the seed classifier (2 = bad)
     drop_seed_labels: tuple[int, ...] = (2,)
     #: Let a cluster splitter plugin (``trackcore_split_clusters``) replace merged pixel clusters by
-    #: one hit per particle. Off by default: it pays in dense jet cores (shared clusters 3.3 % -> 1.2 %,
-    #: efficiency 90 -> 95 % for jets above 500 GeV) but costs ~1.6 s and ~0.002 score on <mu> = 200.
+    #: one hit per particle. Off by default: it pays in dense jet cores (shared clusters 3.2 % -> 1.8 %,
+    #: efficiency 89.5 -> 94.7 % for jets above 500 GeV) but costs ~0.25 s per <mu> = 200 event.
     split_clusters: bool = False
     #: hit error model: "pileup" (calibrated on <mu> = 200 events) or "isolated_muon" (single-particle
     #: samples); see trackcore.reco.measurements.HIT_ERROR_MODELS
