@@ -429,10 +429,15 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
     std::vector<size_t> order(found.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        const auto& A = found[a];
-        const auto& B = found[b];
-        if (A.n_meas != B.n_meas) return A.n_meas > B.n_meas;
-        return A.chi2 / std::max(1, 2 * A.n_meas - 5) < B.chi2 / std::max(1, 2 * B.n_meas - 5);
+        // Quality: measurements, less two per unit of chi2/ndf above 1, so that a long track made of
+        // several particles' hits does not outrank a clean one; then chi2/ndf; then seed order.
+        const double ca = found[a].chi2 / std::max(1, 2 * found[a].n_meas - 5);
+        const double cb = found[b].chi2 / std::max(1, 2 * found[b].n_meas - 5);
+        const double qa = found[a].n_meas - 2.0 * std::max(0.0, ca - 1.0);
+        const double qb = found[b].n_meas - 2.0 * std::max(0.0, cb - 1.0);
+        if (qa != qb) return qa > qb;
+        if (ca != cb) return ca < cb;
+        return a < b;
     });
     std::vector<int> owner(hits.n, -1);
     std::vector<size_t> accepted;

@@ -350,6 +350,13 @@ def _better_key(t: Trajectory) -> tuple:
     return (-t.n_meas, t.chi2)
 
 
+def _ambiguity_key(t: Trajectory, k: int) -> tuple:
+    """Best first, as the ambiguity order in csrc: measurements less two per unit of chi2/ndf above 1,
+    then chi2/ndf, then seed order."""
+    c = t.chi2 / max(1, 2 * t.n_meas - 5)
+    return (-(t.n_meas - 2.0 * max(0.0, c - 1.0)), c, k)
+
+
 def _run_ckf(ctx: _Ckf, seeds: list, stats: dict) -> list:
     """Tracks as (seed, hits, perigee, covariance, chi2, ndf, fitted), as ``run_ckf``."""
     cfg = ctx.cfg
@@ -394,7 +401,7 @@ def _run_ckf(ctx: _Ckf, seeds: list, stats: dict) -> list:
 
     # Greedy ambiguity resolution: best tracks first; a track sharing too many hits is dropped, shared
     # hits stay with the better track.
-    order = sorted(range(len(found)), key=lambda k: (-found[k].n_meas, found[k].chi2 / max(1, 2 * found[k].n_meas - 5)))
+    order = sorted(range(len(found)), key=lambda k: _ambiguity_key(found[k], k))
     owner = [-1] * len(ctx.module)
     accepted = []
     for idx in order:
