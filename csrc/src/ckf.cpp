@@ -179,7 +179,8 @@ bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double
         }
         st = next;
         walked += ds;
-        if (std::hypot(st.pos[0], st.pos[1]) > world_r || std::fabs(st.pos[2]) > world_z) return false;
+        if (st.pos[0] * st.pos[0] + st.pos[1] * st.pos[1] > world_r * world_r || std::fabs(st.pos[2]) > world_z)
+            return false;
     }
     return false;
 }

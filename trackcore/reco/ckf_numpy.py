@@ -178,7 +178,7 @@ class _Ckf:
                 return [c for c in crossed if geo.layer[c[1]] == layer]
             pos, d = nxt_p, nxt_d
             walked += ds
-            if hypot(pos[0], pos[1]) > world_r or abs(pos[2]) > world_z:
+            if pos[0] * pos[0] + pos[1] * pos[1] > world_r * world_r or abs(pos[2]) > world_z:
                 return None
         return None
 

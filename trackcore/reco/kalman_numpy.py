@@ -210,7 +210,8 @@ class GridGeometry:
         return out
 
     def _gather_monotonic(self, a, b, out: set) -> None:
-        ra, rb, za, zb = hypot(a[0], a[1]), hypot(b[0], b[1]), a[2], b[2]
+        ra, rb = math.sqrt(a[0] * a[0] + a[1] * a[1]), math.sqrt(b[0] * b[0] + b[1] * b[1])
+        za, zb = a[2], b[2]
         rmin, rmax = min(ra, rb) - 1.0, max(ra, rb) + 1.0
         zmin, zmax = min(za, zb) - 1.0, max(za, zb) + 1.0
         for lay in range(self.n_layers):
@@ -230,8 +231,8 @@ class GridGeometry:
                     fa = fb = min(max(0.5 * (f1 + f2), 0.0), 1.0)
             pa = [a[k] + fa * (b[k] - a[k]) for k in range(3)]
             pb = [a[k] + fb * (b[k] - a[k]) for k in range(3)]
-            sa = pa[2] if barrel else hypot(pa[0], pa[1])
-            sb = pb[2] if barrel else hypot(pb[0], pb[1])
+            sa = pa[2] if barrel else math.sqrt(pa[0] * pa[0] + pa[1] * pa[1])
+            sb = pb[2] if barrel else math.sqrt(pb[0] * pb[0] + pb[1] * pb[1])
             self.candidates(lay, math.atan2(pa[1], pa[0]), sa, math.atan2(pb[1], pb[0]), sb, out)
 
 
