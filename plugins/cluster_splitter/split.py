@@ -19,17 +19,20 @@ from trackcore.event import Event, Table
 from trackcore.geometry.detector import PIXEL_VOLUMES, Detector
 
 from .baseline import BASELINE_FILE, ChargeBaseline
-from .features import ClusterInputs, cluster_inputs, model_scalars
+from .features import ClusterInputs, cluster_inputs, model_scalars, neighbour_counts
 
 #: Folder of the shipped model files.
 MODEL_DIR = Path(__file__).resolve().parent
 MODEL_PATH = MODEL_DIR / "model.onnx"
 #: Version of the model format / inputs; bump when features.py changes.
 MODEL_VERSION = "2"
-#: A gated cluster is split when P(1 particle) is below this. Low, because on <mu>=200 events ~17% of the
-#: single clusters (soft, secondary, looping particles: more charge than a prompt track at that incidence)
-#: pass the gate but only ~80 per event are merged; README.md has the sweep of this threshold.
-DEFAULT_P_SINGLE_MAX = 0.05
+#: A gated cluster is split when P(1 particle) is below this. ~11% of the single clusters of <mu>=200 events
+#: (soft, secondary, looping particles) pass the charge gate; the neighbour gate below removes ~95% of
+#: them, which lets this be loose (it was 0.05 without that gate). README.md has the scan.
+DEFAULT_P_SINGLE_MAX = 0.9
+#: ... and only when at least this many other hits of its module lie within NEIGHBOUR_RADIUS (1 mm):
+#: chosen on training events (jet seeds 1-150, <mu>=200 seeds 300001-2), see README.md.
+DEFAULT_MIN_NEIGHBOURS = 2
 #: Clusters with fewer cells are never examined (two particles need at least two cells).
 MIN_CELLS = 2
 #: The event's hits must sit at their cluster centroids on the splitter's detector within this (mm).
@@ -79,12 +82,17 @@ class ClusterSplitter:
     :param detector: the detector the events were recorded with (default: the TrackML-like detector of
         ``trackcore.geometry.builders``; the hook does not receive the pipeline's detector).
     :param p_single_max: split only when P(1) < this, in (0, 1].
+    :param min_neighbours: examine only clusters with at least this many other hits of their module within
+        1 mm (0: no neighbour gate; >= 0).
     """
 
     def __init__(self, model_path: str | Path | None = None, detector: Detector | None = None,
-                 p_single_max: float = DEFAULT_P_SINGLE_MAX):
+                 p_single_max: float = DEFAULT_P_SINGLE_MAX, min_neighbours: int = DEFAULT_MIN_NEIGHBOURS):
         if not 0.0 < float(p_single_max) <= 1.0:
             raise InputError(f"cluster splitter: p_single_max must be in (0, 1], got {p_single_max!r}")
+        if int(min_neighbours) != min_neighbours or min_neighbours < 0:
+            raise InputError(f"cluster splitter: min_neighbours must be an integer >= 0, got {min_neighbours!r}")
+        self.min_neighbours = int(min_neighbours)
         self.model_path = Path(model_path) if model_path is not None else MODEL_PATH
         self.p_single_max = float(p_single_max)
         self._detector = detector
@@ -172,6 +180,8 @@ class ClusterSplitter:
                                     f"splitter's detector (median {np.median(off):.3g} mm); clusters are left unsplit")
             return None
         gate = self.baseline.passes_gate(summary.scalars)
+        if self.min_neighbours:  # only the charge-gated rows: the count is the costlier cut
+            gate[gate] = neighbour_counts(event, rows[gate]) >= self.min_neighbours
         rows, module = rows[gate], module[gate]
         inputs = cluster_inputs(event, self.detector, rows, module)
         scalars = model_scalars(inputs.scalars, self.baseline)

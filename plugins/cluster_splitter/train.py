@@ -14,7 +14,7 @@ import numpy as np
 from trackcore.errors import InputError
 
 from .baseline import BASELINE_FILE, GATE_KEEP, ChargeBaseline
-from .features import cluster_inputs, model_scalars
+from .features import cluster_inputs, model_scalars, neighbour_counts
 from .truth import pixel_rows, simulate_labelled
 
 HELD_OUT_OFFSET = 100_000
@@ -104,7 +104,7 @@ def build_dataset(samples: list, rng: np.random.Generator | None, single_per_mer
 
     detector = trackml_like_detector()
     parts = {k: [] for k in ("maps", "base", "y", "n_true", "target", "event", "hit_row", "pitch",
-                             "centroid_offset")}
+                             "centroid_offset", "neighbours")}
     for k, (event, truth, _) in enumerate(samples):
         rows = pixel_rows(event)
         n_cells = np.bincount(np.searchsorted(np.sort(event.hits["hit_id"]), event.cells["hit_id"]),
@@ -122,7 +122,8 @@ def build_dataset(samples: list, rng: np.random.Generator | None, single_per_mer
             target[j, :m] = (uv - inp.centre[j]) / inp.pitch[j]
         for key, val in (("maps", inp.maps), ("base", inp.scalars), ("y", np.minimum(n, 3) - 1), ("n_true", n),
                          ("target", target), ("event", np.full(len(rows), k)), ("hit_row", rows),
-                         ("pitch", inp.pitch), ("centroid_offset", (inp.centroid - inp.centre) / inp.pitch)):
+                         ("pitch", inp.pitch), ("centroid_offset", (inp.centroid - inp.centre) / inp.pitch),
+                         ("neighbours", neighbour_counts(event, rows))):
             parts[key].append(val)
     if not parts["y"]:
         raise InputError("train cluster_splitter: the events gave no pixel clusters (empty events?)")
@@ -243,7 +244,7 @@ def run_training(config: TrainConfig, output, *, progress: bool = True) -> dict:
 
     from . import evaluate, plots
     from .model import export_onnx, predict_torch, save_state
-    from .split import DEFAULT_P_SINGLE_MAX, ClusterSplitter, split_counts
+    from .split import DEFAULT_MIN_NEIGHBOURS, DEFAULT_P_SINGLE_MAX, ClusterSplitter, split_counts
 
     config.check()
     out = Path(output)
@@ -267,11 +268,16 @@ def run_training(config: TrainConfig, output, *, progress: bool = True) -> dict:
     held = simulate(config.test_events, config.seed + HELD_OUT_OFFSET, config, desc="simulate (held-out)",
                     progress=progress)
     test = with_model_scalars(build_dataset(held, None, None), baseline, gated=False)  # every cluster
-    gate = baseline.passes_gate(test["base"])
+    charge_gate = baseline.passes_gate(test["base"])
+    gate = charge_gate & (test["neighbours"] >= DEFAULT_MIN_NEIGHBOURS)
     prob = np.zeros((len(test["y"]), 3), np.float32)
     prob[:, 0] = 1.0  # gated out: one particle
     pos = np.zeros((len(test["y"]), 6, 2), np.float32)
-    prob[gate], pos[gate], _ = predict_torch(model, test["maps"][gate], test["scalars"][gate])
+    # The CNN on every charge-gated cluster: the sweep below also shows it without the neighbour gate.
+    prob_all = prob.copy()
+    prob_all[charge_gate], pos[charge_gate], _ = predict_torch(model, test["maps"][charge_gate],
+                                                               test["scalars"][charge_gate])
+    prob[gate] = prob_all[gate]
     ratio = baseline.ratio(test["base"])
     n_pred = split_counts(prob, DEFAULT_P_SINGLE_MAX, ratio, baseline.cut3)
     res = evaluate.position_residuals(test, prob, pos, test["pitch"], DEFAULT_P_SINGLE_MAX, n_pred)
@@ -285,12 +291,17 @@ def run_training(config: TrainConfig, output, *, progress: bool = True) -> dict:
         "held_out": {
             "events": config.test_events, "clusters": int(len(test["y"])),
             "class_counts": np.bincount(test["y"], minlength=3).tolist(), "p_single_max": DEFAULT_P_SINGLE_MAX,
-            "gate": {"cut": baseline.gate, "pass_rate_by_class": [float(gate[test["y"] == c].mean()) if
-                                                                   (test["y"] == c).any() else None for c in range(3)]},
+            "gate": {"cut": baseline.gate, "min_neighbours": DEFAULT_MIN_NEIGHBOURS,
+                     "pass_rate_by_class": [float(gate[test["y"] == c].mean()) if
+                                            (test["y"] == c).any() else None for c in range(3)],
+                     "charge_only_pass_rate_by_class": [float(charge_gate[test["y"] == c].mean()) if
+                                                        (test["y"] == c).any() else None for c in range(3)]},
             "cnn": evaluate.classification_metrics(test["y"], n_pred - 1),
             "cnn_argmax": evaluate.classification_metrics(test["y"], prob.argmax(1)),
             "p_single_max_sweep": {str(p): evaluate.classification_metrics(
-                test["y"], split_counts(prob, p, ratio, baseline.cut3) - 1) for p in (0.2, 0.5, 0.9, 0.95)},
+                test["y"], split_counts(prob, p, ratio, baseline.cut3) - 1) for p in (0.05, 0.2, 0.5, 0.9, 0.95)},
+            "p_single_max_sweep_charge_gate_only": {str(p): evaluate.classification_metrics(
+                test["y"], split_counts(prob_all, p, ratio, baseline.cut3) - 1) for p in (0.05, 0.5, 0.9)},
             "charge_baseline": {**evaluate.classification_metrics(test["y"], baseline.predict(test["base"])),
                                 "cuts": [float(baseline.cut2), float(baseline.cut3)]},
             "pitch_over_sqrt12_mm": (pitch / np.sqrt(12.0)).tolist(),
