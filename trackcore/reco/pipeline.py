@@ -87,8 +87,8 @@ class ReconstructionConfig:
     #: seed classes dropped by the seed classifier (2 = bad)
     drop_seed_labels: tuple[int, ...] = (2,)
     #: Let a cluster splitter plugin (``trackcore_split_clusters``) replace merged pixel clusters by
-    #: one hit per particle. Off by default: it pays in dense jet cores (shared clusters 3.2 % -> 1.8 %,
-    #: efficiency 89.5 -> 94.7 % for jets above 500 GeV) but costs ~0.25 s per <mu> = 200 event.
+    #: one hit per particle. Off by default: it pays in dense jet cores (shared clusters 3.1 % -> 1.3 %,
+    #: efficiency 89.2 -> 95.9 % for jets above 500 GeV) but costs ~0.25 s per <mu> = 200 event.
     split_clusters: bool = False
     #: hit error model: "pileup" (calibrated on <mu> = 200 events) or "isolated_muon" (single-particle
     #: samples); see trackcore.reco.measurements.HIT_ERROR_MODELS
