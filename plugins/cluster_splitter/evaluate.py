@@ -19,6 +19,7 @@ import numpy as np
 
 from trackcore.event import Event, Table
 from trackcore.plugins import hookimpl
+from trackcore.sim.simulate import simulation_weights
 
 from .baseline import ChargeBaseline  # noqa: F401 - re-exported: the non-ML baseline lives beside the gate
 from .split import ClusterSplitter, SplitResult, split_counts
@@ -117,16 +118,6 @@ def split_truth(event: Event, truth: ClusterTruth, result: SplitResult, detector
     table = Table({k: np.concatenate([cols[k], np.asarray(new[k], cols[k].dtype)]) for k in cols}, name="truth")
     table["weight"] = simulation_weights(table, event.particles)
     return table
-
-
-def simulation_weights(truth: Table, particles: Table) -> np.ndarray:
-    """TrackML weights as the simulation computes them (secondaries weigh 0), normalised."""
-    from trackcore.metrics.weights import trackml_weights
-
-    w = trackml_weights(truth, particles, normalize=False)
-    if "secondary" in particles:
-        w[np.isin(truth["particle_id"], particles["particle_id"][np.asarray(particles["secondary"]) != 0])] = 0.0
-    return w / w.sum() if w.sum() > 0 else w
 
 
 class TruthKeepingSplitter:

@@ -16,10 +16,9 @@ from trackcore.backends import get_backend
 from trackcore.errors import InputError
 from trackcore.event import Event, Table
 from trackcore.geometry.detector import Detector
-from trackcore.metrics.weights import trackml_weights
 from trackcore.sim.digitization import DigitizedHits, noise_hits
 from trackcore.sim.pdg import mass_of
-from trackcore.sim.simulate import SimulationConfig, crossings_for_digitization
+from trackcore.sim.simulate import SimulationConfig, assemble_event, crossings_for_digitization
 from trackcore.sim.transport import transport
 
 from .clusters import ModuleTables, baseline_observables, conditions, render, segments
@@ -92,33 +91,10 @@ def fast_simulate_event(detector: Detector, particles: Table, generator, *, seed
     signal = fast_digitize(tables, dc, crossings["momentum"], generator, rng, backend=backend)
     noise = noise_hits(detector, rng, float(config.noise_fraction), n_signal_hits=len(signal.hits),
                        config=config.digitization, first_hit_id=len(signal.hits) + 1, backend=backend)
-    hits = Table({k: np.concatenate([signal.hits[k], noise.hits[k]]) for k in signal.hits.columns}, name="hits")
-    cells = Table({k: np.concatenate([signal.cells[k], noise.cells[k]]) for k in signal.cells.columns}, name="cells")
-    pidx, xidx, n_noise = signal.hit_particle_index, signal.hit_crossing_index, len(noise.hits)
-    pid = np.concatenate([particles["particle_id"][pidx] if len(pidx) else np.zeros(0, np.int64),
-                          np.zeros(n_noise, np.int64)])
-    tpos = np.concatenate([crossings["position"][xidx].reshape(-1, 3),
-                           np.stack([noise.hits["x"], noise.hits["y"], noise.hits["z"]], axis=1)])
-    tmom = np.concatenate([crossings["momentum"][xidx].reshape(-1, 3), np.zeros((n_noise, 3))])
-    truth = Table({"hit_id": hits["hit_id"], "particle_id": pid, "tx": tpos[:, 0], "ty": tpos[:, 1],
-                   "tz": tpos[:, 2], "tpx": tmom[:, 0], "tpy": tmom[:, 1], "tpz": tmom[:, 2]}, name="truth")
-    parts = particles.copy()
-    parts["nhits"] = (np.bincount(pidx, minlength=n) if len(pidx) else np.zeros(n, np.int64)).astype(np.int32)
-    truth["weight"] = _weights(truth, parts)
-    return Event(hits=hits, cells=cells, particles=parts, truth=truth, event_id=event_id,
-                 meta={"detector": detector.name, "seed": seed, "n_crossings": len(dc["module_index"]),
-                       "fastsim": "baseline" if generator is None else str(getattr(generator, "path", "generator"))})
-
-
-def _weights(truth: Table, particles: Table) -> np.ndarray:
-    """TrackML weights, particles made in the material weighing 0 (as the full simulation does)."""
-    if not len(truth):
-        return np.zeros(0)
-    w = trackml_weights(truth, particles, normalize=False)
-    if "secondary" in particles:
-        w[np.isin(truth["particle_id"], particles["particle_id"][np.asarray(particles["secondary"]) != 0])] = 0.0
-    total = w.sum()
-    return w / total if total > 0 else w
+    return assemble_event(particles, crossings, signal, noise, event_id=event_id,
+                          meta={"detector": detector.name, "seed": seed, "n_crossings": len(dc["module_index"]),
+                                "fastsim": "baseline" if generator is None
+                                else str(getattr(generator, "path", "generator"))})
 
 
 def settings(config: Mapping[str, Any]) -> dict:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..event import Event, Table
 from ..errors import InputError
+from ..event import Event, Table
 from ..geometry.detector import Detector
 from ..metrics.weights import trackml_weights
 from .digitization import DigitizationConfig, digitize, noise_hits
@@ -59,8 +59,9 @@ def crossings_for_digitization(detector: Detector, crossings: dict, barrel_activ
             "w1": exit_[:, 2], "edep": crossings["edep"]}
 
 
-def _weights(truth: Table, particles: Table) -> np.ndarray:
-    """TrackML weights; particles flagged ``secondary`` (made in the material) weigh 0, as in TrackML's files."""
+def simulation_weights(truth: Table, particles: Table) -> np.ndarray:
+    """TrackML weights, normalised; particles flagged ``secondary`` (made in the material) weigh 0, as in
+    TrackML's files."""
     if not len(truth):
         return np.zeros(0)
     w = trackml_weights(truth, particles, normalize=False)
@@ -103,11 +104,24 @@ def simulate_event(detector: Detector, particles: Table, *, field=None, config: 
     noise = noise_hits(sim_det, rng, float(config.noise_fraction), n_signal_hits=len(signal.hits),
                        config=config.digitization, first_hit_id=len(signal.hits) + 1, backend=backend)
 
+    return assemble_event(particles, crossings, signal, noise, event_id=event_id,
+                          meta={"detector": detector.name, "seed": seed,
+                                "n_crossings": len(crossings["module_index"])})
+
+
+def assemble_event(particles: Table, crossings: dict, signal, noise, *, event_id: int = 0,
+                   meta: dict | None = None) -> Event:
+    """The Event of digitised ``signal`` and ``noise`` hits (:class:`DigitizedHits`) of ``particles``.
+
+    Truth holds each signal hit's particle and its true crossing at the module mid-plane (position mm,
+    momentum GeV, from the transport's ``crossings``); noise hits have particle 0 and their own
+    position. ``nhits`` is filled in a copy of ``particles``, and TrackML weights in the truth. Used by
+    the full simulation and by fast simulations that replace only the digitisation.
+    """
+    n = len(particles)
     hits = Table({k: np.concatenate([signal.hits[k], noise.hits[k]]) for k in signal.hits.columns}, name="hits")
     cells = Table({k: np.concatenate([signal.cells[k], noise.cells[k]]) for k in signal.cells.columns}, name="cells")
-    pidx = signal.hit_particle_index
-    xidx = signal.hit_crossing_index
-    n_noise = len(noise.hits)
+    pidx, xidx, n_noise = signal.hit_particle_index, signal.hit_crossing_index, len(noise.hits)
     pid = np.concatenate([particles["particle_id"][pidx] if len(pidx) else np.zeros(0, np.int64),
                           np.zeros(n_noise, np.int64)])
     # Truth position/momentum: the particle's true crossing at the module mid-plane (noise: the hit itself).
@@ -119,7 +133,5 @@ def simulate_event(detector: Detector, particles: Table, *, field=None, config: 
     parts = particles.copy()
     counts = np.bincount(pidx, minlength=n) if len(pidx) else np.zeros(n, np.int64)
     parts["nhits"] = counts.astype(np.int32)
-    truth["weight"] = _weights(truth, parts)
-    event = Event(hits=hits, cells=cells, particles=parts, truth=truth, event_id=event_id,
-                  meta={"detector": detector.name, "seed": seed, "n_crossings": len(crossings["module_index"])})
-    return event
+    truth["weight"] = simulation_weights(truth, parts)
+    return Event(hits=hits, cells=cells, particles=parts, truth=truth, event_id=event_id, meta=dict(meta or {}))
