@@ -23,6 +23,7 @@ struct Trajectory {
     double chi2 = 0;
     int n_meas = 0, holes = 0;
     double path = 0;
+    double path_limit = std::numeric_limits<double>::infinity();  // mm, besides the config's max_path
     int eloss = +1;  // +1 following the particle; -1 following it backwards (energy regained)
 };
 
@@ -124,7 +125,8 @@ bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double
     bound_to_state(cur.centre, cur.rot, tr.state.p.data(), st);
     const double world_r = ctx.geo.world_r() + 5.0, world_z = ctx.geo.world_z() + 5.0;
     double walked = 0;
-    while (tr.path + walked < ctx.cfg.max_path) {
+    const double max_path = std::min(ctx.cfg.max_path, tr.path_limit);
+    while (tr.path + walked < max_path) {
         const double ds = ctx.stepper.step_length(st, ctx.cfg.max_step, ctx.cfg.max_turn);
         State next;
         ctx.stepper.advance(st, ds, next);
@@ -336,6 +338,22 @@ Trajectory follow(Context& ctx, Trajectory tr) {
     return tr;
 }
 
+// Helix path (mm) from the state back to the beam line (its transverse point of closest approach
+// for a track from the origin), plus slack for scattering and displacement: following a track
+// inward further than this goes through the beam line onto other particles' hits on the far side.
+double path_to_beam_line(const Context& ctx, const BoundState& b) {
+    const Module& mod = ctx.geo.modules()[b.module];
+    State st;
+    bound_to_state(mod.centre, mod.rot, b.p.data(), st);
+    const double r = std::sqrt(st.pos[0] * st.pos[0] + st.pos[1] * st.pos[1]);
+    const double sin_t = std::max(1e-3, std::sqrt(st.dir[0] * st.dir[0] + st.dir[1] * st.dir[1]));
+    const double h = std::fabs(helix_h(st.qop, ctx.stepper.local_bz(st)));
+    // Transverse circle radius R = sin(theta) / h; arc to radius r: 2 R asin(r / 2R), over sin(theta).
+    const double x = r * h / (2.0 * sin_t);
+    const double s = h > 1e-12 ? 2.0 * std::asin(std::min(1.0, x)) / h : r / sin_t;
+    return 1.1 * s + 10.0;
+}
+
 // With the full-information state at the first hit: collect the hits inward of the seed (which the
 // outward search never visits), then follow the track outward again from its innermost hit so that
 // layers the seed skipped between its own hits are searched too.
@@ -350,6 +368,7 @@ Trajectory refine(Context& ctx, const Trajectory& best) {
     Trajectory inward;
     inward.eloss = -1;
     inward.state = reversed(first);
+    inward.path_limit = path_to_beam_line(ctx, first);
     inward = follow(ctx, inward);
     BoundState start = first;
     int64_t start_hit = first_hit;
@@ -361,7 +380,16 @@ Trajectory refine(Context& ctx, const Trajectory& best) {
     Trajectory fwd;
     add_measurement(ctx, fwd, start, start_hit, 0.0);
     fwd = follow(ctx, fwd);
-    return fwd.n_meas >= best.n_meas ? fwd : best;
+    if (fwd.n_meas < best.n_meas) return best;
+    // A wrong hit taken inward of the seed can lead the re-follow onto another particle: keep the
+    // re-followed track only when it still holds all but one of the original track's hits.
+    int kept = 0;
+    for (const auto& a : best.steps) {
+        if (a.hit < 0) continue;
+        for (const auto& b : fwd.steps)
+            if (b.hit == a.hit) { ++kept; break; }
+    }
+    return kept >= best.n_meas - 1 ? fwd : best;
 }
 
 bool start_from_seed(Context& ctx, const int64_t* s, Trajectory& tr) {

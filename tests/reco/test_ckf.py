@@ -115,3 +115,53 @@ def test_empty_event_and_empty_seeds(reco_detector, gun):
     assert len(tracks) == 0 and tracks.track_of_hit(0).shape == (0,)
     with pytest.raises(InputError):
         find_tracks(empty, seeds[:1], reco_detector)
+
+
+def _soft_seed_outcomes(detector, event: Event, backend: str, n_max: int = 60) -> np.ndarray:
+    """For pure seeds of soft primaries (0.1 < pT < 0.3 GeV), one per particle, each followed alone:
+    rows (hits on the track, of them the particle's, the particle's hits in the event)."""
+    from trackcore.reco.pipeline import default_ckf, default_seeding
+    import dataclasses
+
+    meas = Measurements.from_event(event, detector)
+    sp = SpacePoints.from_event(event, detector, volumes=(7, 8, 9))
+    seeds = sp.hit_index[find_seeds(sp, dataclasses.replace(default_seeding(), min_pt=0.1)).hits]
+    pid = particle_of_hits(event)
+    parts = event.particles
+    soft = parts["particle_id"][(np.hypot(parts["px"], parts["py"]) > 0.1) & (np.hypot(parts["px"], parts["py"]) < 0.3)
+                                & (parts["secondary"] == 0)]
+    p = pid[seeds]
+    pure = (p[:, 0] == p[:, 1]) & (p[:, 1] == p[:, 2]) & np.isin(p[:, 0], soft)
+    _, first = np.unique(p[pure, 0], return_index=True)
+    config = dataclasses.replace(default_ckf(), min_measurements=3, skip_used_seeds=False)
+    rows = []
+    for seed in seeds[pure][np.sort(first)][:n_max]:
+        tracks, _ = find_tracks(meas, seed[None, :], detector, config=config, backend=backend)
+        hits = tracks.hits[tracks.offsets[0]:tracks.offsets[1]] if len(tracks) else np.zeros(0, np.int64)
+        q = pid[seed[0]]
+        rows.append((len(hits), int(np.sum(pid[hits] == q)), int(np.sum(pid == q))))
+    return np.array(rows)
+
+
+@pytest.fixture(scope="module")
+def busy_event(reco_detector) -> Event:
+    """Minimum bias at <mu> = 60: enough hits beyond the beam line to lead a wrong search astray."""
+    from trackcore.sim.particles import minimum_bias
+    from trackcore.sim.simulate import simulate_event
+
+    return simulate_event(reco_detector, minimum_bias(np.random.default_rng(1), pileup=60), seed=1)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_soft_seeds_grow_into_their_particles_tracks(reco_detector, busy_event, backend):
+    """A pure seed of a soft primary, followed alone, gives a track holding most of its particle's hits.
+
+    The refinement searches inward of the seed; unbounded, that search went through the beam line
+    onto the far side's hits and 12-20 % of these seeds ended as another particle's track (majority
+    fraction 0.80-0.88 on <mu> = 60 events with seeds 1-3; 0.97-1.0 with the search stopped at the
+    beam line).
+    """
+    out = _soft_seed_outcomes(reco_detector, busy_event, backend)
+    assert len(out) == 60
+    majority = (2 * out[:, 1] > out[:, 0]) & (2 * out[:, 1] > out[:, 2])
+    assert majority.mean() >= 0.95, out

@@ -33,19 +33,22 @@ MAX_UNREACHABLE_STEPS = 2
 
 class Trajectory:
     """Steps (module, hit or -1 for a hole, filtered state before material), the state after the last
-    module's material, chi2 sum, measurements, consecutive holes, path (mm), eloss direction."""
+    module's material, chi2 sum, measurements, consecutive holes, path (mm), its own path limit (mm,
+    besides the config's max_path), eloss direction."""
 
-    __slots__ = ("steps", "state", "chi2", "n_meas", "holes", "path", "eloss")
+    __slots__ = ("steps", "state", "chi2", "n_meas", "holes", "path", "path_limit", "eloss")
 
     def __init__(self) -> None:
         self.steps: list = []
         self.state = Bound([0.0] * 5, [0.0] * 25, -1)
         self.chi2, self.n_meas, self.holes, self.path, self.eloss = 0.0, 0, 0, 0.0, 1
+        self.path_limit = math.inf
 
     def copy(self) -> "Trajectory":
         t = Trajectory()
         t.steps, t.state = self.steps[:], self.state  # states are never changed once stored
         t.chi2, t.n_meas, t.holes, t.path, t.eloss = self.chi2, self.n_meas, self.holes, self.path, self.eloss
+        t.path_limit = self.path_limit
         return t
 
 
@@ -156,7 +159,8 @@ class _Ckf:
         pos, d, qop = _state(geo, tr.state)
         world_r, world_z = geo.world_r + 5.0, geo.world_z + 5.0
         walked = 0.0
-        while tr.path + walked < cfg["max_path"]:
+        max_path = min(cfg["max_path"], tr.path_limit)
+        while tr.path + walked < max_path:
             ds = stepper.step_length(pos, qop, cfg["max_step"], cfg["max_turn"])
             nxt_p, nxt_d = stepper.advance(pos, d, qop, ds)
             seen: set = set()
@@ -304,6 +308,17 @@ class _Ckf:
             tr.steps.pop()
         return tr
 
+    def path_to_beam_line(self, b: Bound) -> float:
+        """Helix path (mm) from b back to the beam line, plus slack for scattering and displacement:
+        following a track inward further goes through the beam line onto the far side's hits."""
+        pos, d, qop = _state(self.geo, b)
+        r = math.sqrt(pos[0] * pos[0] + pos[1] * pos[1])
+        sin_t = max(1e-3, math.sqrt(d[0] * d[0] + d[1] * d[1]))
+        h = abs(qop * KB * self.stepper.local_bz(pos))
+        # Transverse circle radius R = sin(theta) / h; arc to radius r: 2 R asin(r / 2R), over sin(theta).
+        s = 2.0 * math.asin(min(1.0, r * h / (2.0 * sin_t))) / h if h > 1e-12 else r / sin_t
+        return 1.1 * s + 10.0
+
     def refine(self, best: Trajectory) -> Trajectory:
         """Collects the hits inward of the seed, then re-follows the track outward from its innermost hit."""
         res = self.backward_filter(best)
@@ -314,6 +329,7 @@ class _Ckf:
         inward = Trajectory()
         inward.eloss = -1
         inward.state = reversed_state(first)
+        inward.path_limit = self.path_to_beam_line(first)
         inward = self.follow(inward)
         start, start_hit = first.copy(), first_hit
         if inward.steps:
@@ -322,7 +338,13 @@ class _Ckf:
         fwd = Trajectory()
         self.add_measurement(fwd, start, start_hit, 0.0)
         fwd = self.follow(fwd)
-        return fwd if fwd.n_meas >= best.n_meas else best
+        if fwd.n_meas < best.n_meas:
+            return best
+        # A wrong hit taken inward of the seed can lead the re-follow onto another particle: keep the
+        # re-followed track only when it still holds all but one of the original track's hits.
+        fwd_hits = {h for _, h, _ in fwd.steps if h >= 0}
+        kept = sum(1 for _, h, _ in best.steps if h >= 0 and h in fwd_hits)
+        return fwd if kept >= best.n_meas - 1 else best
 
     def smooth_to_perigee(self, tr: Trajectory) -> tuple:
         """(perigee, covariance, chi2, ndf, fitted) from the backward filter of tr."""
