@@ -27,7 +27,8 @@ def test_every_dataclass_field_is_a_documented_parameter():
     assert by_section["reconstruction.hashing"] == {f.name for f in dataclasses.fields(HashingConfig)} - {"seeding"}
     assert by_section["reconstruction"] == {"seeding_strategy", "extra_passes", "classify_seeds", "min_hits_unfitted",
                                             "drop_seed_labels", "split_clusters", "hit_errors",
-                                            "low_pt_threshold", "low_pt_max_chi2_ndf"}
+                                            "low_pt_threshold", "low_pt_max_chi2_ndf", "short_track_max_hits",
+                                            "short_track_max_chi2_ndf"}
     units = {(p.section.split(".")[-1], p.name): p.unit for p in parameters()}
     assert units[("seeding", "r_min")] == "mm" and units[("seeding", "min_pt")] == "GeV"
     assert units[("seeding", "bz")] == "T" and units[("seeding", "delta_inv_helix_diameter")] == "1/mm"
