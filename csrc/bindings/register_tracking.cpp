@@ -56,6 +56,7 @@ CkfConfig config_from(const py::dict& d) {
         else if (key == "edge_tolerance") c.edge_tolerance = val.cast<double>();
         else if (key == "skip_used_seeds") c.skip_used_seeds = val.cast<bool>();
         else if (key == "refine") c.refine = val.cast<bool>();
+        else if (key == "rescue_min_measurements") c.rescue_min_measurements = val.cast<int>();
         else if (key == "layer_depth") c.layer_depth = val.cast<double>();
         else if (key == "skip_used_hits") c.skip_used_hits = val.cast<int>();
         else throw py::value_error("unknown CKF setting '" + key + "'");
@@ -120,6 +121,7 @@ void register_tracking(py::module_& m) {
             py::dict st;
             st["seeds_used"] = stats.seeds_used; st["seeds_skipped"] = stats.seeds_skipped;
             st["candidates"] = stats.candidates; st["tracks_before_ambiguity"] = stats.tracks_before_ambiguity;
+            st["rescued"] = stats.rescued;
             d["stats"] = st;
             return d;
         },

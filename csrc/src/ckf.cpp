@@ -25,6 +25,7 @@ struct Trajectory {
     double path = 0;
     double path_limit = std::numeric_limits<double>::infinity();  // mm, besides the config's max_path
     int eloss = +1;  // +1 following the particle; -1 following it backwards (energy regained)
+    bool refined = false;  // refine() already ran on it
 };
 
 struct Option {
@@ -357,7 +358,7 @@ double path_to_beam_line(const Context& ctx, const BoundState& b) {
 // With the full-information state at the first hit: collect the hits inward of the seed (which the
 // outward search never visits), then follow the track outward again from its innermost hit so that
 // layers the seed skipped between its own hits are searched too.
-Trajectory refine(Context& ctx, const Trajectory& best) {
+Trajectory refined_or_same(Context& ctx, const Trajectory& best) {
     BoundState first;
     double chi2;
     int n_meas;
@@ -390,6 +391,12 @@ Trajectory refine(Context& ctx, const Trajectory& best) {
             if (b.hit == a.hit) { ++kept; break; }
     }
     return kept >= best.n_meas - 1 ? fwd : best;
+}
+
+Trajectory refine(Context& ctx, const Trajectory& best) {
+    Trajectory out = refined_or_same(ctx, best);
+    out.refined = true;
+    return out;
 }
 
 bool start_from_seed(Context& ctx, const int64_t* s, Trajectory& tr) {
@@ -445,6 +452,13 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
         if (finished.empty()) continue;
         auto best = std::min_element(finished.begin(), finished.end(), better);
         while (!best->steps.empty() && best->steps.back().hit < 0) best->steps.pop_back();
+        // A seed near the outer end of its track (wide doublets, displaced tracks) finds few hits
+        // outward; its inward hits come only with the refinement, so try that before dropping it.
+        if (best->n_meas < cfg.min_measurements && cfg.refine && cfg.rescue_min_measurements > 0 &&
+            best->n_meas >= cfg.rescue_min_measurements) {
+            *best = refine(ctx, *best);
+            ++stats.rescued;
+        }
         if (best->n_meas < cfg.min_measurements) continue;
         for (const auto& st : best->steps)
             if (st.hit >= 0) used[st.hit] = 1;
@@ -485,7 +499,7 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
     std::vector<TrackOut> out;
     std::vector<char> final_owner(hits.n, 0);
     for (size_t idx : accepted) {
-        const Trajectory tr = cfg.refine ? refine(ctx, found[idx]) : found[idx];
+        const Trajectory tr = cfg.refine && !found[idx].refined ? refine(ctx, found[idx]) : found[idx];
         TrackOut t;
         t.seed = found_seed[idx];
         for (const auto& st : tr.steps) {

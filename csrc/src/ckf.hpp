@@ -34,6 +34,7 @@ struct CkfConfig {
     bool skip_used_seeds = true;   // skip a seed with skip_used_hits of its hits on earlier tracks
     int skip_used_hits = 3;
     bool refine = true;            // search inward of the seed and re-follow the track from its first hit
+    int rescue_min_measurements = 0;  // a shorter-than-min trajectory with this many hits is refined before being dropped (0: off)
 };
 
 struct TrackOut {
@@ -47,7 +48,7 @@ struct TrackOut {
 };
 
 struct CkfStats {
-    int64_t seeds_used = 0, seeds_skipped = 0, candidates = 0, tracks_before_ambiguity = 0;
+    int64_t seeds_used = 0, seeds_skipped = 0, candidates = 0, tracks_before_ambiguity = 0, rescued = 0;
 };
 
 std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const HitsView& hits,

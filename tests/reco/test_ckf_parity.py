@@ -51,8 +51,9 @@ def gun(reco_detector):
 
 
 @pytest.mark.parametrize("settings", [{}, {"refine": False, "skip_used_seeds": False},
-                                      {"max_branches": 3, "max_candidates": 6, "chi2_max": 30.0, "skip_used_hits": 2}],
-                         ids=["default", "no-refine-all-seeds", "wide-beam"])
+                                      {"max_branches": 3, "max_candidates": 6, "chi2_max": 30.0, "skip_used_hits": 2},
+                                      {"rescue_min_measurements": 3, "min_measurements": 9}],
+                         ids=["default", "no-refine-all-seeds", "wide-beam", "rescue-short"])
 def test_ckf_matches_the_core(reco_detector, gun, settings):
     meas, seeds, x0 = gun
     config = CkfConfig(**settings).as_dict()
@@ -61,6 +62,8 @@ def test_ckf_matches_the_core(reco_detector, gun, settings):
     # Nearly every muon is found and fitted: the comparison is over real tracks, not an empty list.
     assert len(cpu["seed"]) >= 45 and cpu["fitted"].all() and len(cpu["hits"]) > 450
     assert ref["stats"] == dict(cpu["stats"])
+    # The rescue case refines short trajectories before the min_measurements cut: it must happen here.
+    assert (cpu["stats"]["rescued"] > 0) == ("rescue_min_measurements" in settings), cpu["stats"]
     _assert_same_tracks(cpu, ref)
 
 

@@ -40,6 +40,10 @@ class CkfConfig:
     skip_used_seeds: bool = True  #: skip seeds that have ``skip_used_hits`` hits on earlier tracks
     skip_used_hits: int = 3  #: 1, 2 or 3: how many used hits make a seed skipped
     refine: bool = True  #: search inward of the seed, then re-follow the track from its innermost hit
+    #: A trajectory with fewer than min_measurements hits but at least this many is refined before it
+    #: is dropped: a seed near the outer end of its track (wide doublets, displaced tracks) finds few
+    #: hits outward and its inward hits come only with the refinement. 0 turns it off.
+    rescue_min_measurements: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -57,7 +61,7 @@ def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detecto
     if len(seeds) and (seeds.min() < 0 or seeds.max() >= len(measurements)):
         raise InputError("seeds refer to hits outside the event")
     if len(measurements) == 0 or len(seeds) == 0:
-        return Tracks.empty(), {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0}
+        return Tracks.empty(), {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0, "rescued": 0}
     bz, fmap = field_arguments(field)
     out = get_backend(backend).kernel("ckf")(detector, measurements, seeds, layer_material(detector, material), bz,
                                              config.as_dict(), fmap)

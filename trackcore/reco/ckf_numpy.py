@@ -36,19 +36,21 @@ class Trajectory:
     module's material, chi2 sum, measurements, consecutive holes, path (mm), its own path limit (mm,
     besides the config's max_path), eloss direction."""
 
-    __slots__ = ("steps", "state", "chi2", "n_meas", "holes", "path", "path_limit", "eloss")
+    __slots__ = ("steps", "state", "chi2", "n_meas", "holes", "path", "path_limit", "eloss", "refined")
 
     def __init__(self) -> None:
         self.steps: list = []
         self.state = Bound([0.0] * 5, [0.0] * 25, -1)
         self.chi2, self.n_meas, self.holes, self.path, self.eloss = 0.0, 0, 0, 0.0, 1
         self.path_limit = math.inf
+        self.refined = False  # refine() already ran on it
 
     def copy(self) -> "Trajectory":
         t = Trajectory()
         t.steps, t.state = self.steps[:], self.state  # states are never changed once stored
         t.chi2, t.n_meas, t.holes, t.path, t.eloss = self.chi2, self.n_meas, self.holes, self.path, self.eloss
         t.path_limit = self.path_limit
+        t.refined = self.refined
         return t
 
 
@@ -321,6 +323,11 @@ class _Ckf:
 
     def refine(self, best: Trajectory) -> Trajectory:
         """Collects the hits inward of the seed, then re-follows the track outward from its innermost hit."""
+        out = self._refined_or_same(best).copy()
+        out.refined = True
+        return out
+
+    def _refined_or_same(self, best: Trajectory) -> Trajectory:
         res = self.backward_filter(best)
         if res is None:
             return best
@@ -412,6 +419,11 @@ def _run_ckf(ctx: _Ckf, seeds: list, stats: dict) -> list:
         best = best.copy()
         while best.steps and best.steps[-1][1] < 0:
             best.steps.pop()
+        # A seed near the outer end of its track finds few hits outward; try the refinement first.
+        if (best.n_meas < cfg["min_measurements"] and cfg["refine"] and cfg["rescue_min_measurements"] > 0
+                and best.n_meas >= cfg["rescue_min_measurements"]):
+            best = ctx.refine(best)
+            stats["rescued"] += 1
         if best.n_meas < cfg["min_measurements"]:
             continue
         for _, h, _ in best.steps:
@@ -439,7 +451,7 @@ def _run_ckf(ctx: _Ckf, seeds: list, stats: dict) -> list:
     out = []
     final_owner = [False] * len(ctx.module)
     for idx in accepted:
-        tr = ctx.refine(found[idx]) if cfg["refine"] else found[idx]
+        tr = ctx.refine(found[idx]) if cfg["refine"] and not found[idx].refined else found[idx]
         hits = []
         for _, h, _ in tr.steps:
             if h < 0 or final_owner[h] or (owner[h] >= 0 and owner[h] != idx):
@@ -557,7 +569,7 @@ def ckf_numpy(detector: Detector, measurements, seeds, layer_x0, bz: float, conf
         raise InputError(f"seeds must have shape (N, 3), got {seeds.shape}")
     if seeds.size and (seeds.min() < 0 or seeds.max() >= len(ctx.module)):
         raise InputError("seed hit index outside the hits")
-    stats = {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0}
+    stats = {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0, "rescued": 0}
     out = _tracks_dict(_run_ckf(ctx, seeds.astype(np.int64).tolist(), stats))
     out["stats"] = stats
     return out
