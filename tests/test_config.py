@@ -108,7 +108,7 @@ def test_config_command(tmp_path, capsys):
     text = capsys.readouterr().out
     assert tomllib.loads(text)["reconstruction"]["ckf"]["chi2_max"] == ReconstructionConfig().ckf.chi2_max
     path = tmp_path / "mine.toml"
-    path.write_text(text.replace("chi2_max = 10.0", "chi2_max = 7.0"))
+    path.write_text(text.replace("chi2_max = 15.0", "chi2_max = 7.0"))
     assert main(["config", str(path)]) == 0
     assert tomllib.loads(capsys.readouterr().out)["reconstruction"]["ckf"]["chi2_max"] == 7.0
     assert main(["config", "--list"]) == 0

@@ -122,14 +122,14 @@ def test_detector_object_is_shipped_to_the_workers(events, serial, client, tmp_p
 def test_cli_on_a_scheduler_with_config_and_root_output(events, serial, client, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
     cfg = tmp_path / "run.toml"
-    cfg.write_text('[run]\nformats = ["csv", "root"]\n[reconstruction.ckf]\nchi2_max = 10.0\n')
+    cfg.write_text('[run]\nformats = ["csv", "root"]\n[reconstruction.ckf]\nchi2_max = 15.0\n')
     out = tmp_path / "out"
     assert main(["reconstruct", str(events), "-o", str(out), "--scheduler", client.scheduler.address,
                  "--config", str(cfg), "--no-plugins", "--json", "-q"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in results] == [f"event00000000{i}" for i in range(N_EVENTS)]
     saved = load_config(out / "config.toml")
-    assert saved.formats == ("csv", "root") and saved.reconstruction.ckf.chi2_max == 10.0
+    assert saved.formats == ("csv", "root") and saved.reconstruction.ckf.chi2_max == 15.0
     serial_out = serial[0]
     for i in range(N_EVENTS):
         name = f"event00000000{i}"
