@@ -15,6 +15,11 @@ times the inverse of each module's 6x6 block of the profiled chi2's Gauss-Newton
 (:mod:`.precondition`, rebuilt every epoch from the fits of that epoch), projected onto the weak-mode
 constraints in that metric (exact at every step), with optional heavy-ball momentum and the same
 cosine learning-rate decay. ``init="global"`` starts from ``init_iterations`` of the global fit.
+
+``optimizer="hessian-free"`` (:mod:`.hessian_free`) solves the whole-sample Gauss-Newton system of
+the profiled chi2 at each outer iteration by conjugate gradients with matrix-free autograd products
+H v (jvp / vjp per mini-batch), the 6x6 blocks as preconditioner and the weak-mode constraints
+exact on every iterate: the soft collective directions that block-Jacobi misses are solved too.
 """
 from __future__ import annotations
 
@@ -31,10 +36,18 @@ from .precondition import BlockPreconditioner, curvature_blocks
 from .residuals import C_LIGHT, Frames, TrackSample, fit_tracks
 
 
+#: ``adam``, ``block-newton`` (per-module 6x6 Gauss-Newton steps) or ``hessian-free`` (whole-sample
+#: Gauss-Newton solved by matrix-free CG, :mod:`.hessian_free`)
+OPTIMIZERS = ("adam", "block-newton", "hessian-free")
+
+
 @dataclass
 class MLAlignerConfig:
     """Settings of :func:`ml_align`: ``epochs`` over all tracks, ``batch_events`` events per step,
-    Adam ``learning_rate`` (mm per step at the start; cosine decay to ``final_lr_fraction`` of it)."""
+    Adam ``learning_rate`` (mm per step at the start; cosine decay to ``final_lr_fraction`` of it).
+    For ``optimizer="hessian-free"``: ``epochs`` outer Gauss-Newton iterations, ``batch_events``
+    events per mini-batch of the gradient and H v sums, full constrained steps (``learning_rate``,
+    ``momentum`` and ``max_step`` unused)."""
 
     epochs: int = 20
     batch_events: int = 20
@@ -62,12 +75,21 @@ class MLAlignerConfig:
     #: block-newton: largest change of one module per step (mm, rotations scaled); larger steps are
     #: scaled down per module (a module whose tracks fail the chi2 cut must not run away)
     max_step: float = 0.05
+    #: hessian-free: CG stops when its preconditioned residual falls below this fraction of the start
+    cg_tolerance: float = 1e-4
+    cg_iterations: int = 300  #: hessian-free: most CG iterations per outer iteration
+    #: hessian-free: stop the outer iterations once a step's predicted chi2 decrease is below this
+    #: (absolute chi2 units: 0.01 means the step is ~0.1 standard deviation along its direction)
+    chi2_tolerance: float = 0.01
 
     def check(self) -> MLAlignerConfig:
         if self.epochs < 1 or self.batch_events < 1 or not self.learning_rate > 0:
             raise InputError("ml aligner: epochs >= 1, batch_events >= 1 and learning_rate > 0 are required")
-        if self.optimizer not in ("adam", "block-newton"):
-            raise InputError(f"ml aligner: optimizer must be 'adam' or 'block-newton', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"ml aligner: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not 0.0 < self.cg_tolerance < 1.0 or self.cg_iterations < 1 or not self.chi2_tolerance >= 0.0:
+            raise InputError("ml aligner: cg_tolerance in (0, 1), cg_iterations >= 1 and chi2_tolerance >= 0 "
+                             "are required")
         if self.init not in ("zero", "global") or self.init_iterations < 1:
             raise InputError(f"ml aligner: init must be 'zero' or 'global' (init_iterations >= 1), got {self.init!r}")
         if not 0.0 <= self.momentum < 1.0 or not self.damping >= 0.0:
@@ -90,6 +112,8 @@ class MLAlignResult:
     epoch_loss: list[float] = field(default_factory=list)
     device: str = "cpu"
     seconds: float = 0.0
+    #: hessian-free: per outer iteration tracks, chi2/ndf, CG iterations and relative residual norms, timings
+    history: list[dict] = field(default_factory=list)
 
 
 def _device(name: str):
@@ -127,6 +151,42 @@ def _helix(p, s, bz: float):
     return pos, direction
 
 
+def module_frames_torch(centre, rotation, corrections, used):
+    """Centres (M, 3) and rotations (M, 3, 3) of modules ``used`` (M,) moved by ``corrections`` (N, 6, scaled)."""
+    import torch
+
+    d = corrections[used]
+    c = centre[used] + torch.einsum("nij,nj->ni", rotation[used], d[:, :3])
+    return c, rotation[used] @ torch.linalg.matrix_exp(_skew(d[:, 3:] / ROTATION_SCALE))
+
+
+def path_lengths_torch(p, c, n, bz: float, newton_steps: int = 6):
+    """Transverse arc length (H,) where helices ``p`` (H, 5) cross the planes (centre ``c``, normal ``n``),
+    by Newton from the straight line, without gradient."""
+    import torch
+
+    with torch.no_grad():
+        x0, t0 = _helix(p, torch.zeros_like(p[:, 0]), bz)
+        s = ((c - x0) * n).sum(1) / (t0 * n).sum(1)
+        for _ in range(newton_steps):
+            x, t = _helix(p, s, bz)
+            s = s - ((x - c) * n).sum(1) / (t * n).sum(1)
+    return s
+
+
+def local_uv_torch(p, s, c, rot, bz: float):
+    """Local (u, v) (H, 2) of helices ``p`` (H, 5) on the planes (``c``, ``rot``) from a converged path
+    length ``s`` (no gradient): one Newton step with gradient gives the exact first derivatives
+    (implicit function) in ``p``, ``c`` and ``rot``."""
+    import torch
+
+    n = rot[:, :, 2]
+    x, t = _helix(p, s, bz)
+    s = s - ((x - c) * n).sum(1) / (t * n).sum(1)
+    x, _ = _helix(p, s, bz)
+    return torch.einsum("nji,nj->ni", rot[:, :, :2], x - c)
+
+
 def predict_torch(params, centre, rotation, corrections, module, track, bz: float, newton_steps: int = 6):
     """Local (u, v) (H, 2) of the track-plane intersections, differentiable in ``corrections``
     (N, 6, scaled) and ``params`` (T, 5). The path length is found by Newton without gradient;
@@ -135,27 +195,17 @@ def predict_torch(params, centre, rotation, corrections, module, track, bz: floa
 
     # Move every module once (N of them), then pick the hits' modules (H >> N).
     used, inverse = torch.unique(module, return_inverse=True)
-    d = corrections[used]
-    c_all = centre[used] + torch.einsum("nij,nj->ni", rotation[used], d[:, :3])
-    rot_all = rotation[used] @ torch.linalg.matrix_exp(_skew(d[:, 3:] / ROTATION_SCALE))
+    c_all, rot_all = module_frames_torch(centre, rotation, corrections, used)
     c, rot = c_all[inverse], rot_all[inverse]
-    n = rot[:, :, 2]
     p = params[track]
-    with torch.no_grad():
-        x0, t0 = _helix(p, torch.zeros_like(p[:, 0]), bz)
-        s = ((c - x0) * n).sum(1) / (t0 * n).sum(1)
-        for _ in range(newton_steps):
-            x, t = _helix(p, s, bz)
-            s = s - ((x - c) * n).sum(1) / (t * n).sum(1)
-    x, t = _helix(p, s, bz)
-    s = s - ((x - c) * n).sum(1) / (t * n).sum(1)
-    x, _ = _helix(p, s, bz)
-    return torch.einsum("nji,nj->ni", rot[:, :, :2], x - c)
+    s = path_lengths_torch(p, c, rot[:, :, 2], bz, newton_steps)
+    return local_uv_torch(p, s, c, rot, bz)
 
 
 def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | None = None,
              progress: bool = False) -> MLAlignResult:
-    """Align ``detector`` to ``sample`` with Adam or the block-Newton step; see the module docstring."""
+    """Align ``detector`` to ``sample`` with Adam, the block-Newton step or hessian-free Gauss-Newton;
+    see the module docstring."""
     import torch
 
     config = (config or MLAlignerConfig()).check()
@@ -184,6 +234,17 @@ def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | 
         q_t = torch.tensor(q, dtype=dt, device=device)
     else:
         q_t = None
+    result = MLAlignResult(nominal, np.zeros((len(detector), 6)), device=str(device))
+    if config.optimizer == "hessian-free":
+        from .hessian_free import hessian_free_fit
+
+        final, result.history = hessian_free_fit(detector, sample, config, start, movable, basis, centre, rotation,
+                                                 progress)
+        result.epoch_loss = [h["chi2_per_hit"] for h in result.history]
+        result.loss = list(result.epoch_loss)
+        with torch.no_grad():
+            corrections.copy_(torch.tensor(final, dtype=dt, device=device))
+        return _finish(result, corrections, q_t, nominal, t_start)
     newton = config.optimizer == "block-newton"
     opt = torch.optim.Adam([corrections], lr=config.learning_rate) if not newton else None
     events = np.unique(sample.event)
@@ -196,7 +257,6 @@ def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | 
 
     batches = [sample.select_tracks(np.isin(sample.event, ev)) for ev in np.array_split(events, n_batches)]
     params = [None] * n_batches
-    result = MLAlignResult(nominal, np.zeros((len(detector), 6)), device=str(device))
 
     def fit_batch(k: int, epoch: int):
         batch = batches[k]
@@ -280,6 +340,13 @@ def ml_align(detector: Detector, sample: TrackSample, config: MLAlignerConfig | 
             precond = BlockPreconditioner(blocks, block_hits, movable, basis, config.damping, config.presigma)
     if bar is not None:
         bar.close()
+    return _finish(result, corrections, q_t, nominal, t_start)
+
+
+def _finish(result: MLAlignResult, corrections, q_t, nominal: Frames, t_start: float) -> MLAlignResult:
+    """Project onto the weak-mode gauge, fill in frames and local corrections (rad)."""
+    import torch
+
     with torch.no_grad():
         if q_t is not None:  # the gauge of the global fit, exactly
             flat = corrections.view(-1)

@@ -1,0 +1,272 @@
+"""Hessian-free Gauss-Newton for the ML aligner (``optimizer="hessian-free"``).
+
+Outer iterations: re-fit every track on the current geometry (numpy, per mini-batch of events),
+linearise each mini-batch in torch, take the autograd gradient of the whole-sample chi2 with the
+track parameters profiled out, and solve ``H d = -g`` by projected, preconditioned conjugate
+gradients. ``H v`` is never formed as a matrix: per mini-batch it is
+
+    J_a^T W (J_a v - J_p Gamma^-1 J_p^T W J_a v)         (+ the presigma prior w v)
+
+with ``J_a v`` from a forward-mode product (:func:`torch.func.jvp`) and ``J_a^T (.)`` from a
+reverse-mode product (:func:`torch.func.vjp`) of the differentiable track-plane intersection;
+``J_p`` (H, 2, 5) and the tracks' 5x5 ``Gamma^-1`` come from five forward-mode products once per
+outer iteration. Memory is O(hits) for the linearisation plus one mini-batch's autograd graph.
+
+Units: the corrections are (N, 6) ``du, dv, dw`` (mm) and ``wu, wv, ww`` scaled by
+:data:`~.global_fit.ROTATION_SCALE` (mm), so H is in mm^-2 (half the chi2's second derivative,
+as the global fit's C) and g in mm^-1. The preconditioner is the per-module 6x6 blocks of
+:mod:`.precondition`; the weak-mode constraints ``B^T (a + d) = 0`` (the global fit's gauge) and
+the frozen modules are imposed exactly on every CG iterate (projected PCG, Gould-Hribar-Nocedal).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .precondition import BlockPreconditioner, curvature_blocks
+from .residuals import Frames, TrackFit, TrackSample, fit_tracks
+
+
+@dataclass
+class Linearisation:
+    """One mini-batch of accepted tracks linearised at the current corrections (torch tensors).
+
+    ``params`` (T, 5) fitted perigee, ``track`` (H,) row of params per hit, ``used``/``inverse``
+    the batch's modules and each hit's index into them, ``s`` (H,) converged path lengths (mm),
+    ``meas`` (H, 2) mm, ``w`` (H, 2) hit weights (mm^-2), ``jp`` (H, 2, 5) d(u, v)/d(params),
+    ``gamma_inv`` (T, 5, 5) inverse track normal matrices (beam spot included).
+    """
+
+    params: object
+    track: object
+    used: object
+    inverse: object
+    s: object
+    meas: object
+    w: object
+    jp: object
+    gamma_inv: object
+
+
+class ProfiledChi2:
+    """Gradient and matrix-free Gauss-Newton products of the whole-sample profiled chi2 / 2.
+
+    ``centre`` (N, 3) mm and ``rotation`` (N, 3, 3) nominal frames as tensors, ``bz`` (T),
+    ``beam_spot`` (mm) of the d0 = 0 pseudo-measurement or None.
+    """
+
+    def __init__(self, centre, rotation, bz: float, beam_spot: float | None) -> None:
+        self.centre, self.rotation, self.bz = centre, rotation, bz
+        self.bs_w = 0.0 if beam_spot is None else 1.0 / beam_spot**2
+        self.batches: list[Linearisation] = []
+        self.corrections = None
+
+    def _uv(self, lin: Linearisation, corrections, params=None):
+        from .ml_aligner import local_uv_torch, module_frames_torch
+
+        c, rot = module_frames_torch(self.centre, self.rotation, corrections, lin.used)
+        p = lin.params if params is None else params
+        return local_uv_torch(p[lin.track], lin.s, c[lin.inverse], rot[lin.inverse], self.bz)
+
+    def linearise(self, corrections, batches: list[tuple[TrackSample, TrackFit]]) -> tuple[np.ndarray, float, int]:
+        """Linearise ``batches`` (accepted tracks of each mini-batch with their fit) at ``corrections``
+        (N, 6 scaled tensor); returns the gradient of chi2 / 2 (N, 6, mm^-1), chi2 and the hit count."""
+        import torch
+        from torch.func import jvp, vjp
+
+        from .ml_aligner import module_frames_torch, path_lengths_torch
+
+        dev, dt = corrections.device, corrections.dtype
+        self.corrections = corrections.detach()
+        self.batches = []
+        grad = torch.zeros_like(self.corrections)
+        chi2, n_hits = 0.0, 0
+        for sample, fit in batches:
+            if sample.n_tracks == 0:
+                continue
+            module = torch.tensor(sample.module, device=dev)
+            used, inverse = torch.unique(module, return_inverse=True)
+            track = torch.tensor(sample.track, device=dev)
+            params = torch.tensor(fit.params, dtype=dt, device=dev)
+            with torch.no_grad():
+                c, rot = module_frames_torch(self.centre, self.rotation, self.corrections, used)
+                s = path_lengths_torch(params[track], c[inverse], rot[inverse][:, :, 2], self.bz)
+            lin = Linearisation(params, track, used, inverse, s, torch.tensor(sample.meas, dtype=dt, device=dev),
+                                torch.tensor(1.0 / fit.var, dtype=dt, device=dev), None, None)
+            # J_p column by column: forward-mode products along each track parameter.
+            cols = []
+            for k in range(5):
+                tangent = torch.zeros_like(params)
+                tangent[:, k] = 1.0
+                cols.append(jvp(lambda p, lin=lin: self._uv(lin, self.corrections, p), (params,), (tangent,))[1])
+            lin.jp = torch.stack(cols, dim=2)
+            gam = torch.zeros((sample.n_tracks, 5, 5), dtype=dt, device=dev)
+            gam.index_add_(0, track, torch.einsum("hki,hk,hkj->hij", lin.jp, lin.w, lin.jp))
+            gam[:, 0, 0] += self.bs_w
+            gam += torch.eye(5, dtype=dt, device=dev) * (1e-12 * gam.diagonal(dim1=1, dim2=2).sum(1))[:, None, None]
+            lin.gamma_inv = torch.linalg.inv(gam)
+            uv, pullback = vjp(lambda a, lin=lin: self._uv(lin, a), self.corrections)
+            r = lin.meas - uv
+            # Profiled gradient: d/da of chi2/2 with each track's response to a at first order,
+            # g_a - J_a^T W J_p Gamma^-1 g_p (exact also when the track fit is not fully converged).
+            g_p = torch.zeros_like(params).index_add_(0, track, -torch.einsum("hki,hk,hk->hi", lin.jp, lin.w, r))
+            g_p[:, 0] += self.bs_w * params[:, 0]
+            delta = torch.einsum("tij,tj->ti", lin.gamma_inv, g_p)
+            cot = -lin.w * (r + torch.einsum("hki,hi->hk", lin.jp, delta[track]))
+            grad += pullback(cot)[0]
+            chi2 += float((lin.w * r * r).sum()) + self.bs_w * float((params[:, 0] ** 2).sum())
+            n_hits += sample.n_hits
+            self.batches.append(lin)
+        return grad.cpu().numpy(), chi2, n_hits
+
+    def hvp(self, v: np.ndarray) -> np.ndarray:
+        """Gauss-Newton product H v (N, 6) of the profiled chi2 / 2 (no prior), summed over the batches."""
+        import torch
+        from torch.func import jvp, vjp
+
+        a = self.corrections
+        v_t = torch.as_tensor(v, dtype=a.dtype, device=a.device)
+        out = torch.zeros_like(a)
+        for lin in self.batches:
+            f = lambda x, lin=lin: self._uv(lin, x)  # noqa: E731
+            u = jvp(f, (a,), (v_t,))[1]
+            wu = lin.w * u
+            beta = torch.zeros_like(lin.params).index_add_(0, lin.track, torch.einsum("hki,hk->hi", lin.jp, wu))
+            dp = torch.einsum("tij,tj->ti", lin.gamma_inv, beta)
+            e = u - torch.einsum("hki,hi->hk", lin.jp, dp[lin.track])
+            _, pullback = vjp(f, a)
+            out += pullback(lin.w * e)[0]
+        return out.cpu().numpy()
+
+
+def projected_pcg(hvp: Callable[[np.ndarray], np.ndarray], g: np.ndarray, precond: BlockPreconditioner,
+                  current: np.ndarray, free: np.ndarray, tol: float, max_iterations: int) -> tuple[np.ndarray, dict]:
+    """Minimise ``g.d + d H d / 2`` over (N, 6) steps ``d`` with ``B^T (current + d) = 0`` and
+    ``d = 0`` on modules not ``free``, by CG preconditioned with ``precond``'s 6x6 blocks and
+    projected onto the constraints in that metric. Stops when ``sqrt(r.z)`` (r = g + H d, z its
+    projected preconditioned image) falls below ``tol`` times its start. Returns d and a report
+    (iterations, relative residual norms, predicted chi2/2 decrease)."""
+    mask = free[:, None].astype(float)
+    basis = precond.basis
+
+    def project(r: np.ndarray) -> np.ndarray:
+        z = precond.apply_raw(r * mask).reshape(-1)
+        if basis.shape[1]:
+            z = z - precond.p_basis @ (precond.gram_inv @ (basis.T @ z))
+        return z.reshape(-1, 6) * mask
+
+    d = np.zeros_like(g)
+    if basis.shape[1]:  # a particular solution of the constraints (zero once the gauge holds)
+        d = -(precond.p_basis @ (precond.gram_inv @ (basis.T @ current.reshape(-1)))).reshape(-1, 6) * mask
+    r = g * mask + (hvp(d) * mask if np.any(d) else 0.0)
+    z = project(r)
+    rz = rz0 = float((r * z).sum())
+    norms = [1.0]
+    p = -z
+    k = 0
+    while k < max_iterations and rz0 > 0 and np.sqrt(max(rz, 0.0) / rz0) > tol:
+        hp = hvp(p) * mask
+        curv = float((p * hp).sum())
+        if curv <= 0:  # cannot happen for a Gauss-Newton matrix with a prior; stop rather than diverge
+            break
+        alpha = rz / curv
+        d = d + alpha * p
+        r = r + alpha * hp
+        z = project(r)
+        rz_new = float((r * z).sum())
+        p = -z + (rz_new / rz) * p
+        rz = rz_new
+        k += 1
+        norms.append(float(np.sqrt(max(rz, 0.0) / rz0)) if rz0 > 0 else 0.0)
+    # chi2/2 model change g.d + d H d / 2 = (g + r).d / 2 since r = g + H d.
+    decrease = -0.5 * float(((g * mask + r) * d).sum())
+    return d, {"cg_iterations": k, "cg_residual_start": float(np.sqrt(max(rz0, 0.0))),
+               "cg_relative_residuals": norms, "cg_converged": bool(norms[-1] <= tol),
+               "predicted_chi2_decrease": 2.0 * decrease}
+
+
+def hessian_free_fit(detector, sample: TrackSample, config, start: np.ndarray, movable: np.ndarray,
+                     basis: np.ndarray, centre, rotation, progress: bool = False) -> tuple[np.ndarray, list[dict]]:
+    """Outer Gauss-Newton iterations from ``start`` (N, 6 scaled); ``config`` an
+    :class:`~.ml_aligner.MLAlignerConfig` (``epochs`` = most outer iterations, ``batch_events`` events
+    per mini-batch, ``cg_tolerance``, ``cg_iterations``; stops early once a step's predicted chi2
+    decrease is below ``chi2_tolerance``). Returns the corrections (N, 6 scaled) and one
+    history entry per outer iteration."""
+    import torch
+
+    from .ml_aligner import _unscale
+
+    nominal = Frames.from_detector(detector)
+    n = len(detector)
+    events = np.unique(sample.event)
+    n_batches = max(1, int(np.ceil(len(events) / config.batch_events)))
+    batches = [sample.select_tracks(np.isin(sample.event, ev)) for ev in np.array_split(events, n_batches)]
+    params: list[np.ndarray | None] = [None] * n_batches
+    problem = ProfiledChi2(centre, rotation, config.bz, config.beam_spot)
+    w_pre = 0.0 if not config.presigma else 1.0 / config.presigma**2
+    a = np.array(start, np.float64)
+    history: list[dict] = []
+    for it in range(config.epochs):
+        t0 = time.perf_counter()
+        frames = nominal.corrected(_unscale(a))
+        accepted, blocks, used, ndf = [], np.zeros((n, 6, 6)), np.zeros(n, np.int64), 0
+        for k, batch in enumerate(batches):
+            fit = fit_tracks(batch, frames, config.bz, params[k], config.refit_iterations if params[k] is not None
+                             else 4, config.beam_spot, config.scattering)
+            params[k] = fit.params
+            red = fit.chi2 / np.maximum(fit.ndf, 1)
+            ok = np.isfinite(red) & (fit.ndf > 0) & (np.add.reduceat((~fit.ok).astype(np.int64),
+                                                                     batch.offsets[:-1]) == 0)
+            if ok.any():
+                # The global fit's outlier cut: loose far from the solution, tightening.
+                factor = config.chi2_cut * (max(1.0, 100.0 / 10**it) if config.init == "zero" else 1.0)
+                ok &= red < factor * np.median(red[ok])
+            hit_ok = np.repeat(ok, np.diff(batch.offsets))
+            blocks += curvature_blocks(batch, fit, hit_ok, n, config.beam_spot)
+            used += np.bincount(batch.module[hit_ok], minlength=n)
+            ndf += int(fit.ndf[ok].sum())
+            sub = batch.select_tracks(ok)
+            accepted.append((sub, _select_fit(fit, ok, hit_ok)))
+        t1 = time.perf_counter()
+        corr_t = torch.tensor(a, dtype=centre.dtype, device=centre.device)
+        grad, chi2, n_hits = problem.linearise(corr_t, accepted)
+        del accepted
+        free = movable & (used >= max(config.min_hits, 1))
+        g = (grad + w_pre * a) * free[:, None]
+        precond = BlockPreconditioner(blocks, n_hits, free, basis, config.damping, config.presigma)
+        t2 = time.perf_counter()
+
+        def hvp(v: np.ndarray) -> np.ndarray:
+            return problem.hvp(v) + w_pre * v
+
+        d, cg = projected_pcg(hvp, g, precond, a, free, config.cg_tolerance, config.cg_iterations)
+        a = a + d
+        t3 = time.perf_counter()
+        entry = {"iteration": it, "tracks": int(sum(b.params.shape[0] for b in problem.batches)),
+                 "hits": n_hits, "chi2_ndf": chi2 / max(ndf, 1), "chi2_per_hit": chi2 / max(n_hits, 1),
+                 "free_modules": int(free.sum()), "gradient_norm": float(np.linalg.norm(g)), **cg,
+                 "max_step_um": float(1e3 * np.abs(d[:, :3]).max()),
+                 "max_step_mrad": float(1e3 * np.abs(_unscale(d)[:, 3:]).max()),
+                 "fit_s": t1 - t0, "linearise_s": t2 - t1, "cg_s": t3 - t2}
+        history.append(entry)
+        if progress:
+            print(f"  hessian-free iteration {it}: {entry['tracks']} tracks, chi2/ndf {entry['chi2_ndf']:.3f}, "
+                  f"CG {cg['cg_iterations']} it. (rel. residual {cg['cg_relative_residuals'][-1]:.1e}), "
+                  f"max step {entry['max_step_um']:.1f} um / {entry['max_step_mrad']:.2f} mrad, "
+                  f"fit {t1 - t0:.1f} s, linearise {t2 - t1:.1f} s, CG {t3 - t2:.1f} s", flush=True)
+        if cg["predicted_chi2_decrease"] < config.chi2_tolerance:  # converged: the step is far below 1 sigma
+            break
+    return a, history
+
+
+def _select_fit(fit: TrackFit, ok: np.ndarray, hit_ok: np.ndarray) -> TrackFit:
+    """The parts of ``fit`` for the tracks ``ok`` (T,) and their hits ``hit_ok`` (H,)."""
+    pr = fit.prediction
+    from .residuals import Prediction
+
+    return TrackFit(fit.params[ok], fit.chi2[ok], fit.ndf[ok], fit.residual[hit_ok], fit.ok[hit_ok],
+                    Prediction(pr.uv[hit_ok], pr.direction[hit_ok], pr.ok[hit_ok],
+                               None if pr.track_jacobian is None else pr.track_jacobian[hit_ok]), fit.var[hit_ok])
