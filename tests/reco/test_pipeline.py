@@ -282,3 +282,22 @@ def test_short_unfitted_tracks_are_dropped(reco_detector, pileup_event):
     sub = keep_all.tracks.take(np.arange(len(keep_all.tracks))[::2])
     assert np.array_equal(sub.track_hits(1), keep_all.tracks.track_hits(2))
     assert np.array_equal(sub.perigee[1], keep_all.tracks.perigee[2])
+
+
+def test_a_pass_seeds_from_its_own_volumes(reco_detector, pileup_event):
+    """Space points are built for every volume a pass names, not only the first pass's: a strip-only
+    pass finds seeds (before, it silently got the pixel space points only and no seed)."""
+    from trackcore.reco.pipeline import _union_of_volumes
+
+    assert _union_of_volumes([(7, 8, 9), (13, 17), (8,)]) == (7, 8, 9, 13, 17)
+    assert _union_of_volumes([(7, 8, 9), None]) is None
+    strips = {"min_pt": 1.0, "d0_max": 100.0, "volumes": (13, 17), "delta_r_max": 300.0, "ckf": {"min_measurements": 5}}
+    from trackcore.reco.seeding import SeedingConfig
+
+    # A first pass above 5 GeV leaves nearly every strip hit free for the strip pass.
+    first = SeedingConfig(min_pt=5.0, delta_r_max=80.0)
+    reco = reconstruct(pileup_event, reco_detector, ReconstructionConfig(seeding=first, extra_passes=(strips,)))
+    passes = reco.outputs["track_finding"]["passes"]
+    assert len(passes) == 2 and passes[1]["seeds_used"] > 0, passes
+    sp = reco.outputs["spacepoints"]["spacepoints"]
+    assert set(np.unique(sp.volume_id)) == {7, 8, 9, 13, 17}
