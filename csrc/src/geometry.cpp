@@ -116,6 +116,26 @@ Geometry::Geometry(std::vector<Module> modules, std::vector<int> layer_kind) : m
             LayerGrid& L = layers_[l];
             L.bin_modules[L.bin_start[b] + bins[l][b]++] = static_cast<int>(i);
         });
+    // Layer masks over r and z bins: a layer's bit is set in every bin its extent touches, so any
+    // interval that overlaps the extent spans a bin holding the bit (the masks are a superset).
+    if (n_layers <= 64) {
+        mask_z_ = world_z_ + 10.0;
+        const int nr = static_cast<int>(std::ceil((world_r_ + 10.0) * kMaskInvWidth)) + 1;
+        const int nz = static_cast<int>(std::ceil(2.0 * mask_z_ * kMaskInvWidth)) + 1;
+        r_masks_.assign(nr, 0);
+        z_masks_.assign(nz, 0);
+        for (int l = 0; l < n_layers; ++l) {
+            const LayerGrid& L = layers_[l];
+            if (L.bin_start.empty()) continue;
+            const uint64_t bit = uint64_t{1} << l;
+            const int r0 = std::max(0, static_cast<int>(std::floor(L.r_lo * kMaskInvWidth)));
+            const int r1 = std::min(nr - 1, static_cast<int>(std::floor(L.r_hi * kMaskInvWidth)));
+            for (int b = r0; b <= r1; ++b) r_masks_[b] |= bit;
+            const int z0 = std::max(0, static_cast<int>(std::floor((L.z_lo + mask_z_) * kMaskInvWidth)));
+            const int z1 = std::min(nz - 1, static_cast<int>(std::floor((L.z_hi + mask_z_) * kMaskInvWidth)));
+            for (int b = z0; b <= z1; ++b) z_masks_[b] |= bit;
+        }
+    }
 }
 
 void Geometry::candidates(int layer, double phi_a, double q_a, double phi_b, double q_b, std::vector<int>& out) const {

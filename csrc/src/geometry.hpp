@@ -35,6 +35,24 @@ public:
     // the two points (phi_a, q_a) and (phi_b, q_b) (phi ranges taken the short way round).
     void candidates(int layer, double phi_a, double q_a, double phi_b, double q_b, std::vector<int>& out) const;
 
+    // Layers whose r and z extents may overlap [r_lo, r_hi] x [z_lo, z_hi] (mm), as bits (bit l:
+    // layer l): a superset of the exact overlap test, from coarse r and z bins. False when the
+    // geometry has more than 64 layers (no masks: test every layer).
+    bool layer_mask(double r_lo, double r_hi, double z_lo, double z_hi, uint64_t& mask) const {
+        if (r_masks_.empty()) return false;
+        const auto bin = [](double x, double x0, double inv_w, int n) {
+            const double f = (x - x0) * inv_w;
+            return f <= 0 ? 0 : (f >= n - 1 ? n - 1 : static_cast<int>(f));
+        };
+        const int nr = static_cast<int>(r_masks_.size()), nz = static_cast<int>(z_masks_.size());
+        uint64_t mr = 0, mz = 0;
+        for (int b = bin(r_lo, 0.0, kMaskInvWidth, nr), e = bin(r_hi, 0.0, kMaskInvWidth, nr); b <= e; ++b) mr |= r_masks_[b];
+        for (int b = bin(z_lo, -mask_z_, kMaskInvWidth, nz), e = bin(z_hi, -mask_z_, kMaskInvWidth, nz); b <= e; ++b)
+            mz |= z_masks_[b];
+        mask = mr & mz;
+        return true;
+    }
+
     // Local half width in u at local v (trapezoid).
     static double half_width(const Module& m, double v) {
         return m.min_hu + (m.max_hu - m.min_hu) * (v + m.hv) / (2.0 * m.hv);
@@ -44,6 +62,9 @@ private:
     std::vector<Module> modules_;
     std::vector<LayerGrid> layers_;
     double world_r_ = 0, world_z_ = 0;
+    static constexpr double kMaskInvWidth = 1.0 / 20.0;  // 1/mm: 20 mm bins in r and in z
+    double mask_z_ = 0;                                  // the z bins span [-mask_z_, mask_z_]
+    std::vector<uint64_t> r_masks_, z_masks_;            // per bin: layers overlapping it
 };
 
 }  // namespace trackcore

@@ -30,7 +30,15 @@ void gather_monotonic(const Geometry& geo, const double* a, const double* b, std
     const double rmin = std::min(ra, rb) - 1.0, rmax = std::max(ra, rb) + 1.0;
     const double zmin = std::min(za, zb) - 1.0, zmax = std::max(za, zb) + 1.0;
     const auto& layers = geo.layers();
+    // Only the layers the coarse r/z masks allow (all of them without masks), in increasing order.
+    uint64_t mask = 0;
+    const bool masked = geo.layer_mask(rmin, rmax, zmin, zmax, mask);
     for (size_t l = 0; l < layers.size(); ++l) {
+        if (masked) {
+            if (!mask) break;
+            l = static_cast<size_t>(__builtin_ctzll(mask));  // the next allowed layer
+            mask &= mask - 1;
+        }
         const LayerGrid& L = layers[l];
         if (L.bin_start.empty() || rmax < L.r_lo || rmin > L.r_hi || zmax < L.z_lo || zmin > L.z_hi) continue;
         // Fractions of the chord inside the layer's shell (r for barrels, z for endcaps).

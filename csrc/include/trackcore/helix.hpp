@@ -23,16 +23,17 @@ TC_HD double helix_h(double qop, double bz) { return qop * kB * bz; }
 // dir' = h * (dir x z): the transverse direction rotates clockwise for h > 0.
 TC_HD void helix_advance(const State& in, double h, double s, State& out) {
     const double hs = h * s;
+    // One sin and one cos per step (the compiler does not merge repeated calls: they may set errno).
+    const double c = std::cos(hs), sh = std::sin(hs);
     double sn, cs1;  // sin(hs)/h and (1 - cos(hs))/h, with series near h = 0 to stay exact for straight lines
     if (std::fabs(hs) < 1e-4) {
         const double hs2 = hs * hs;
         sn = s * (1.0 - hs2 / 6.0);
         cs1 = s * hs * (0.5 - hs2 / 24.0);
     } else {
-        sn = std::sin(hs) / h;
-        cs1 = (1.0 - std::cos(hs)) / h;
+        sn = sh / h;
+        cs1 = (1.0 - c) / h;
     }
-    const double c = std::cos(hs), sh = std::sin(hs);
     const double tx = in.dir[0], ty = in.dir[1];
     out.pos[0] = in.pos[0] + tx * sn + ty * cs1;
     out.pos[1] = in.pos[1] + ty * sn - tx * cs1;
