@@ -8,11 +8,18 @@ generic pixel detector (2,072 modules) misaligned with the seed study's sigmas (
 20 mrad), plus ``--test-events`` held-out events; runs the global fit and the ML aligner on the
 same tracks; writes ``report.json`` and PNGs per method into OUTPUT/global and OUTPUT/ml and a
 ``study.json`` with both. Every random number follows ``--seed``.
+
+``--pileup MU`` adds Poisson(MU) minimum-bias collisions (the calibrated TrackML-like spectrum,
+material secondaries included) to every training and held-out event: all their hits are simulated
+(shared clusters, busier modules), and the truth tracks of the prompt pile-up particles with
+pT >= ``--pileup-pt-min`` join the muons in the alignment sample (material secondaries do not: they
+do not come from the beam line that the beam-spot term assumes).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 import tracemalloc
 from pathlib import Path
@@ -26,10 +33,10 @@ from trackcore.geometry.alignment import (
 )
 from trackcore.geometry.builders import generic_detector, trackml_like_detector
 from trackcore.geometry.detector import PIXEL_VOLUMES, Detector
-from trackcore.sim.particles import particle_gun
+from trackcore.sim.particles import combine, minimum_bias, particle_gun
 from trackcore.sim.simulate import SimulationConfig, simulate_event
 
-from .plugin import align
+from .plugin import AlignOutcome, align
 from .report import write_outputs
 from .residuals import collect_tracks
 
@@ -46,17 +53,48 @@ def pixel_detector(name: str) -> Detector:
 
 
 def simulate_muons(detector: Detector, truth_detector: Detector, n_events: int, muons: int, first_seed: int,
-                   progress: bool = True) -> list:
-    """``n_events`` events of ``muons`` single muons (pT 2-20 GeV) flying through ``truth_detector``."""
+                   progress: bool = True, pileup: float = 0.0, pileup_pt_min: float = 0.5) -> list:
+    """``n_events`` events of ``muons`` single muons (pT 2-20 GeV) flying through ``truth_detector``,
+    plus Poisson(``pileup``) minimum-bias collisions per event; hits of pile-up particles below
+    ``pileup_pt_min`` (GeV) or made in the material keep their truth ``particle_id`` zeroed, so that
+    :func:`.residuals.collect_tracks` leaves them out (they stay in the event as hits)."""
     from tqdm import tqdm
 
     config = SimulationConfig(noise_fraction=0.0)
     out = []
     for i in tqdm(range(n_events), desc="simulate", disable=not progress, unit="event"):
         particles = particle_gun(muons, first_seed + i, pt=(2.0, 20.0), eta=(-2.5, 2.5))
-        out.append(simulate_event(detector, particles, simulation_detector=truth_detector, config=config,
-                                  seed=first_seed + i, event_id=i))
+        keep = None
+        if pileup > 0:
+            mb = minimum_bias(np.random.default_rng(first_seed + i + 7_000_000), pileup=pileup)
+            particles = combine(particles, mb)  # muons keep ids 1..muons
+            pt = np.hypot(np.asarray(mb["px"]), np.asarray(mb["py"]))
+            prompt = ~np.asarray(mb["secondary"], bool) if "secondary" in mb else np.ones(len(mb), bool)
+            keep = np.r_[np.arange(1, muons + 1), muons + 1 + np.flatnonzero(prompt & (pt >= pileup_pt_min))]
+        event = simulate_event(detector, particles, simulation_detector=truth_detector, config=config,
+                               seed=first_seed + i, event_id=i)
+        if keep is not None and event.truth is not None:
+            truth = event.truth.copy()
+            pid = np.asarray(truth["particle_id"]).copy()
+            pid[~np.isin(pid, keep)] = 0
+            truth["particle_id"] = pid
+            event.truth = truth
+        out.append(event)
     return out
+
+
+def _align_ml(detector: Detector, events: list, config: dict, progress: bool) -> AlignOutcome:
+    """:func:`.plugin.align` for the ML aligner, keeping the hessian-free history (CG iterations and
+    residual norms per outer iteration) in ``details``."""
+    from .ml_aligner import MLAlignerConfig, ml_align
+
+    t0 = time.perf_counter()
+    cfg = MLAlignerConfig(**{k: v for k, v in config.items() if k != "method"})
+    sample = collect_tracks(detector, events)
+    res = ml_align(detector, sample, cfg, progress=progress)
+    details = {"loss": res.loss, "epoch_loss": res.epoch_loss, "device": res.device, "modes": list(cfg.modes),
+               "history": res.history}
+    return AlignOutcome("ml", res.frames, res.corrections, sample, time.perf_counter() - t0, details)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=20, help="ml epochs")
     ap.add_argument("--batch-events", type=int, default=4, help="ml events per Adam step")
     ap.add_argument("--learning-rate", type=float, default=3e-3, help="ml initial Adam step (mm)")
-    ap.add_argument("--optimizer", choices=("adam", "block-newton"), default="adam", help="ml optimizer")
+    ap.add_argument("--optimizer", choices=("adam", "block-newton", "hessian-free"), default="adam",
+                    help="ml optimizer (hessian-free: --epochs = most outer Gauss-Newton iterations)")
+    ap.add_argument("--cg-tolerance", type=float, default=1e-4, help="hessian-free: relative CG residual")
+    ap.add_argument("--cg-iterations", type=int, default=300, help="hessian-free: most CG iterations per step")
+    ap.add_argument("--pileup", type=float, default=0.0, help="<mu> of minimum-bias pile-up added to every event")
+    ap.add_argument("--pileup-pt-min", type=float, default=0.5,
+                    help="GeV: prompt pile-up particles above it are alignment tracks")
     ap.add_argument("--init", choices=("zero", "global"), default="zero", help="ml starting point")
     ap.add_argument("--init-iterations", type=int, default=2, help="global-fit iterations for --init global")
     ap.add_argument("--device", default="auto")
@@ -85,13 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     write_alignment(truth, out / "true-alignment.csv")
     misaligned = apply_alignment(detector, truth)
     t0 = time.perf_counter()
-    train = simulate_muons(detector, misaligned, args.events, args.muons, args.seed * 1_000_000, not args.quiet)
+    pu = {"pileup": args.pileup, "pileup_pt_min": args.pileup_pt_min}
+    train = simulate_muons(detector, misaligned, args.events, args.muons, args.seed * 1_000_000, not args.quiet, **pu)
     test = simulate_muons(detector, misaligned, args.test_events, args.muons, args.seed * 1_000_000 + 500_000,
-                          not args.quiet)
+                          not args.quiet, **pu)
     sim_s = time.perf_counter() - t0
     held = collect_tracks(detector, test)
     study = {"detector": detector.name, "modules": len(detector), "events": args.events, "muons_per_event": args.muons,
-             "test_events": args.test_events, "simulation_s": sim_s, "seed": args.seed, "methods": {}}
+             "test_events": args.test_events, "simulation_s": sim_s, "seed": args.seed, **pu,
+             "training_tracks": None, "methods": {}}
     for method in [m for m in args.methods.split(",") if m]:
         config = {"method": method}
         if method == "global":
@@ -100,12 +146,21 @@ def main(argv: list[str] | None = None) -> int:
             config.update(epochs=args.epochs, batch_events=args.batch_events, learning_rate=args.learning_rate,
                           device=args.device, optimizer=args.optimizer, init=args.init,
                           init_iterations=args.init_iterations)
+            if args.optimizer == "hessian-free":
+                config.update(cg_tolerance=args.cg_tolerance, cg_iterations=args.cg_iterations)
         tracemalloc.start()
-        outcome = align(detector, train, config, progress=not args.quiet)
+        if method == "ml":
+            outcome = _align_ml(detector, train, config, not args.quiet)
+        else:
+            outcome = align(detector, train, config, progress=not args.quiet)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         report = write_outputs(out / method, detector, outcome, held, config, true_alignment=out / "true-alignment.csv")
         report["summary"]["peak_traced_MiB"] = round(peak / 2**20, 1)
+        # Process peak RSS (torch's CPU allocator is not traced by tracemalloc; includes the events).
+        report["summary"]["peak_rss_MiB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        study["training_tracks"] = outcome.sample.n_tracks
+        study["training_hits"] = outcome.sample.n_hits
         study["methods"][method] = {"summary": report["summary"], "parameter_errors": report["parameter_errors"],
                                     "residual_widths_um": report["residual_widths_um"]}
         print(json.dumps(report["summary"], indent=1), flush=True)
