@@ -199,6 +199,8 @@ void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& childre
     BoundState hole_state;
     double hole_path = -1;
     for (const auto& [s_est, m] : crossed) {
+        // A module without hits only matters as the hole's state, which the first reachable module gives.
+        if (hole_path >= 0 && ctx.module_start[m] == ctx.module_start[m + 1]) continue;
         BoundState pred;
         double s;
         if (!transport_bound(ctx.geo, ctx.stepper, tr.state, m, +1, s_est + 100.0, pred, s)) continue;

@@ -198,6 +198,9 @@ class _Ckf:
         options = []  # (chi2, hit, predicted state, path)
         hole = None
         for s_est, m in crossed:
+            # A module without hits only matters as the hole's state, which the first reachable module gives.
+            if hole is not None and not self.module_hits.get(m):
+                continue
             res = self.transport(tr.state, m, +1, s_est + 100.0)
             if res is None:
                 continue
