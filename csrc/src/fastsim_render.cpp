@@ -39,12 +39,15 @@ double frac(double c) { return c - fast_floor(c); }
 // Everything about one crossing's cluster that does not depend on the cell.
 struct Plan {
     std::int64_t wu, wv, full, base_u, base_v, su, sv, drop, n_u, n_v;
-    double slope, intercept, ramp, electrons;
+    double slope, phase, tu, tv, electrons;
     bool special;  // corners to drop or cells off the module: cells are masked
 };
 
+// Renderer constants of render_numpy (kernels.py): staircase phase gain and bound, smallest cell weight.
+constexpr double kPhaseGain = 1.0, kMaxPhase = 0.99, kMinWeight = 0.1;
+
 template <class T>
-Plan plan(const double* seg, double electrons, const T* o, const double* mod, double value_per_electron) {
+Plan plan(const double* seg, double electrons, const T* o, const double* mod) {
     const double pu = mod[kPitchU], pv = mod[kPitchV];
     const double cu0 = (seg[0] + mod[kMaxHu]) / pu, cu1 = (seg[2] + mod[kMaxHu]) / pu;
     const double cv0 = (seg[1] + mod[kHv]) / pv, cv1 = (seg[3] + mod[kHv]) / pv;
@@ -64,22 +67,13 @@ Plan plan(const double* seg, double electrons, const T* o, const double* mod, do
     const auto lo_v = static_cast<std::int64_t>(fast_rint(target_v - 0.5 - 0.5 * double(p.wv - 1)));
     p.base_u = lo_u + (p.su > 0 ? 0 : p.wu - 1);
     p.base_v = lo_v + (p.sv > 0 ? 0 : p.wv - 1);
-    // Charge ramp along the path that puts the value-weighted centroid on the target (see render_numpy).
-    const double s = double(p.full);
-    const double gu = double(p.su * (p.wu - 1)) / std::max(s - 1, 1.0) * pu;
-    const double gv = double(p.sv * (p.wv - 1)) / std::max(s - 1, 1.0) * pv;
-    const double g2 = (gu * gu + gv * gv) * (s * s - 1) / 12.0;
-    const double want = (target_u - double(lo_u) - 0.5 * double(p.wu)) * pu * gu +
-                        (target_v - double(lo_v) - 0.5 * double(p.wv)) * pv * gv;
-    double a = g2 > 0 ? want / g2 : 0.0;
-    const double half = 0.5 * (s - 1);
-    const double lim = 0.9 / std::max(half, 0.5);
-    a = std::min(std::max(a, -lim), lim);
+    // Target centroid in cell offsets from the base, and where the staircase turns (see render_numpy).
+    p.tu = target_u - 0.5 - double(p.base_u);
+    p.tv = target_v - 0.5 - double(p.base_v);
+    const double fu = double(p.su) * p.tu / double(std::max<std::int64_t>(p.wu - 1, 1));
+    const double fv = double(p.sv) * p.tv / double(std::max<std::int64_t>(p.wv - 1, 1));
+    p.phase = std::min(std::max(0.5 + kPhaseGain * (fu - fv), 0.0), kMaxPhase);
     p.electrons = electrons;
-    const double scale = p.electrons * value_per_electron / s;
-    const bool binary = mod[kBinary] != 0;
-    p.intercept = binary ? 1.0 : scale * (1.0 - a * half);
-    p.ramp = binary ? 0.0 : scale * a;
     p.drop = std::clamp<std::int64_t>(static_cast<std::int64_t>(fast_rint(double(o[2]))), 0,
                                       std::min(p.wu, p.wv) / 2);
     p.n_u = static_cast<std::int64_t>(mod[kNu]);
@@ -88,8 +82,8 @@ Plan plan(const double* seg, double electrons, const T* o, const double* mod, do
     return p;
 }
 
-// The cell count of a cluster without masked cells (same formulae as plan, without the charge
-// ramp's divisions: they dominate the counting pass), or -1 if its cells are masked.
+// The cell count of a cluster without masked cells (same formulae as plan, without its
+// divisions: they dominate the counting pass), or -1 if its cells are masked.
 template <class T>
 std::int64_t full_if_plain(const double* seg, const T* o, const double* mod) {
     const double pu = mod[kPitchU], pv = mod[kPitchV];
@@ -108,16 +102,16 @@ std::int64_t full_if_plain(const double* seg, const T* o, const double* mod) {
 }
 
 std::int64_t step_u(const Plan& p, std::int64_t j) {
-    return static_cast<std::int64_t>(double(j) * p.slope + 0.5);  // >= 0: truncation is floor
+    return static_cast<std::int64_t>(double(j) * p.slope + p.phase);  // >= 0: truncation is floor
 }
 
-// Calls f(ch0, ch1, value) for each kept cell of the staircase, in path order.
+// Calls f(ch0, ch1) for each kept cell of the staircase, in path order.
 template <class F>
 void cells(const Plan& p, F&& f) {
     if (!p.special) {
         for (std::int64_t j = 0; j < p.full; ++j) {
             const std::int64_t ju = step_u(p, j);
-            f(p.base_u + p.su * ju, p.base_v + p.sv * (j - ju), p.intercept + p.ramp * double(j));
+            f(p.base_u + p.su * ju, p.base_v + p.sv * (j - ju));
         }
         return;
     }
@@ -132,10 +126,59 @@ void cells(const Plan& p, F&& f) {
             dropped = rank % 2 == 0 && rank / 2 < p.drop;
         }
         const std::int64_t c0 = p.base_u + p.su * ju, c1 = p.base_v + p.sv * (j - ju);
-        if (!dropped && c0 >= 0 && c0 < p.n_u && c1 >= 0 && c1 < p.n_v) f(c0, c1, p.intercept + p.ramp * double(j));
+        if (!dropped && c0 >= 0 && c0 < p.n_u && c1 >= 0 && c1 < p.n_v) f(c0, c1);
         prev = ju;
         ju = next;
     }
+}
+
+// Cell values w = scale + ku X + kv Y, X = s x - Sx, Y = s y - Sy over the s kept cells at offsets
+// (x, y) from the base: the charge plane of render_numpy's _plane_values, same operations in the same
+// order (its sums are of small integers, exact in any order).
+struct Weights {
+    double s, sx, sy, scale, ku, kv;
+    bool binary;
+    double value(std::int64_t x, std::int64_t y) const {
+        if (binary) return 1.0;
+        const double xx = s * double(x) - sx, yy = s * double(y) - sy;
+        return (scale + ku * xx) + kv * yy;
+    }
+};
+
+Weights plane(const Plan& p, bool binary, double charge_value) {
+    Weights w{};
+    w.binary = binary;
+    if (binary) return w;
+    double sxx = 0, sxy = 0, syy = 0;
+    cells(p, [&](std::int64_t c0, std::int64_t c1) {
+        const double x = double(c0 - p.base_u), y = double(c1 - p.base_v);
+        w.s += 1.0, w.sx += x, w.sy += y, sxx += x * x, sxy += x * y, syy += y * y;
+    });
+    const double s = w.s, sx = w.sx, sy = w.sy;
+    const double kxx = s * sxx - sx * sx, kxy = s * sxy - sx * sy, kyy = s * syy - sy * sy;
+    const double ru = s * p.tu - sx, rv = s * p.tv - sy;
+    const double det = kxx * kyy - kxy * kxy;
+    double a = 0, b = 0;
+    if (det > 0) {
+        a = (ru * kyy - rv * kxy) / det;
+        b = (rv * kxx - ru * kxy) / det;
+    } else if (kxx >= kyy && kxx > 0) {
+        a = ru / kxx;
+    } else if (kyy > 0) {
+        b = rv / kyy;
+    }
+    double t = INFINITY;
+    cells(p, [&](std::int64_t c0, std::int64_t c1) {
+        const double xx = s * double(c0 - p.base_u) - sx, yy = s * double(c1 - p.base_v) - sy;
+        t = std::min(t, a * xx + b * yy);
+    });
+    if (t < kMinWeight - 1.0) {
+        const double f = (1.0 - kMinWeight) / -t;
+        a = a * f, b = b * f;
+    }
+    w.scale = charge_value / std::max(s, 1.0);
+    w.ku = w.scale * a, w.kv = w.scale * b;
+    return w;
 }
 
 // Crossings come in particle order, so their module rows are scattered over a table larger than L2:
@@ -185,8 +228,8 @@ void render_count(const std::int64_t* module_index, const double* segments, cons
         std::int64_t k = full_if_plain(segments + 4 * i, obs + kObservables * i, mod);
         if (k < 0) {
             k = 0;
-            cells(plan(segments + 4 * i, electrons[i], obs + kObservables * i, mod, 1.0),
-                  [&](std::int64_t, std::int64_t, double) { ++k; });
+            cells(plan(segments + 4 * i, electrons[i], obs + kObservables * i, mod),
+                  [&](std::int64_t, std::int64_t) { ++k; });
         }
         n_cells += k;
         n_clusters += k > 0;
@@ -200,10 +243,12 @@ void render_fill(const std::int64_t* module_index, const double* segments, const
     for (std::int64_t i = 0; i < n; ++i) {
         prefetch_module(module_index, i, n, modules);
         const double* mod = modules + kModuleCols * module_index[i];
-        const Plan p = plan(segments + 4 * i, electrons[i], obs + kObservables * i, mod, value_per_electron);
+        const Plan p = plan(segments + 4 * i, electrons[i], obs + kObservables * i, mod);
+        const Weights w = plane(p, mod[kBinary] != 0, p.electrons * value_per_electron);
         const std::int64_t first = cell;
         double vsum = 0, su = 0, sv = 0;
-        cells(p, [&](std::int64_t c0, std::int64_t c1, double v) {
+        cells(p, [&](std::int64_t c0, std::int64_t c1) {
+            const double v = w.value(c0 - p.base_u, c1 - p.base_v);
             // Insurance that the counting pass agreed (same arithmetic): never write past the end.
             if (cell >= out.n_cells) throw std::logic_error("fastsim_render: cell count disagrees at crossing " + std::to_string(i));
             out.ch0[cell] = static_cast<std::int32_t>(c0);

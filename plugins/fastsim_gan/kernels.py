@@ -24,6 +24,10 @@ from trackcore.errors import InputError
 N_CONDITIONS = 14
 N_OBSERVABLES = 6
 MODULE_COLUMNS = ("max_hu", "hv", "pitch_u", "pitch_v", "n_u", "n_v", "binary", "class", "threshold")
+#: Smallest cell weight of the renderer's charge plane, relative to the cluster's mean cell value.
+MIN_WEIGHT = 0.1
+#: Gain and upper bound of the staircase's phase (where it turns; see render_numpy).
+PHASE_GAIN, MAX_PHASE = 1.0, 0.99
 #: Clusters of up to this many staircase cells are rendered in exact-width blocks; longer ones share one padded block.
 EXACT_WIDTH = 12
 
@@ -74,8 +78,9 @@ def render_numpy(module_index, segments, electrons, obs, modules, value_per_elec
     cluster (crossing order; clusters left without cells are omitted), its cells grouped by cluster
     (int32 channels; value in MIP-equivalent mm, 1 for binary readout), its charge (``electrons``) and
     (K, 2) value-weighted centroid (local mm). The staircase has the generated widths, corners
-    dropped for the size deficit, and its charge ramped along the path so that the centroid lands on
-    the generated one; cells off the module are dropped. Clusters with the same number of cells form
+    dropped for the size deficit and cells off the module dropped; it turns where the generated
+    centroid lies (``phase``), and its charge is spread over the kept cells with weights linear in
+    both cell coordinates (:func:`_plane_values`) so that the centroid lands on the generated one. Clusters with the same number of cells form
     one dense (clusters x cells) block, so each step is one broadcast numpy operation.
     """
     m = np.asarray(module_index, np.int64)
@@ -94,7 +99,7 @@ def render_numpy(module_index, segments, electrons, obs, modules, value_per_elec
     wu = np.maximum(width_u + np.rint(obs[:, 0]).astype(np.int64), 1)
     wv = np.maximum(width_v + np.rint(obs[:, 1]).astype(np.int64), 1)
     full = wu + wv - 1  # cells of a 4-connected staircase from corner to corner
-    # Step j of the staircase goes along u when floor(j * slope + 0.5) increases (slope <= 1).
+    # Step j of the staircase goes along u when floor(j * slope + phase) increases (slope <= 1).
     slope = (wu - 1) / np.maximum(full - 1, 1)
     target_u = 0.5 * (g["cu0"] + g["cu1"]) + obs[:, 4]  # residuals in pitch = cell units
     target_v = 0.5 * (g["cv0"] + g["cv1"]) + obs[:, 5]
@@ -103,22 +108,16 @@ def render_numpy(module_index, segments, electrons, obs, modules, value_per_elec
     lo_v = np.rint(target_v - 0.5 - 0.5 * (wv - 1)).astype(np.int64)
     base_u = lo_u + np.where(su > 0, 0, wu - 1)
     base_v = lo_v + np.where(sv > 0, 0, wv - 1)
-    # Charge ramp along the path, w = 1 + a (j - (s - 1) / 2): on a straight line of s cells with step
-    # g = (wu - 1, wv - 1) / (s - 1) cells it moves the centroid by a g (s^2 - 1) / 12 from the middle.
-    s = full.astype(np.float64)
-    gu = (su * (wu - 1)) / np.maximum(s - 1, 1) * pu
-    gv = (sv * (wv - 1)) / np.maximum(s - 1, 1) * pv
-    g2 = (gu * gu + gv * gv) * (s * s - 1) / 12.0
-    want = (target_u - lo_u - 0.5 * wu) * pu * gu + (target_v - lo_v - 0.5 * wv) * pv * gv
-    a = np.where(g2 > 0, want / np.where(g2 > 0, g2, 1.0), 0.0)
-    half = 0.5 * (s - 1)
-    lim = 0.9 / np.maximum(half, 0.5)
-    a = np.minimum(np.maximum(a, -lim), lim)  # weights stay > 0
+    # Cell offsets from the base are x = su * ju, y = sv * (j - ju); the target centroid in those offsets:
+    tu = target_u - 0.5 - base_u
+    tv = target_v - 0.5 - base_v
     electrons = np.asarray(electrons, np.float64)
-    scale = electrons * value_per_electron / s
     binary = modules[m, 6] != 0
-    intercept = np.where(binary, 1.0, scale * (1.0 - a * half))
-    ramp = np.where(binary, 0.0, scale * a)
+    # The staircase turns early in u (phase -> 1) when the target lies ahead in u of the diagonal
+    # (offsets as fractions of the widths), late when behind: its cells then surround the target.
+    fu = su * tu / np.maximum(wu - 1, 1)
+    fv = sv * tv / np.maximum(wv - 1, 1)
+    phase = np.minimum(np.maximum(0.5 + PHASE_GAIN * (fu - fv), 0.0), MAX_PHASE)
     # Corners dropped (below threshold in the full digitisation) and cells off the module: rare, masked.
     drop = np.clip(np.rint(obs[:, 2]).astype(np.int64), 0, np.minimum(wu, wv) // 2)
     off = (lo_u < 0) | (lo_u + wu > n_u) | (lo_v < 0) | (lo_v + wv > n_v)
@@ -133,16 +132,17 @@ def render_numpy(module_index, segments, electrons, obs, modules, value_per_elec
         if not len(idx):
             continue
         j = np.arange(int(full[idx].max()))[None, :]
-        ju = np.floor(j * slope[idx, None] + 0.5).astype(np.int64)
+        ju = np.floor(j * slope[idx, None] + phase[idx, None]).astype(np.int64)
         c0 = base_u[idx, None] + su[idx, None] * ju
         c1 = base_v[idx, None] + sv[idx, None] * (j - ju)
-        value = intercept[idx, None] + ramp[idx, None] * j
         mask = np.broadcast_to(j < full[idx, None], c0.shape).copy()
         sp = special[idx]
         if sp.any():
             mask[sp] &= _special_mask(ju[sp], full[idx[sp]], drop[idx[sp]], c0[sp], c1[sp], n_u[idx[sp], None],
                                       n_v[idx[sp], None])
-        value = value * mask
+        x = ((c0 - base_u[idx, None]) * mask).astype(np.float64)
+        y = ((c1 - base_v[idx, None]) * mask).astype(np.float64)
+        value = _plane_values(x, y, mask, tu[idx], tv[idx], electrons[idx] * value_per_electron, binary[idx])
         cluster.append(idx), size.append(mask.sum(1)), vsum.append(value.sum(1))
         su_v.append((value * c0).sum(1)), sv_v.append((value * c1).sum(1))
         ch0.append(c0[mask]), ch1.append(c1[mask]), val.append(value[mask])
@@ -159,6 +159,36 @@ def render_numpy(module_index, segments, electrons, obs, modules, value_per_elec
     local = np.stack([(su_v / vsum + 0.5) * pu[cluster] - g["ou"][cluster],
                       (sv_v / vsum + 0.5) * pv[cluster] - g["ov"][cluster]], axis=1)
     return (cluster, size, ch0.astype(np.int32), ch1.astype(np.int32), val, electrons[cluster], local)
+
+
+def _plane_values(x, y, mask, tu, tv, charge_value, binary) -> np.ndarray:
+    """Cell values of a block of clusters: the charge spread over the kept cells with weights linear in
+    the cell offsets (x, y), w = 1 + a X + b Y (X = s x - Sx, Y = s y - Sy: sum zero), a and b solved
+    so that the value-weighted centroid is (tu, tv), then both scaled down until every w >= MIN_WEIGHT.
+    Two free slopes let the centroid move across the path as well as along it. Sums over the cells
+    are of small integers, hence exact in any order (the compiled twin adds them in another order)."""
+    s = mask.sum(1).astype(np.float64)
+    sx, sy = x.sum(1), y.sum(1)
+    sxx, sxy, syy = (x * x).sum(1), (x * y).sum(1), (y * y).sum(1)
+    kxx, kxy, kyy = s * sxx - sx * sx, s * sxy - sx * sy, s * syy - sy * sy
+    ru, rv = s * tu - sx, s * tv - sy
+    det = kxx * kyy - kxy * kxy
+    two = det > 0
+    only_u = ~two & (kxx >= kyy) & (kxx > 0)
+    only_v = ~two & ~only_u & (kyy > 0)
+    safe = np.where(two, det, 1.0)
+    a = np.where(two, (ru * kyy - rv * kxy) / safe, np.where(only_u, ru / np.where(only_u, kxx, 1.0), 0.0))
+    b = np.where(two, (rv * kxx - ru * kxy) / safe, np.where(only_v, rv / np.where(only_v, kyy, 1.0), 0.0))
+    xx = s[:, None] * x - sx[:, None]
+    yy = s[:, None] * y - sy[:, None]
+    t = np.where(mask, a[:, None] * xx + b[:, None] * yy, np.inf).min(1)
+    squeeze = t < MIN_WEIGHT - 1.0
+    f = np.where(squeeze, (1.0 - MIN_WEIGHT) / np.where(squeeze, -t, 1.0), 1.0)
+    a, b = np.where(squeeze, a * f, a), np.where(squeeze, b * f, b)
+    scale = charge_value / np.maximum(s, 1.0)
+    ku, kv = scale * a, scale * b
+    value = (scale[:, None] + ku[:, None] * xx) + kv[:, None] * yy
+    return np.where(binary[:, None], 1.0, value) * mask
 
 
 def _special_mask(ju, full, drop, c0, c1, n_u, n_v) -> np.ndarray:

@@ -308,7 +308,11 @@ def test_oracle_observables_reproduce_full_cluster_widths(events, tables):
     qa, qb = q_full[a][ia], q_oracle[b][ib]
     assert (qa[:, 2:4] == qb[:, 2:4]).all(axis=1).mean() > 0.99
     pix = np.isin(np.argmax(ev["x_all"][xc[a][ia], :4], 1), (0, 1))
-    # (4 % lose charge with the corner cells the size deficit drops.)
-    assert pix.any() and np.isclose(qa[pix, 1], qb[pix, 1], rtol=1e-6).mean() > 0.95
+    # (The kept cells carry the whole charge, also where the size deficit drops corners.)
+    assert pix.any() and np.isclose(qa[pix, 1], qb[pix, 1], rtol=1e-6).mean() > 0.99
+    # The charge plane (two slopes) and the staircase's phase put the centroid on the full one in u
+    # and v alike (within 1 um) for nearly every cluster; one ramp along the path managed ~88 %.
+    for sel in (pix, ~pix):
+        assert (np.abs(qa[sel, 4:6] - qb[sel, 4:6]) < 1e-3).all(axis=1).mean() > 0.98
     with pytest.raises(InputError, match="oracle observables must have shape"):
         OracleGenerator(np.zeros((3, 2)))
