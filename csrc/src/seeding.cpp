@@ -272,6 +272,16 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
                 }
             }
         };
+        // A middle without any layer in its top (or bottom) radius window cannot seed: skip it before
+        // scanning its partners (the outermost barrel layer has no tops, the innermost no bottoms).
+        auto any_layer = [&](int side) {
+            const double r_lo = side < 0 ? std::max(rm - p.dr_max, 0.0) : rm + p.dr_min;
+            const double r_hi = side < 0 ? rm - p.dr_min : rm + p.dr_max;
+            for (std::size_t l = 0; l < ix.layers.size(); ++l)
+                if (static_cast<int>(l) != lm && ix.layers[l].r1 >= r_lo - 1e-6 && ix.layers[l].r0 <= r_hi + 1e-6) return true;
+            return false;
+        };
+        if (!any_layer(+1) || !any_layer(-1)) continue;
         collect(-1, bottoms);
         if (bottoms.empty()) continue;
         collect(+1, tops_raw);

@@ -35,7 +35,10 @@ def default_seeding():
     """Seeding tuned for the TrackML-like detector at <mu> = 200 (see the reconstruction issue's note)."""
     from .seeding import SeedingConfig
 
-    return SeedingConfig(min_pt=0.2, delta_r_max=80.0)
+    # Collision region |z0| < 150 mm: 3 sigma of a 50 mm luminous region (the real TrackML event here
+    # has sigma_z 49 mm; another real TrackML event and this simulation 5.5 mm). Against 200 mm it
+    # cuts the seeding time by 20 % and gains 0.001 of score; 120 mm lost 0.008 on the real event.
+    return SeedingConfig(min_pt=0.2, delta_r_max=80.0, z0_min=-150.0, z0_max=150.0)
 
 
 def default_ckf() -> CkfConfig:
