@@ -301,3 +301,28 @@ def test_a_pass_seeds_from_its_own_volumes(reco_detector, pileup_event):
     assert len(passes) == 2 and passes[1]["seeds_used"] > 0, passes
     sp = reco.outputs["spacepoints"]["spacepoints"]
     assert set(np.unique(sp.volume_id)) == {7, 8, 9, 13, 17}
+
+
+def test_quality_filter_drops_bad_short_and_soft_tracks():
+    """The track quality cuts, one track per rule (each hit count, pT and chi2/ndf chosen at a cut's edge)."""
+    from trackcore.reco.pipeline import _quality_filter
+
+    # (hits, pT GeV, chi2/ndf, fitted) -> kept?
+    cases = [((7, 1.0, 1.4, True), True),    # short, good fit
+             ((7, 1.0, 1.6, True), False),   # short, chi2/ndf above 1.5
+             ((8, 1.0, 2.9, True), True),    # long enough for the short-track cut
+             ((9, 0.15, 3.1, True), False),  # below 0.2 GeV with chi2/ndf above 3
+             ((9, 0.25, 3.1, True), True),   # above the low-pT threshold
+             ((7, 1.0, 0.0, False), False),  # unfitted and shorter than 8 hits
+             ((8, 1.0, 0.0, False), True)]   # unfitted with 8 hits
+    n_hits = np.array([c[0][0] for c in cases])
+    theta = np.full(len(cases), np.pi / 2)
+    qop = np.array([1.0 / c[0][1] for c in cases])
+    ndf = 2 * n_hits - 5
+    perigee = np.zeros((len(cases), 5))
+    perigee[:, 3], perigee[:, 4] = theta, qop
+    tracks = Tracks(np.r_[0, np.cumsum(n_hits)], np.arange(n_hits.sum()), perigee, np.zeros((len(cases), 5, 5)),
+                    np.array([c[0][2] for c in cases]) * ndf, ndf, np.arange(len(cases)),
+                    np.array([c[0][3] for c in cases]))
+    kept = _quality_filter(tracks, ReconstructionConfig())
+    np.testing.assert_array_equal(kept.seed, [i for i, (_, keep) in enumerate(cases) if keep])
