@@ -118,6 +118,26 @@ inline bool chord_may_cross(const double* a, const double* b, const Module& mod,
     return !((fa > margin && fb > margin) || (fa < -margin && fb < -margin));
 }
 
+// False when the arc from a to b (within `margin` of its chord) cannot cross the module inside its
+// bounds plus `tol`: the chord meets the plane at p; the arc's crossing lies within
+// margin (1 + 1 / sin(angle of chord and plane)) of p. Checked before the (costly) helix intersection;
+// chords nearly parallel to the plane, or not crossing it between their ends, are left to it.
+inline bool chord_hit_may_be_on(const double* a, const double* b, const Module& mod, double margin, double tol) {
+    const double* R = mod.rot;
+    const double fa = (a[0] - mod.centre[0]) * R[2] + (a[1] - mod.centre[1]) * R[5] + (a[2] - mod.centre[2]) * R[8];
+    const double fb = (b[0] - mod.centre[0]) * R[2] + (b[1] - mod.centre[1]) * R[5] + (b[2] - mod.centre[2]) * R[8];
+    const double d[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
+    const double len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    const double sin_a = len > 0 ? std::fabs(fb - fa) / len : 0.0;
+    if (sin_a < 0.05 || (fa > 0) == (fb > 0)) return true;
+    const double t = fa / (fa - fb);
+    const double p[3] = {a[0] + t * d[0] - mod.centre[0], a[1] + t * d[1] - mod.centre[1], a[2] + t * d[2] - mod.centre[2]};
+    const double u = p[0] * R[0] + p[1] * R[3] + p[2] * R[6], v = p[0] * R[1] + p[1] * R[4] + p[2] * R[7];
+    // 1 mm more than the bound: the field-map stepper's path is a helix only locally.
+    const double slack = margin * (1.0 + 1.0 / sin_a) + tol + 1.0;
+    return std::fabs(v) <= mod.hv + slack && std::fabs(u) <= std::max(mod.min_hu, mod.max_hu) + slack;
+}
+
 // Modules of the next layer crossed from tr.state, found by stepping; false when the track leaves.
 bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double, int>>& crossed) {
     const auto& mods = ctx.geo.modules();
@@ -143,12 +163,13 @@ bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double
                 const Module& mod = mods[m];
                 if (!chord_may_cross(st.pos, end.pos, mod, margin)) continue;
                 const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
+                const double tol = ctx.cfg.edge_tolerance;
+                if (!chord_hit_may_be_on(st.pos, end.pos, mod, margin, tol)) continue;
                 double s;
                 State at;
                 if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, reach, s, at)) continue;
                 double loc[3];
                 to_local(mod.centre, mod.rot, at.pos, loc);
-                const double tol = ctx.cfg.edge_tolerance;
                 if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol)
                     continue;
                 crossed.emplace_back(walked + s, m);
