@@ -86,7 +86,8 @@ def align(detector: Detector, events: list, config: Mapping[str, Any] | None = N
 
         cfg = _config_for(cls, config)
         res = ml_align(detector, sample, cfg, progress=progress)
-        details = {"loss": res.loss, "epoch_loss": res.epoch_loss, "device": res.device, "modes": list(cfg.modes)}
+        details = {"loss": res.loss, "epoch_loss": res.epoch_loss, "device": res.device, "modes": list(cfg.modes),
+                   "history": res.history}
         frames, corr = res.frames, res.corrections
     return AlignOutcome(method, frames, corr, sample, time.perf_counter() - t0, details)
 
@@ -143,8 +144,9 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="ml: epochs (default 20)")
     p.add_argument("--batch-events", type=int, default=None, help="ml: events per Adam step (default 20)")
     p.add_argument("--learning-rate", type=float, default=None, help="ml: initial Adam step (mm, default 3e-3)")
-    p.add_argument("--optimizer", choices=("adam", "block-newton"), default=None,
-                   help="ml: Adam or the per-module Gauss-Newton preconditioned step (default adam)")
+    p.add_argument("--optimizer", choices=("adam", "block-newton", "hessian-free"), default=None,
+                   help="ml: Adam, the per-module Gauss-Newton preconditioned step, or whole-sample Gauss-Newton "
+                        "with matrix-free conjugate gradients (default adam)")
     p.add_argument("--init", choices=("zero", "global"), default=None,
                    help="ml: start from the nominal geometry or from 2 global-fit iterations (default zero)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="ml: torch device")

@@ -318,3 +318,32 @@ def test_bad_input_is_reported(setup):
         R.collect_tracks(det, train[:1], min_hits=2)
     with pytest.raises(InputError, match="no track"):
         R.collect_tracks(det, train[:1], min_hits=40)
+
+
+def test_cli_align_hessian_free(setup, tmp_path, monkeypatch):
+    """`trackcore align --method ml --optimizer hessian-free`: the alignment and its CG history in report.json."""
+    from trackcore.cli.main import main
+    from trackcore.event.io import write_event
+    from trackcore.plugins import get_plugin_manager
+
+    det, local, _lit, _truth_det, train, held = setup
+    data = tmp_path / "events"
+    for i, ev in enumerate(train[:2] + held):
+        ev.event_id = i
+        write_event(ev, data)
+
+    def manager(load_entrypoints=None):
+        pm = get_plugin_manager(load_entrypoints=False)
+        pm.register(plugin, name="aligner")
+        return pm
+
+    monkeypatch.setattr("trackcore.plugins.get_plugin_manager", manager)
+    out = tmp_path / "out"
+    code = main(["align", str(data), "--detector", "generic", "--method", "ml", "--optimizer", "hessian-free",
+                 "--epochs", "2", "--device", "cpu", "--output", str(out), "--held-out", "1", "--quiet"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    history = report["details"]["history"]
+    assert 1 <= len(history) <= 2 and all(h["cg_iterations"] >= 1 for h in history), history
+    widths = report["residual_widths_um"]
+    assert widths["after"]["8"]["sigma_u"] < 0.5 * widths["before"]["8"]["sigma_u"], widths
