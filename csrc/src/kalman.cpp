@@ -76,6 +76,7 @@ void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const S
     B[6][4] = 1.0;
 
     const double h = helix_h(st0.qop, bz), hs = h * s;
+    const double c = std::cos(hs), sn = std::sin(hs);
     double S, C1, dS, dC1;  // sin(hs)/h, (1-cos hs)/h and their h-derivatives
     if (std::fabs(hs) < 1e-3) {
         const double s2 = s * s, s3 = s2 * s;
@@ -84,13 +85,11 @@ void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const S
         dS = -h * s3 / 3.0 + h * h * h * s3 * s2 / 30.0;
         dC1 = s2 / 2.0 - h * h * s2 * s2 / 8.0;
     } else {
-        const double c = std::cos(hs), sn = std::sin(hs);
         S = sn / h;
         C1 = (1.0 - c) / h;
         dS = (s * c - S) / h;
         dC1 = (s * sn - C1) / h;
     }
-    const double c = std::cos(hs), sn = std::sin(hs);
     const double tx = st0.dir[0], ty = st0.dir[1];
     const double dh = kB * bz;  // dh / d(q/p)
     double T[7][7] = {};
@@ -127,19 +126,21 @@ void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const S
     F[2][4] = at.dir[0] / txy2;
     F[3][5] = -1.0 / std::sqrt(std::fmax(1.0 - at.dir[2] * at.dir[2], 1e-300));
     F[4][6] = 1.0;
-    double TB[7][5] = {};
-    for (int i = 0; i < 7; ++i)
-        for (int j = 0; j < 5; ++j) {
-            double acc = 0;
-            for (int k = 0; k < 7; ++k) acc += T[i][k] * B[k][j];
-            TB[i][j] = acc;
-        }
-    for (int i = 0; i < 5; ++i)
-        for (int j = 0; j < 5; ++j) {
-            double acc = 0;
-            for (int k = 0; k < 7; ++k) acc += F[i][k] * TB[k][j];
-            J[5 * i + j] = acc;
-        }
+    // T B and F (T B) over the structural non-zeros of B (position rows: loc u, v; direction rows:
+    // phi, theta; q/p) and F, added in the order of the full products, so the sums are the same.
+    double TB[7][5];
+    for (int i = 0; i < 7; ++i) {
+        for (int j = 0; j < 2; ++j) TB[i][j] = T[i][0] * B[0][j] + T[i][1] * B[1][j] + T[i][2] * B[2][j];
+        TB[i][2] = T[i][3] * B[3][2] + T[i][4] * B[4][2];
+        TB[i][3] = T[i][3] * B[3][3] + T[i][4] * B[4][3] + T[i][5] * B[5][3];
+        TB[i][4] = T[i][6] * B[6][4];
+    }
+    for (int j = 0; j < 5; ++j) {
+        for (int i = 0; i < 2; ++i) J[5 * i + j] = F[i][0] * TB[0][j] + F[i][1] * TB[1][j] + F[i][2] * TB[2][j];
+        J[10 + j] = F[2][3] * TB[3][j] + F[2][4] * TB[4][j];
+        J[15 + j] = F[3][5] * TB[5][j];
+        J[20 + j] = F[4][6] * TB[6][j];
+    }
 }
 
 }  // namespace
