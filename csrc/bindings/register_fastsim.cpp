@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../src/fastsim_render.hpp"
 #include "arrays.hpp"
@@ -115,6 +116,77 @@ py::tuple render(i64_array module_index, f64_array segments, f64_array electrons
     return render_typed<double>(module_index, segments, electrons, o, modules, value_per_electron);
 }
 
+// The layers of one MLP from lists of (n_in, n_out) weights and (n_out,) biases, chained from n_first
+// inputs; `what` names the network in errors.
+std::vector<fs::Layer> layers_of(const py::list& weights, const py::list& biases, int n_first, const char* what,
+                                 std::vector<py::array_t<float, py::array::c_style | py::array::forcecast>>& keep) {
+    if (weights.size() == 0 || weights.size() != biases.size())
+        throw py::value_error(std::string(what) + ": need as many bias as weight arrays, at least one");
+    std::vector<fs::Layer> out;
+    py::ssize_t n_in = n_first;
+    for (std::size_t l = 0; l < weights.size(); ++l) {
+        auto w = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(weights[l]);
+        auto b = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(biases[l]);
+        const std::string name = std::string(what) + " layer " + std::to_string(l);
+        if (!w || !b) throw py::value_error(name + ": weights and bias must be numeric arrays");
+        require_shape(w, {n_in, -1}, (name + " weights").c_str());
+        const py::ssize_t n_out = w.shape(1);
+        if (n_out < 1 || n_out > 256) throw py::value_error(name + ": width " + std::to_string(n_out) + " not in 1..256");
+        require_shape(b, {n_out}, (name + " bias").c_str());
+        for (py::ssize_t k = 0; k < w.size(); ++k)
+            if (!std::isfinite(w.data()[k])) throw py::value_error(name + ": weights not finite");
+        for (py::ssize_t k = 0; k < b.size(); ++k)
+            if (!std::isfinite(b.data()[k])) throw py::value_error(name + ": bias not finite");
+        out.push_back({w.data(), b.data(), static_cast<int>(n_in), static_cast<int>(n_out)});
+        keep.push_back(w);
+        keep.push_back(b);
+        n_in = n_out;
+    }
+    return out;
+}
+
+py::tuple generate(i64_array module_index, f64_array segments, f64_array edep, f64_array momentum, f64_array modules,
+                   double electrons_per_gev, double value_per_electron, py::list class_w, py::list class_b,
+                   py::array_t<float, py::array::c_style | py::array::forcecast> embed, py::list gen_w,
+                   py::list gen_b, py::array_t<float, py::array::c_style | py::array::forcecast> classes,
+                   std::uint64_t seed, float leak) {
+    check_common(module_index, segments, edep, modules, "edep");
+    for (const double v : {electrons_per_gev, value_per_electron})
+        if (!(std::isfinite(v) && v > 0))
+            throw py::value_error("electrons_per_gev and value_per_electron must be finite and > 0, got " +
+                                  std::to_string(v));
+    const auto n = segments.shape(0);
+    require_shape(momentum, {n, 3}, "momentum");
+    std::vector<py::array_t<float, py::array::c_style | py::array::forcecast>> keep;
+    const auto cls = layers_of(class_w, class_b, fs::kConditions, "classifier", keep);
+    const auto gen = layers_of(gen_w, gen_b, fs::kConditions + fs::kNoise, "generator", keep);
+    const py::ssize_t n_classes = cls.back().n_out;
+    if (gen.back().n_out != 3) throw py::value_error("generator: last layer must have 3 outputs (log_charge, res_u, res_v)");
+    require_shape(classes, {n_classes, 3}, "classes (d_width_u, d_width_v, d_size per class)");
+    require_shape(embed, {n_classes, static_cast<py::ssize_t>(gen[0].n_out)}, "embed (class rows of the first layer)");
+    for (py::ssize_t k = 0; k < classes.size(); ++k) {
+        const float v = classes.data()[k];
+        if (!(std::abs(v) <= kMaxObservedCells) || v != std::nearbyint(v))
+            throw py::value_error("classes: entries must be whole numbers with |value| <= 2^21");
+    }
+    for (py::ssize_t k = 0; k < embed.size(); ++k)
+        if (!std::isfinite(embed.data()[k])) throw py::value_error("embed: not finite");
+    if (!(std::isfinite(leak) && leak >= 0 && leak < 1)) throw py::value_error("leak must be in [0, 1)");
+    const fs::Generator g{cls.data(), static_cast<int>(cls.size()), gen.data(), static_cast<int>(gen.size()),
+                          embed.data(), classes.data(), static_cast<int>(n_classes), leak};
+    py::array_t<float> obs({n, static_cast<py::ssize_t>(fs::kObservables)});
+    py::array_t<double> electrons(n);
+    const int64_t* idx = module_index.data();
+    const double *seg = segments.data(), *q = edep.data(), *p = momentum.data(), *md = modules.data();
+    {
+        py::gil_scoped_release release;
+        fs::generate(idx, seg, q, p, n, md, electrons_per_gev, g, seed, obs.mutable_data(), electrons.mutable_data());
+    }
+    // A generator gone wrong (huge weights) can still give inf; render_typed reports the row.
+    const py::tuple cells = render_typed<float>(module_index, segments, electrons, obs, modules, value_per_electron);
+    return py::make_tuple(cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], obs);
+}
+
 }  // namespace
 
 void register_fastsim(py::module_& m) {
@@ -130,4 +202,12 @@ void register_fastsim(py::module_& m) {
           "Returns (cluster, size, ch0, ch1, value, charge, local): crossing row and cell count of\n"
           "each cluster (crossing order; clusters without cells omitted), its cells (int32 channels, value in\n"
           "MIP-equivalent mm, 1 for binary), charge (electrons) and (K, 2) value-weighted centroid (mm).");
+    m.def("fastsim_generate", &generate, py::arg("module_index"), py::arg("segments"), py::arg("edep"),
+          py::arg("momentum"), py::arg("modules"), py::arg("electrons_per_gev"), py::arg("value_per_electron"),
+          py::arg("class_w"), py::arg("class_b"), py::arg("embed"), py::arg("gen_w"), py::arg("gen_b"),
+          py::arg("classes"), py::arg("seed"), py::arg("leak"),
+          "fastsim_conditions -> generator (classifier of the integer observables, then the GAN generator;\n"
+          "plugins/fastsim_gan/model.py, normalisation folded into the float32 weights) -> fastsim_render in\n"
+          "one call. Noise: counter based from seed (model.hash_uniforms). Returns fastsim_render's tuple\n"
+          "and the (N, 6) float32 observables.");
 }

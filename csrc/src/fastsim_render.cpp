@@ -4,7 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <string>
+#include <vector>
 
 // A fused multiply-add rounds once where numpy rounds twice; keep them apart.
 #pragma GCC optimize("fp-contract=off")
@@ -63,8 +68,11 @@ Plan plan(const double* seg, double electrons, const T* o, const double* mod) {
     p.full = p.wu + p.wv - 1;
     p.slope = double(p.wu - 1) / double(std::max<std::int64_t>(p.full - 1, 1));
     const double target_u = mid_u + double(o[4]), target_v = mid_v + double(o[5]);
-    const auto lo_u = static_cast<std::int64_t>(fast_rint(target_u - 0.5 - 0.5 * double(p.wu - 1)));
-    const auto lo_v = static_cast<std::int64_t>(fast_rint(target_v - 0.5 - 0.5 * double(p.wv - 1)));
+    // A path within one cell makes a one-cell-wide cluster on that cell (see render_numpy).
+    const auto lo_u = p.wu == 1 && width_u == 1 ? static_cast<std::int64_t>(fast_floor(cu0))
+                                                : static_cast<std::int64_t>(fast_rint(target_u - 0.5 - 0.5 * double(p.wu - 1)));
+    const auto lo_v = p.wv == 1 && width_v == 1 ? static_cast<std::int64_t>(fast_floor(cv0))
+                                                : static_cast<std::int64_t>(fast_rint(target_v - 0.5 - 0.5 * double(p.wv - 1)));
     p.base_u = lo_u + (p.su > 0 ? 0 : p.wu - 1);
     p.base_v = lo_v + (p.sv > 0 ? 0 : p.wv - 1);
     // Target centroid in cell offsets from the base, and where the staircase turns (see render_numpy).
@@ -94,8 +102,12 @@ std::int64_t full_if_plain(const double* seg, const T* o, const double* mod) {
     const auto wu = std::max<std::int64_t>(width_u + static_cast<std::int64_t>(fast_rint(double(o[0]))), 1);
     const auto wv = std::max<std::int64_t>(width_v + static_cast<std::int64_t>(fast_rint(double(o[1]))), 1);
     const auto drop = static_cast<std::int64_t>(fast_rint(double(o[2])));
-    const auto lo_u = static_cast<std::int64_t>(fast_rint(0.5 * (cu0 + cu1) + double(o[4]) - 0.5 - 0.5 * double(wu - 1)));
-    const auto lo_v = static_cast<std::int64_t>(fast_rint(0.5 * (cv0 + cv1) + double(o[5]) - 0.5 - 0.5 * double(wv - 1)));
+    const auto lo_u = wu == 1 && width_u == 1
+                          ? static_cast<std::int64_t>(fast_floor(cu0))
+                          : static_cast<std::int64_t>(fast_rint(0.5 * (cu0 + cu1) + double(o[4]) - 0.5 - 0.5 * double(wu - 1)));
+    const auto lo_v = wv == 1 && width_v == 1
+                          ? static_cast<std::int64_t>(fast_floor(cv0))
+                          : static_cast<std::int64_t>(fast_rint(0.5 * (cv0 + cv1) + double(o[5]) - 0.5 - 0.5 * double(wv - 1)));
     const bool special = (drop > 0 && std::min(wu, wv) / 2 > 0) || lo_u < 0 || lo_u + wu > std::int64_t(mod[kNu]) ||
                          lo_v < 0 || lo_v + wv > std::int64_t(mod[kNv]);
     return special ? -1 : wu + wv - 1;
@@ -265,6 +277,225 @@ void render_fill(const std::int64_t* module_index, const double* segments, const
         out.local[2 * kc] = (su / vsum + 0.5) * mod[kPitchU] - mod[kMaxHu];
         out.local[2 * kc + 1] = (sv / vsum + 0.5) * mod[kPitchV] - mod[kHv];
         ++kc;
+    }
+}
+
+namespace {
+
+constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+
+inline std::uint64_t splitmix64(std::uint64_t z) {
+    z += kGolden;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+// Crossings per block: the matrix products run over a block, so weights stay in L1 and each
+// weight row is used for many crossings.
+constexpr int kBlock = 64;
+constexpr int kMaxWidth = 256;  // widest layer the block buffers hold (checked by the binding)
+
+// out[r][o] = b[o] + sum_i in[r][i] w[i][o] for the rows of a block: the portable version, and the
+// AVX2/FMA one (chosen at run time) that keeps 8 rows x 8 outputs in registers, so the products of a
+// weight row are spread over 8 independent sums instead of one chain through memory.
+void dense_portable(const float* __restrict in, int rows, const float* __restrict weights,
+                    const float* __restrict bias, int n_in, int n_out, float* __restrict out, int first_out = 0) {
+    for (int r = 0; r < rows; ++r) {
+        float* __restrict o = out + r * n_out;
+        const float* __restrict x = in + r * n_in;
+        for (int k = first_out; k < n_out; ++k) o[k] = bias[k];
+        for (int i = 0; i < n_in; ++i) {
+            const float xi = x[i];
+            const float* __restrict w = weights + i * n_out;
+            for (int k = first_out; k < n_out; ++k) o[k] += xi * w[k];
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// R rows x C groups of 8 outputs from column c: R*C sums in registers; each step of the inputs
+// loads C weight vectors and R inputs for R*C fused multiply-adds.
+template <int R, int C>
+__attribute__((target("avx2,fma"))) inline void dense_block(const float* __restrict x, int n_in,
+                                                            const float* __restrict weights, int n_out,
+                                                            const float* __restrict bias, int c,
+                                                            float* __restrict out) {
+    __m256 acc[R][C];
+    for (int q = 0; q < R; ++q)
+        for (int g = 0; g < C; ++g) acc[q][g] = _mm256_loadu_ps(bias + c + 8 * g);
+    for (int i = 0; i < n_in; ++i) {
+        __m256 w[C];
+        for (int g = 0; g < C; ++g) w[g] = _mm256_loadu_ps(weights + i * n_out + c + 8 * g);
+        for (int q = 0; q < R; ++q) {
+            const __m256 xi = _mm256_broadcast_ss(x + q * n_in + i);
+            for (int g = 0; g < C; ++g) acc[q][g] = _mm256_fmadd_ps(xi, w[g], acc[q][g]);
+        }
+    }
+    for (int q = 0; q < R; ++q)
+        for (int g = 0; g < C; ++g) _mm256_storeu_ps(out + q * n_out + c + 8 * g, acc[q][g]);
+}
+
+__attribute__((target("avx2,fma"))) void dense_avx2(const float* __restrict in, int rows,
+                                                    const float* __restrict weights, const float* __restrict bias,
+                                                    int n_in, int n_out, float* __restrict out) {
+    const int vec_out = n_out / 8 * 8;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        int c = 0;
+        for (; c + 16 <= vec_out; c += 16)
+            dense_block<4, 2>(in + r * n_in, n_in, weights, n_out, bias, c, out + r * n_out);
+        if (c < vec_out) dense_block<4, 1>(in + r * n_in, n_in, weights, n_out, bias, c, out + r * n_out);
+    }
+    for (; r < rows; ++r)
+        for (int c = 0; c < vec_out; c += 8)
+            dense_block<1, 1>(in + r * n_in, n_in, weights, n_out, bias, c, out + r * n_out);
+    if (vec_out == n_out) return;
+    // Outputs past the last multiple of 8 (the generator's 3): dot products along the inputs against
+    // a transposed copy of their weight columns, instead of sums chained through memory.
+    const int tail = n_out - vec_out, vec_in = n_in / 8 * 8;
+    float wt[8 * kMaxWidth];
+    for (int k = 0; k < tail; ++k)
+        for (int i = 0; i < n_in; ++i) wt[k * n_in + i] = weights[i * n_out + vec_out + k];
+    for (int r = 0; r < rows; ++r) {
+        const float* x = in + r * n_in;
+        for (int k = 0; k < tail; ++k) {
+            const float* w = wt + k * n_in;
+            __m256 acc = _mm256_setzero_ps();
+            for (int i = 0; i < vec_in; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(w + i), acc);
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+            h = _mm_hadd_ps(h, h);
+            h = _mm_hadd_ps(h, h);
+            float sum = _mm_cvtss_f32(h);
+            for (int i = vec_in; i < n_in; ++i) sum += x[i] * w[i];
+            out[r * n_out + vec_out + k] = bias[vec_out + k] + sum;
+        }
+    }
+}
+#endif
+
+void dense(const float* in, int rows, const float* weights, const float* bias, int n_in, int n_out, float* out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2) return dense_avx2(in, rows, weights, bias, n_in, n_out, out);
+#endif
+    dense_portable(in, rows, weights, bias, n_in, n_out, out);
+}
+
+// exp(x) for x <= 0 in float32 (relative error ~2e-7, a float ulp or two): 2^n times a degree-7
+// polynomial on |r| <= ln2/2, eight values at a time with AVX2 (std::exp is a library call per
+// value; the softmax of the class sampling needs K of them per crossing).
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) void exp_nonpositive_avx2(float* v, int count) {
+    const __m256 lo = _mm256_set1_ps(-87.0f), log2e = _mm256_set1_ps(1.44269504f);
+    const __m256 ln2_hi = _mm256_set1_ps(0.693145752f), ln2_lo = _mm256_set1_ps(1.42860677e-6f);
+    const float coef[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    int k = 0;
+    for (; k + 8 <= count; k += 8) {
+        const __m256 x = _mm256_max_ps(_mm256_loadu_ps(v + k), lo);
+        const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 r = _mm256_fnmadd_ps(n, ln2_lo, _mm256_fnmadd_ps(n, ln2_hi, x));
+        __m256 p = _mm256_set1_ps(coef[0]);
+        for (int c = 1; c < 8; ++c) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(coef[c]));
+        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+        _mm256_storeu_ps(v + k, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+    }
+    for (; k < count; ++k) v[k] = std::exp(v[k]);
+}
+#endif
+
+void exp_nonpositive(float* v, int count) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2) return exp_nonpositive_avx2(v, count);
+#endif
+    for (int k = 0; k < count; ++k) v[k] = std::exp(v[k]);
+}
+
+void leaky(float* h, int count, float leak) {
+    for (int k = 0; k < count; ++k) h[k] = std::max(h[k], leak * h[k]);
+}
+
+// The MLP `layers` on a block; the first layer's outputs get `first_bias` rows added (may be null).
+// Returns the buffer that holds the result.
+float* mlp(const Layer* layers, int n_layers, float* a, float* b, int rows, float leak,
+           const float* const* first_bias) {
+    float *in = a, *out = b;
+    for (int l = 0; l < n_layers; ++l) {
+        dense(in, rows, layers[l].w, layers[l].b, layers[l].n_in, layers[l].n_out, out);
+        const int w = layers[l].n_out;
+        if (l == 0 && first_bias)
+            for (int r = 0; r < rows; ++r) {
+                float* __restrict o = out + r * w;
+                const float* __restrict add = first_bias[r];
+                for (int k = 0; k < w; ++k) o[k] += add[k];
+            }
+        if (l < n_layers - 1) leaky(out, rows * w, leak);
+        std::swap(in, out);
+    }
+    return in;
+}
+
+}  // namespace
+
+void generate(const std::int64_t* module_index, const double* segments, const double* edep, const double* momentum,
+              std::int64_t n, const double* modules, double electrons_per_gev, const Generator& g,
+              std::uint64_t seed, float* obs, double* electrons) {
+    const int width_in = kConditions + kNoise;
+    std::vector<float> xin(kBlock * width_in), cond(kBlock * kConditions), a(kBlock * kMaxWidth), b(kBlock * kMaxWidth);
+    const float half_width = static_cast<float>(std::sqrt(3.0));
+    const float step = static_cast<float>(2.0 * std::sqrt(3.0) / 65536.0);
+    const float* rows_bias[kBlock];
+    double uniform[kBlock];
+    for (std::int64_t start = 0; start < n; start += kBlock) {
+        const int rows = static_cast<int>(std::min<std::int64_t>(kBlock, n - start));
+        for (int r = 0; r < rows; ++r) {
+            const std::int64_t i = start + r;
+            prefetch_module(module_index, i, n, modules);
+            float* c = cond.data() + r * kConditions;
+            conditions_row(segments + 4 * i, edep[i], momentum + 3 * i, modules + kModuleCols * module_index[i],
+                           electrons_per_gev, c);
+            float* x = xin.data() + r * width_in;
+            std::copy(c, c + kConditions, x);
+            const std::uint64_t hn = splitmix64(seed + (2 * std::uint64_t(i)) * kGolden);
+            const std::uint64_t hc = splitmix64(seed + (2 * std::uint64_t(i) + 1) * kGolden);
+            for (int k = 0; k < kNoise; ++k)
+                x[kConditions + k] = (static_cast<float>((hn >> (16 * k)) & 0xFFFF) + 0.5f) * step - half_width;
+            uniform[r] = (static_cast<double>(hc >> 40) + 0.5) * 0x1p-24;
+        }
+        // Classifier on the conditions (copied into a: the MLP swaps its two buffers).
+        std::copy(cond.begin(), cond.begin() + rows * kConditions, a.begin());
+        const float* lg = mlp(g.classifier, g.n_classifier, a.data(), b.data(), rows, g.leak, nullptr);
+        int cls[kBlock];
+        float* p = const_cast<float*>(lg);  // one of the two buffers: the probabilities overwrite the logits
+        for (int r = 0; r < rows; ++r) {
+            float* l = p + r * g.n_classes;
+            float top = l[0];
+            for (int k = 1; k < g.n_classes; ++k) top = std::max(top, l[k]);
+            for (int k = 0; k < g.n_classes; ++k) l[k] -= top;
+        }
+        exp_nonpositive(p, rows * g.n_classes);
+        for (int r = 0; r < rows; ++r) {
+            const float* l = p + r * g.n_classes;
+            float cum[kMaxWidth];
+            float total = 0.0f;
+            for (int k = 0; k < g.n_classes; ++k) cum[k] = total = total + l[k];
+            const double threshold = uniform[r] * double(total);
+            int k = 0;
+            while (k < g.n_classes - 1 && double(cum[k]) < threshold) ++k;
+            cls[r] = k;
+            rows_bias[r] = g.embed + std::size_t(k) * g.generator[0].n_out;
+        }
+        std::copy(xin.begin(), xin.begin() + rows * width_in, a.begin());
+        const float* y = mlp(g.generator, g.n_generator, a.data(), b.data(), rows, g.leak, rows_bias);
+        for (int r = 0; r < rows; ++r) {
+            const std::int64_t i = start + r;
+            float* o = obs + kObservables * i;
+            const float* c = g.classes + 3 * cls[r];
+            o[0] = c[0], o[1] = c[1], o[2] = c[2];
+            o[3] = y[3 * r], o[4] = y[3 * r + 1], o[5] = y[3 * r + 2];
+            electrons[i] = edep[i] * electrons_per_gev * std::exp(double(o[3]));
+        }
     }
 }
 

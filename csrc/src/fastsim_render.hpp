@@ -46,4 +46,33 @@ template <class T>
 void render_fill(const std::int64_t* module_index, const double* segments, const double* electrons, const T* obs,
                  std::int64_t n, const double* modules, double value_per_electron, const RenderOut& out);
 
+// The generator of plugins/fastsim_gan/model.py (NumpyGenerator), normalisation folded in: a
+// classifier MLP (conditions -> logits of K joint integer classes), then a generator MLP
+// (conditions + noise -> log_charge, res_u, res_v) whose first layer also adds the sampled class's
+// row of `embed`. Weights are row-major (inputs x outputs) float32, Leaky-ReLU(leak) between layers.
+struct Layer {
+    const float* w;
+    const float* b;
+    int n_in, n_out;
+};
+struct Generator {
+    const Layer* classifier;
+    int n_classifier;
+    const Layer* generator;
+    int n_generator;
+    const float* embed;    // (K, generator[0].n_out)
+    const float* classes;  // (K, 3) d_width_u, d_width_v, d_size
+    int n_classes;
+    float leak;
+};
+constexpr int kNoise = 4;
+
+// Observables of n crossings into obs (n, kObservables) and the charge of each cluster into
+// electrons (n,): conditions, counter-based noise of `seed` (model.hash_uniforms), classifier,
+// class sampled by inverse CDF, generator. Float32 arithmetic, so equal to the numpy reference
+// within float tolerance (not bit for bit: its matrix products add in another order).
+void generate(const std::int64_t* module_index, const double* segments, const double* edep, const double* momentum,
+              std::int64_t n, const double* modules, double electrons_per_gev, const Generator& g,
+              std::uint64_t seed, float* obs, double* electrons);
+
 }  // namespace trackcore::fastsim

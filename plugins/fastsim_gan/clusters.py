@@ -13,8 +13,8 @@ charge) for analogue pixels (0 for binary strips); ``res_u``, ``res_v``: charge 
 true mid-plane crossing, in units of the pitch.
 
 :func:`render` turns observables back into cells (a staircase of cells with the generated widths
-and size, its charge ramped along the path so that its value-weighted centroid lands on the
-generated centroid) and hits. :func:`conditions` and :func:`render` run the kernels of
+and size, its charge spread with weights linear in both cell coordinates so that its value-weighted
+centroid lands on the generated centroid) and hits. :func:`conditions` and :func:`render` run the kernels of
 :mod:`.kernels`: compiled on the ``cpu`` backend, their numpy references otherwise.
 """
 from __future__ import annotations

@@ -22,6 +22,8 @@ from trackcore.sim.simulate import SimulationConfig, assemble_event, crossings_f
 from trackcore.sim.transport import transport
 
 from .clusters import ModuleTables, baseline_observables, conditions, render, segments
+from .kernels import fused_kernel
+from .model import LEAK, draw_seed
 
 _TABLES: dict[int, ModuleTables] = {}
 
@@ -44,11 +46,22 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
     """
     seg = segments(crossings)
     n = len(seg)
+    fused = fused_kernel(backend) if hasattr(generator, "compiled_arguments") else None
     if generator is None:
-        obs = baseline_observables(n)
+        r = render(tables, crossings, baseline_observables(n), backend=backend, seg=seg)
+    elif fused is not None:
+        # One compiled pass: conditions -> classifier and generator -> cells (same noise as the numpy path).
+        momentum = np.asarray(momentum, np.float64).reshape(-1, 3)
+        if len(momentum) != n:
+            raise InputError(f"fastsim: momentum has {len(momentum)} rows for {n} crossings")
+        cfg = tables.config
+        out = fused(np.asarray(crossings["module_index"], np.int64), seg, np.asarray(crossings["edep"], np.float64),
+                    momentum, tables.packed, cfg.electrons_per_gev, cfg.value_per_electron,
+                    *generator.compiled_arguments(), draw_seed(rng), LEAK)
+        r = dict(zip(("cluster", "size", "ch0", "ch1", "value", "charge", "local"), out[:7]))
     else:
-        obs = generator.generate_raw(conditions(tables, crossings, momentum, backend=backend), rng)
-    r = render(tables, crossings, obs, backend=backend, seg=seg)
+        r = render(tables, crossings, generator.generate_raw(conditions(tables, crossings, momentum, backend=backend),
+                                                             rng), backend=backend, seg=seg)
     det = tables.detector
     hit_xc = r["cluster"]
     hit_mod = np.asarray(crossings["module_index"], np.int64)[hit_xc]

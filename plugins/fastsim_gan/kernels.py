@@ -45,6 +45,23 @@ def kernel(name: str, backend=None) -> Callable:
     return {"fastsim_conditions": conditions_numpy, "fastsim_render": render_numpy}[name]
 
 
+def fused_kernel(backend=None) -> Callable | None:
+    """The backend's compiled ``fastsim_generate`` (conditions -> generator -> cells in one pass), else None.
+
+    It lives beside the compiled ``fastsim_render`` (``trackcore._core``) and is looked up there; its numpy
+    reference is :func:`conditions_numpy` -> ``model.NumpyGenerator.generate_seeded`` -> :func:`render_numpy`.
+    """
+    import importlib
+
+    from trackcore.backends import get_backend
+
+    render = get_backend(backend).kernels.get("fastsim_render")
+    module = getattr(render, "__module__", None)
+    if render is None or not module:
+        return None
+    return getattr(importlib.import_module(module), "fastsim_generate", None)
+
+
 def _geometry(module_index: np.ndarray, segments: np.ndarray, modules: np.ndarray) -> dict:
     m = module_index
     ou, ov, pu, pv = (modules[m, k] for k in range(4))
@@ -106,6 +123,10 @@ def render_numpy(module_index, segments, electrons, obs, modules, value_per_elec
     # Placement: cell centres centred on the generated centroid (cell units), walked in the path's direction.
     lo_u = np.rint(target_u - 0.5 - 0.5 * (wu - 1)).astype(np.int64)
     lo_v = np.rint(target_v - 0.5 - 0.5 * (wv - 1)).astype(np.int64)
+    # A path within one cell makes a one-cell-wide cluster on that cell (as in the full digitisation):
+    # a generated centroid near the cell's edge does not move it to the neighbour.
+    lo_u = np.where((wu == 1) & (width_u == 1), np.floor(g["cu0"]).astype(np.int64), lo_u)
+    lo_v = np.where((wv == 1) & (width_v == 1), np.floor(g["cv0"]).astype(np.int64), lo_v)
     base_u = lo_u + np.where(su > 0, 0, wu - 1)
     base_v = lo_v + np.where(sv > 0, 0, wv - 1)
     # Cell offsets from the base are x = su * ju, y = sv * (j - ju); the target centroid in those offsets:

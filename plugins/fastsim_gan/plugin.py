@@ -18,8 +18,8 @@ from trackcore.plugins import add_train_parser, command_line, hookimpl, require_
 MODEL_DIR = Path(__file__).resolve().parent
 #: The shipped generator used for inference.
 MODEL_PATH = MODEL_DIR / "generator.npz"
-#: Version of the conditions/observables layout; bump when they change.
-MODEL_VERSION = "1"
+#: Version of the model layout (2: classifier of the integer observables + GAN; 1: plain GAN); bump when it changes.
+MODEL_VERSION = "2"
 
 
 class FastSimGAN:
@@ -86,7 +86,7 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "reconstruction, speed). Writes model.pt, generator.npz, report.json and PNG plots. Needs PyTorch.")
     p.add_argument("--events", type=int, default=None, help="training events (default 3; --quick 1)")
     p.add_argument("--test-events", type=int, default=None, help="held-out events (default 2; --quick 1)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default 6000; --quick 300)")
+    p.add_argument("--steps", type=int, default=None, help="GAN training steps (default 12000; --quick 300)")
     p.add_argument("--pileup", type=float, default=None, help="<mu> of the events (default 200; --quick 10)")
     p.set_defaults(func=_run_train)
 

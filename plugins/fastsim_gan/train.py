@@ -16,7 +16,7 @@ import numpy as np
 from trackcore.errors import InputError
 from trackcore.plugins import write_json
 
-from .clusters import INTEGER_OBSERVABLES, N_CONDITIONS, conditions, observables
+from .clusters import N_CONDITIONS, conditions, observables
 
 #: Offset of the held-out events' seeds from the training seed.
 HELD_OUT_OFFSET = 100_000
@@ -24,23 +24,26 @@ HELD_OUT_OFFSET = 100_000
 
 @dataclass
 class TrainConfig:
-    """Training settings: <mu> ``pileup``, Adam ``learning_rate``, MLP ``hidden`` widths, ``steps`` of batch ``batch_size``."""
+    """Training settings: <mu> ``pileup``, Adam ``learning_rate``, MLP ``hidden`` widths, GAN ``steps`` and
+    classifier ``class_steps`` of batch ``batch_size``, at most ``max_classes`` joint integer classes."""
 
     events: int = 3
     test_events: int = 2
     pileup: float = 200.0
     seed: int = 1
-    steps: int = 6000
+    steps: int = 12000
     batch_size: int = 2048
     learning_rate: float = 1e-3
-    hidden: tuple[int, ...] = (32, 32)
+    hidden: tuple[int, ...] = (64, 64)
     critic_hidden: tuple[int, ...] = (64, 64)
-    noise_dim: int = 4
+    class_hidden: tuple[int, ...] = (32,)
+    class_steps: int = 3000
+    max_classes: int = 24
     reco_events: int = 2  #: held-out events reconstructed after full and fast simulation (0: skip)
     notes: dict = field(default_factory=dict)
 
     def check(self) -> "TrainConfig":
-        for name in ("events", "test_events", "steps", "batch_size", "noise_dim"):
+        for name in ("events", "test_events", "steps", "batch_size", "class_steps", "max_classes"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"train fastsim_gan: {name} must be >= 1, got {getattr(self, name)!r}")
         if not (self.pileup > 0 and self.learning_rate > 0):
@@ -52,7 +55,7 @@ class TrainConfig:
 
 #: ``--quick``: small events, few steps; seconds on one core (tests, smoke runs).
 QUICK = TrainConfig(events=1, test_events=1, pileup=10.0, steps=300, batch_size=512, hidden=(16, 16),
-                    critic_hidden=(32, 32), reco_events=1)
+                    critic_hidden=(32, 32), class_hidden=(16,), class_steps=300, max_classes=12, reco_events=1)
 
 
 def simulate_full(n_events: int, first_seed: int, pileup: float, *, desc: str = "", progress: bool = True) -> list[dict]:
@@ -90,16 +93,18 @@ def simulate_full(n_events: int, first_seed: int, pileup: float, *, desc: str = 
 
 
 def train_gan(x: np.ndarray, y: np.ndarray, config: TrainConfig, *, progress: bool = True):
-    """Train the conditional GAN on conditions ``x`` and observables ``y``.
+    """Train the classifier of the integer observables and the conditional GAN of the continuous ones.
 
-    Returns (generator, critic, :class:`~.model.Normalisation`, history). Integer observables get
-    uniform noise in [-0.5, 0.5) (dequantisation) so the generator learns a density it can round.
-    Loss: non-saturating GAN (binary cross-entropy on the critic's logits).
+    Returns (classifier, generator, critic, classes, :class:`~.model.Normalisation`, history). The
+    classifier minimises the cross-entropy of the joint integer class (:func:`~.model.integer_classes`);
+    the GAN (non-saturating binary cross-entropy on the critic's logits) generates log_charge, res_u
+    and res_v given the conditions and the cluster's true class, from uniform noise as at inference.
     """
     import torch
     from tqdm import tqdm
 
-    from .model import Normalisation, make_networks
+    from .model import (CONTINUOUS_COLUMNS, NOISE_DIM, NOISE_HALF_WIDTH, Normalisation, class_of, integer_classes,
+                        make_networks)
 
     if x.ndim != 2 or x.shape[1] != N_CONDITIONS or len(x) != len(y) or len(x) == 0:
         raise InputError(f"train fastsim_gan: need (N, {N_CONDITIONS}) conditions with N > 0 observables, "
@@ -109,33 +114,52 @@ def train_gan(x: np.ndarray, y: np.ndarray, config: TrainConfig, *, progress: bo
     try:
         torch.manual_seed(config.seed)
         gen_t = torch.Generator().manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
-        yq = y.copy()
-        yq[:, INTEGER_OBSERVABLES] += rng.uniform(-0.5, 0.5, (len(y), len(INTEGER_OBSERVABLES)))
-        norm = Normalisation(x, yq)
+        classes = integer_classes(y, config.max_classes)
+        label = class_of(y, classes)
+        norm = Normalisation(x, y)
+        ints = classes[label].astype(np.float64)
+        ints = (ints - ints.mean(0)) / np.maximum(ints.std(0), 1e-6)
         xt = torch.as_tensor((x - norm.x_mean) / norm.x_std, dtype=torch.float32)
-        yt = torch.as_tensor((yq - norm.y_mean) / norm.y_std, dtype=torch.float32)
-        gen, _ = make_networks(config.hidden, config.noise_dim)
-        _, critic = make_networks(config.critic_hidden, config.noise_dim)
+        yt = torch.as_tensor((y[:, list(CONTINUOUS_COLUMNS)] - norm.y_mean) / norm.y_std, dtype=torch.float32)
+        it = torch.as_tensor(ints, dtype=torch.float32)
+        lt = torch.as_tensor(label, dtype=torch.int64)
+        onehot = torch.eye(len(classes))
+        classifier, gen, critic = make_networks(config.hidden, config.critic_hidden, len(classes), config.class_hidden)
+        history = {"step": [], "loss_generator": [], "loss_critic": [], "seconds": [], "class_step": [],
+                   "loss_classifier": []}
+        t0 = time.perf_counter()
+        opt_c = torch.optim.Adam(classifier.parameters(), lr=config.learning_rate)
+        acc_c = 0.0
+        every = max(1, config.class_steps // 50)
+        for step in tqdm(range(1, config.class_steps + 1), desc="train classifier", unit="step", disable=not progress):
+            idx = torch.randint(len(xt), (config.batch_size,), generator=gen_t)
+            opt_c.zero_grad()
+            loss_c = torch.nn.functional.cross_entropy(classifier(xt[idx]), lt[idx])
+            loss_c.backward()
+            opt_c.step()
+            acc_c += loss_c.item()
+            if step % every == 0:
+                history["class_step"].append(step)
+                history["loss_classifier"].append(acc_c / every)
+                acc_c = 0.0
         opt_g = torch.optim.Adam(gen.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(critic.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
         bce = torch.nn.BCEWithLogitsLoss()
-        history = {"step": [], "loss_generator": [], "loss_critic": [], "seconds": []}
-        t0 = time.perf_counter()
         ones, zeros = torch.ones(config.batch_size, 1), torch.zeros(config.batch_size, 1)
         acc_g = acc_d = 0.0
         every = max(1, config.steps // 100)
-        for step in tqdm(range(1, config.steps + 1), desc="train", unit="step", disable=not progress):
+        for step in tqdm(range(1, config.steps + 1), desc="train GAN", unit="step", disable=not progress):
             idx = torch.randint(len(xt), (config.batch_size,), generator=gen_t)
-            xb, yb = xt[idx], yt[idx]
-            z = torch.randn(config.batch_size, config.noise_dim, generator=gen_t)
-            fake = gen(torch.cat([xb, z], 1))
+            xb, yb, ib = xt[idx], yt[idx], it[idx]
+            z = (torch.rand(config.batch_size, NOISE_DIM, generator=gen_t) * 2 - 1) * NOISE_HALF_WIDTH
+            fake = gen(torch.cat([xb, onehot[lt[idx]], z], 1))
             opt_d.zero_grad()
-            loss_d = bce(critic(torch.cat([xb, yb], 1)), ones) + bce(critic(torch.cat([xb, fake.detach()], 1)), zeros)
+            loss_d = (bce(critic(torch.cat([xb, ib, yb], 1)), ones)
+                      + bce(critic(torch.cat([xb, ib, fake.detach()], 1)), zeros))
             loss_d.backward()
             opt_d.step()
             opt_g.zero_grad()
-            loss_g = bce(critic(torch.cat([xb, fake], 1)), ones)
+            loss_g = bce(critic(torch.cat([xb, ib, fake], 1)), ones)
             loss_g.backward()
             opt_g.step()
             acc_g += loss_g.item()
@@ -148,8 +172,9 @@ def train_gan(x: np.ndarray, y: np.ndarray, config: TrainConfig, *, progress: bo
                 acc_g = acc_d = 0.0
     finally:
         torch.set_num_threads(threads)
+    classifier.eval()
     gen.eval()
-    return gen, critic, norm, history
+    return classifier, gen, critic, classes, norm, history
 
 
 def run_training(config: TrainConfig, output: str | Path, *, progress: bool = True) -> dict:
@@ -169,11 +194,13 @@ def run_training(config: TrainConfig, output: str | Path, *, progress: bool = Tr
     y = np.concatenate([e["y"] for e in train_events])
     del train_events
     t_data = time.perf_counter()
-    gen, critic, norm, history = train_gan(x, y, config, progress=progress)
+    classifier, gen, critic, classes, norm, history = train_gan(x, y, config, progress=progress)
     t_train = time.perf_counter()
-    torch.save({"generator": gen.state_dict(), "critic": critic.state_dict(), "hidden": list(config.hidden),
-                "critic_hidden": list(config.critic_hidden), "noise_dim": config.noise_dim}, out / "model.pt")
-    export_numpy(gen, norm, config.noise_dim, out / "generator.npz")
+    torch.save({"classifier": classifier.state_dict(), "generator": gen.state_dict(), "critic": critic.state_dict(),
+                "classes": classes.tolist(), "hidden": list(config.hidden), "critic_hidden": list(config.critic_hidden),
+                "class_hidden": list(config.class_hidden)},
+               out / "model.pt")
+    export_numpy(classifier, gen, classes, norm, out / "generator.npz")
     generator = NumpyGenerator(out / "generator.npz")
     test_events = simulate_full(config.test_events, config.seed + HELD_OUT_OFFSET, config.pileup,
                                 desc="simulate (held-out)", progress=progress)

@@ -14,8 +14,9 @@ from plugins.fastsim_gan import evaluate, plugin  # noqa: E402
 from plugins.fastsim_gan.clusters import N_CONDITIONS, N_OBSERVABLES, baseline_observables, render  # noqa: E402
 from plugins.fastsim_gan.clusters import conditions, geometry, segments  # noqa: E402
 from plugins.fastsim_gan.fastsim import fast_digitize, fast_simulate_event, module_tables  # noqa: E402
-from plugins.fastsim_gan.kernels import conditions_numpy, render_numpy  # noqa: E402
-from plugins.fastsim_gan.model import NumpyGenerator, export_numpy  # noqa: E402
+from plugins.fastsim_gan.kernels import conditions_numpy, fused_kernel, render_numpy  # noqa: E402
+from plugins.fastsim_gan.model import LEAK, NOISE_DIM, NumpyGenerator, class_of, export_numpy  # noqa: E402
+from plugins.fastsim_gan.model import hash_uniforms, sample_classes  # noqa: E402
 from plugins.fastsim_gan.train import QUICK, simulate_full, train_gan  # noqa: E402
 from trackcore.backends import available_backends  # noqa: E402
 from trackcore.cli.main import build_parser  # noqa: E402
@@ -39,10 +40,10 @@ def events():
 def trained(events, tmp_path_factory):
     torch.set_num_threads(1)
     train, _ = events
-    gen, critic, norm, history = train_gan(train["x"], train["y"], CONFIG, progress=False)
+    classifier, gen, _, classes, norm, history = train_gan(train["x"], train["y"], CONFIG, progress=False)
     out = tmp_path_factory.mktemp("fastsim")
-    export_numpy(gen, norm, CONFIG.noise_dim, out / "generator.npz")
-    return gen, norm, history, out / "generator.npz"
+    export_numpy(classifier, gen, classes, norm, out / "generator.npz")
+    return (classifier, gen, classes), norm, history, out / "generator.npz"
 
 
 @pytest.fixture(scope="module")
@@ -167,16 +168,28 @@ def test_compiled_kernels_reject_bad_input(events, tables):
 
 # -- learning -------------------------------------------------------------------------------------
 def test_tiny_gan_learns_and_numpy_matches_torch(events, trained):
-    gen, norm, history, path = trained
+    (classifier, gen, classes), norm, history, path = trained
     assert history["loss_critic"] and np.isfinite(history["loss_generator"]).all()
     held = events[1]
     g = NumpyGenerator(path)
-    z = np.random.default_rng(0).standard_normal((len(held["x"]), g.noise_dim)).astype(np.float32)
+    z, u = hash_uniforms(len(held["x"]), 11)
     with torch.no_grad():
         xt = torch.as_tensor((held["x"] - norm.x_mean) / norm.x_std)
-        want = gen(torch.cat([xt, torch.as_tensor(z)], 1)).numpy() * norm.y_std + norm.y_mean
-    np.testing.assert_allclose(g.forward(held["x"], z), want, atol=1e-4)
-    # It learned the charge scale: generated pixel log-charge is near the full digitisation's
+        logits = classifier(xt).numpy()
+        k = sample_classes(logits, u)
+        cont = gen(torch.cat([xt, torch.eye(len(classes))[k], torch.as_tensor(z)], 1)).numpy() * norm.y_std + norm.y_mean
+    y = g.forward(held["x"], z, u)
+    same = (y[:, :3] == classes[k]).all(axis=1)  # float32 folding may flip a sample at a CDF edge, rarely
+    assert same.mean() > 0.999
+    np.testing.assert_allclose(y[same, 3:], cont[same], atol=1e-4)
+    # The classifier learned: held-out cross-entropy of the integer class is below that of the class
+    # frequencies alone (a classifier that learned nothing does no better than them).
+    label = class_of(held["y"], classes)
+    top = logits.max(1, keepdims=True)
+    logp = logits - top - np.log(np.exp(logits - top).sum(1, keepdims=True))
+    freq = np.bincount(class_of(events[0]["y"], classes), minlength=len(classes)) / len(events[0]["y"])
+    assert -logp[np.arange(len(label)), label].mean() < 0.9 * -np.log(np.maximum(freq[label], 1e-9)).mean()
+    # The GAN learned the charge scale: generated pixel log-charge is near the full digitisation's
     # (a generator that has learned nothing is off by the spread of its random initial weights).
     y = g.generate(held["x"], np.random.default_rng(1))
     pix = held["x"][:, 0] + held["x"][:, 1] > 0
@@ -184,13 +197,74 @@ def test_tiny_gan_learns_and_numpy_matches_torch(events, trained):
     assert abs(y[:, 4].std() - held["y"][:, 4].std()) < 0.2
 
 
+@needs_cpu
+def test_fused_kernel_equals_numpy_reference(events, tables, trained):
+    """conditions -> generator -> cells in one compiled pass = the numpy reference within float32 tolerance."""
+    ev = events[1]
+    dc, mom = ev["crossings"], ev["transport"]["momentum"]
+    g = NumpyGenerator(trained[3])
+    m, seg, edep = np.asarray(dc["module_index"], np.int64), segments(dc), np.asarray(dc["edep"])
+    cfg = tables.config
+    args = (m, seg, edep, mom, tables.packed, cfg.electrons_per_gev, cfg.value_per_electron)
+    kern = fused_kernel("cpu")
+    out = kern(*args, *g.compiled_arguments(), 12345, LEAK)
+    obs = out[7]
+    ref = g.generate_seeded(conditions_numpy(m, seg, edep, mom, tables.packed, cfg.electrons_per_gev), 12345)
+    # Same counter-based noise; matrix products and exp differ in the last float bits only.
+    same = (obs[:, :3] == ref[:, :3]).all(axis=1)
+    assert same.mean() > 0.999
+    np.testing.assert_allclose(obs[same, 3:], ref[same, 3:], rtol=0, atol=2e-5)
+    # Its cells are what the renderer makes of its observables: the same cells, values equal but for
+    # the last bits of exp(log_charge) (the C library's against numpy's).
+    electrons = edep * cfg.electrons_per_gev * np.exp(obs[:, 3].astype(np.float64))
+    want = render_numpy(m, seg, electrons, obs, tables.packed, cfg.value_per_electron)
+    for a, b, key in zip(out[:4], want[:4], ("cluster", "size", "ch0", "ch1")):
+        np.testing.assert_array_equal(a, b, err_msg=key)
+    for a, b, key in zip(out[4:6], want[4:6], ("value", "charge")):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=0, err_msg=key)
+    np.testing.assert_allclose(out[6], want[6], rtol=0, atol=1e-12)
+    # fast_digitize takes the fused path on cpu and the numpy one elsewhere: same hits within float tolerance.
+    a = fast_digitize(tables, dc, mom, g, np.random.default_rng(4), backend="cpu")
+    b = fast_digitize(tables, dc, mom, g, np.random.default_rng(4), backend="numpy")
+    assert abs(len(a.hits) - len(b.hits)) <= 0.001 * len(b.hits)
+    if len(a.hits) == len(b.hits):
+        assert (np.abs(a.hit_local - b.hit_local) < 1e-5).mean() > 0.999
+    # Bad model arrays: clear errors naming the part.
+    cw, cb, embed, gw, gb, classes = g.compiled_arguments()
+    short = list(cw)
+    short[1] = cw[1][:-1]
+    with pytest.raises(ValueError, match="classifier layer 1 weights"):
+        kern(*args, short, cb, embed, gw, gb, classes, 1, LEAK)
+    bad = [w.copy() for w in gw]
+    bad[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match="generator layer 0: weights not finite"):
+        kern(*args, cw, cb, embed, bad, gb, classes, 1, LEAK)
+    with pytest.raises(ValueError, match="classes"):
+        kern(*args, cw, cb, embed, gw, gb, classes + 0.5, 1, LEAK)
+    with pytest.raises(ValueError, match="momentum"):
+        kern(m, seg, edep, mom[:3], *args[4:], cw, cb, embed, gw, gb, classes, 1, LEAK)
+
+
+def test_counter_based_noise():
+    z, u = hash_uniforms(200_000, 7)
+    assert z.shape == (200_000, NOISE_DIM) and z.dtype == np.float32
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01 and np.abs(z).max() < np.sqrt(3)
+    assert 0 < u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.005
+    assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.01
+    z2, _ = hash_uniforms(10, 7)
+    np.testing.assert_array_equal(z2, z[:10])  # row i's numbers depend on (seed, i) only
+    assert not np.array_equal(hash_uniforms(10, 8)[0], z2)
+
+
 def test_training_is_reproducible(events):
     train, _ = events
-    cfg = replace(CONFIG, steps=20)
-    a = train_gan(train["x"][:5000], train["y"][:5000], cfg, progress=False)[0]
-    b = train_gan(train["x"][:5000], train["y"][:5000], cfg, progress=False)[0]
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(pa, pb), name
+    cfg = replace(CONFIG, steps=20, class_steps=20)
+    a = train_gan(train["x"][:5000], train["y"][:5000], cfg, progress=False)
+    b = train_gan(train["x"][:5000], train["y"][:5000], cfg, progress=False)
+    for net_a, net_b in zip(a[:3], b[:3]):
+        for (name, pa), pb in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+            assert torch.equal(pa, pb), name
+    np.testing.assert_array_equal(a[3], b[3])
 
 
 def test_fidelity_report_has_baseline_beside_gan(events, trained, tmp_path):
@@ -267,7 +341,9 @@ def test_bad_input_gives_clear_errors(events, trained, tmp_path):
         NumpyGenerator(tmp_path / "broken.npz")
     g = NumpyGenerator(trained[3])
     with pytest.raises(InputError, match=f"shape \\(N, {N_CONDITIONS}\\)"):
-        g.forward(np.zeros((3, 2)), np.zeros((3, g.noise_dim)))
+        g.forward(np.zeros((3, 2)), np.zeros((3, NOISE_DIM)), np.zeros(3))
+    with pytest.raises(InputError, match="noise must have shape"):
+        g.forward(np.zeros((3, N_CONDITIONS)), np.zeros((3, 2)), np.zeros(3))
     hook = plugin.FastSimGAN(tmp_path / "missing.npz")
     ev = events[1]
     with pytest.raises(InputError, match="not found"):
