@@ -297,18 +297,18 @@ constexpr int kBlock = 64;
 constexpr int kMaxWidth = 256;  // widest layer the block buffers hold (checked by the binding)
 
 // out[r][o] = b[o] + sum_i in[r][i] w[i][o] for the rows of a block: the portable version, and the
-// AVX2/FMA one (chosen at run time) that keeps 8 rows x 8 outputs in registers, so the products of a
-// weight row are spread over 8 independent sums instead of one chain through memory.
+// AVX2/FMA one (chosen at run time) that keeps 4 rows x 16 outputs in registers, so the products of
+// a weight row go to 8 independent sums instead of one chain through memory.
 void dense_portable(const float* __restrict in, int rows, const float* __restrict weights,
-                    const float* __restrict bias, int n_in, int n_out, float* __restrict out, int first_out = 0) {
+                    const float* __restrict bias, int n_in, int n_out, float* __restrict out) {
     for (int r = 0; r < rows; ++r) {
         float* __restrict o = out + r * n_out;
         const float* __restrict x = in + r * n_in;
-        for (int k = first_out; k < n_out; ++k) o[k] = bias[k];
+        for (int k = 0; k < n_out; ++k) o[k] = bias[k];
         for (int i = 0; i < n_in; ++i) {
             const float xi = x[i];
             const float* __restrict w = weights + i * n_out;
-            for (int k = first_out; k < n_out; ++k) o[k] += xi * w[k];
+            for (int k = 0; k < n_out; ++k) o[k] += xi * w[k];
         }
     }
 }
@@ -465,9 +465,8 @@ void generate(const std::int64_t* module_index, const double* segments, const do
         }
         // Classifier on the conditions (copied into a: the MLP swaps its two buffers).
         std::copy(cond.begin(), cond.begin() + rows * kConditions, a.begin());
-        const float* lg = mlp(g.classifier, g.n_classifier, a.data(), b.data(), rows, g.leak, nullptr);
-        int cls[kBlock];
-        float* p = const_cast<float*>(lg);  // one of the two buffers: the probabilities overwrite the logits
+        float* p = mlp(g.classifier, g.n_classifier, a.data(), b.data(), rows, g.leak, nullptr);
+        int cls[kBlock];  // the probabilities overwrite the logits below
         for (int r = 0; r < rows; ++r) {
             float* l = p + r * g.n_classes;
             float top = l[0];
