@@ -46,20 +46,11 @@ def kernel(name: str, backend=None) -> Callable:
 
 
 def fused_kernel(backend=None) -> Callable | None:
-    """The backend's compiled ``fastsim_generate`` (conditions -> generator -> cells in one pass), else None.
-
-    It lives beside the compiled ``fastsim_render`` (``trackcore._core``) and is looked up there; its numpy
-    reference is :func:`conditions_numpy` -> ``model.NumpyGenerator.generate_seeded`` -> :func:`render_numpy`.
-    """
-    import importlib
-
+    """The backend's compiled ``fastsim_generate`` (conditions -> generator -> cells in one pass), else None
+    (the numpy backend: :func:`conditions_numpy` -> ``model.NumpyGenerator.generate_seeded`` -> :func:`render_numpy`)."""
     from trackcore.backends import get_backend
 
-    render = get_backend(backend).kernels.get("fastsim_render")
-    module = getattr(render, "__module__", None)
-    if render is None or not module:
-        return None
-    return getattr(importlib.import_module(module), "fastsim_generate", None)
+    return get_backend(backend).kernels.get("fastsim_generate")
 
 
 def _geometry(module_index: np.ndarray, segments: np.ndarray, modules: np.ndarray) -> dict:

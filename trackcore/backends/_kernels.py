@@ -34,4 +34,5 @@ CPU_KERNELS = KernelTable({
     "digitize_segments": "trackcore._core:digitize_segments", "cluster_cells": "trackcore._core:cluster_cells",
     "transport": "trackcore.sim.transport:transport_cpu",
     "fastsim_conditions": "trackcore._core:fastsim_conditions", "fastsim_render": "trackcore._core:fastsim_render",  # numpy twins: plugins/fastsim_gan/kernels.py
+    "fastsim_generate": "trackcore._core:fastsim_generate",  # conditions -> generator -> cells in one pass
     "lsh_knn": "trackcore._core:lsh_knn", "lsh_keys": "trackcore._core:lsh_keys", "seed_buckets": "trackcore._core:seed_buckets",})
