@@ -266,10 +266,10 @@ def test_entry_point_is_declared():
     assert meta["project"]["entry-points"]["trackcore"]["aligner"] == "plugins.aligner.plugin"
 
 
-def test_command_line_writes_alignment_report_and_plots(setup, tmp_path, monkeypatch):
-    from trackcore.cli.main import main
+def _command_line_inputs(setup, tmp_path, monkeypatch) -> Path:
+    """Two training events and the held-out ones written as TrackML files, the true alignment as
+    tmp_path/true.csv, and the CLI's plugin manager holding this plugin only; returns the events folder."""
     from trackcore.event.io import write_event
-    from trackcore.geometry.io import read_detector
     from trackcore.plugins import get_plugin_manager
 
     det, local, _lit, _truth_det, train, held = setup
@@ -285,6 +285,15 @@ def test_command_line_writes_alignment_report_and_plots(setup, tmp_path, monkeyp
         return pm
 
     monkeypatch.setattr("trackcore.plugins.get_plugin_manager", manager)
+    return data
+
+
+def test_command_line_writes_alignment_report_and_plots(setup, tmp_path, monkeypatch):
+    from trackcore.cli.main import main
+    from trackcore.geometry.io import read_detector
+
+    det = setup[0]
+    data = _command_line_inputs(setup, tmp_path, monkeypatch)
     out = tmp_path / "out"
     code = main(["align", str(data), "--detector", "generic", "--method", "global", "--output", str(out),
                  "--held-out", "1", "--iterations", "3", "--true-alignment", str(tmp_path / "true.csv"), "--quiet"])
@@ -323,21 +332,8 @@ def test_bad_input_is_reported(setup):
 def test_cli_align_hessian_free(setup, tmp_path, monkeypatch):
     """`trackcore align --method ml --optimizer hessian-free`: the alignment and its CG history in report.json."""
     from trackcore.cli.main import main
-    from trackcore.event.io import write_event
-    from trackcore.plugins import get_plugin_manager
 
-    det, local, _lit, _truth_det, train, held = setup
-    data = tmp_path / "events"
-    for i, ev in enumerate(train[:2] + held):
-        ev.event_id = i
-        write_event(ev, data)
-
-    def manager(load_entrypoints=None):
-        pm = get_plugin_manager(load_entrypoints=False)
-        pm.register(plugin, name="aligner")
-        return pm
-
-    monkeypatch.setattr("trackcore.plugins.get_plugin_manager", manager)
+    data = _command_line_inputs(setup, tmp_path, monkeypatch)
     out = tmp_path / "out"
     code = main(["align", str(data), "--detector", "generic", "--method", "ml", "--optimizer", "hessian-free",
                  "--epochs", "2", "--device", "cpu", "--output", str(out), "--held-out", "1", "--quiet"])
