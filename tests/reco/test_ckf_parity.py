@@ -11,7 +11,8 @@ from trackcore.errors import InputError
 from trackcore.geometry.builders import generic_detector
 from trackcore.geometry.field import solenoid_field_map
 from trackcore.reco.ckf import CkfConfig
-from trackcore.reco.ckf_numpy import GridGeometry, ckf_numpy, fit_tracks_numpy, grid_geometry
+from trackcore.reco.ckf_numpy import ckf_numpy, fit_tracks_numpy
+from trackcore.reco.kalman_numpy import GridGeometry, grid_geometry
 from trackcore.reco.measurements import Measurements
 from trackcore.reco.seeding import find_seeds
 from trackcore.reco.spacepoints import SpacePoints
