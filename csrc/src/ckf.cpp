@@ -108,24 +108,18 @@ void add_measurement(Context& ctx, Trajectory& tr, const BoundState& filtered, i
     apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, tr.eloss);
 }
 
-// False when both ends of the chord a-b lie on the same side of the module's plane, further than
-// margin from it: then the arc they bound cannot cross it (cheap test before the helix intersection).
-inline bool chord_may_cross(const double* a, const double* b, const Module& mod, double margin) {
-    const double fa = (a[0] - mod.centre[0]) * mod.rot[2] + (a[1] - mod.centre[1]) * mod.rot[5] +
-                      (a[2] - mod.centre[2]) * mod.rot[8];
-    const double fb = (b[0] - mod.centre[0]) * mod.rot[2] + (b[1] - mod.centre[1]) * mod.rot[5] +
-                      (b[2] - mod.centre[2]) * mod.rot[8];
-    return !((fa > margin && fb > margin) || (fa < -margin && fb < -margin));
-}
-
-// False when the arc from a to b (within `margin` of its chord) cannot cross the module inside its
-// bounds plus `tol`: the chord meets the plane at p; the arc's crossing lies within
-// margin (1 + 1 / sin(angle of chord and plane)) of p. Checked before the (costly) helix intersection;
-// chords nearly parallel to the plane, or not crossing it between their ends, are left to it.
-inline bool chord_hit_may_be_on(const double* a, const double* b, const Module& mod, double margin, double tol) {
+// False when the arc from a to b, which stays within `margin` of its chord, cannot cross the module
+// within its bounds plus `tol` (cheap tests before the helix intersection):
+// - both chord ends lie on one side of the plane, further than margin from it;
+// - the chord meets the plane at p, and p lies outside the module by more than the distance the
+//   arc's crossing can have from p: margin (1 + 1 / sin(angle of chord and plane)).
+// Chords nearly parallel to the plane, or not crossing it between their ends, are left to the
+// intersection.
+inline bool chord_may_hit(const double* a, const double* b, const Module& mod, double margin, double tol) {
     const double* R = mod.rot;
     const double fa = (a[0] - mod.centre[0]) * R[2] + (a[1] - mod.centre[1]) * R[5] + (a[2] - mod.centre[2]) * R[8];
     const double fb = (b[0] - mod.centre[0]) * R[2] + (b[1] - mod.centre[1]) * R[5] + (b[2] - mod.centre[2]) * R[8];
+    if ((fa > margin && fb > margin) || (fa < -margin && fb < -margin)) return false;
     const double d[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
     const double len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
     const double sin_a = len > 0 ? std::fabs(fb - fa) / len : 0.0;
@@ -161,10 +155,9 @@ bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double
                     continue;
                 ctx.stamp[m] = ctx.stamp_id;
                 const Module& mod = mods[m];
-                if (!chord_may_cross(st.pos, end.pos, mod, margin)) continue;
-                const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
                 const double tol = ctx.cfg.edge_tolerance;
-                if (!chord_hit_may_be_on(st.pos, end.pos, mod, margin, tol)) continue;
+                if (!chord_may_hit(st.pos, end.pos, mod, margin, tol)) continue;
+                const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
                 double s;
                 State at;
                 if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, reach, s, at)) continue;
