@@ -120,8 +120,9 @@ def test_empty_event_and_empty_seeds(reco_detector, gun):
 def _soft_seed_outcomes(detector, event: Event, backend: str, n_max: int = 60) -> np.ndarray:
     """For pure seeds of soft primaries (0.1 < pT < 0.3 GeV), one per particle, each followed alone:
     rows (hits on the track, of them the particle's, the particle's hits in the event)."""
-    from trackcore.reco.pipeline import default_ckf, default_seeding
     import dataclasses
+
+    from trackcore.reco.pipeline import default_ckf, default_seeding
 
     meas = Measurements.from_event(event, detector)
     sp = SpacePoints.from_event(event, detector, volumes=(7, 8, 9))

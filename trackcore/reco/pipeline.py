@@ -47,7 +47,8 @@ def default_ckf() -> CkfConfig:
     # Short trajectories with >= 4 hits get the inward search before they are dropped: +0.0075 score
     # on <mu> = 200 (seeds 11, 13), efficiency above 1 GeV +0.4 points, ~0.4 s more CPU at 108k hits.
     # chi2_max 15: 0.9365 / 0.9309 / 0.9269 on <mu> = 200 seeds 11-13 against 0.9299 / 0.9244 / 0.9199
-    # at 10 and 0.9360 / 0.9295 / 0.9272 at 20 (chosen on simulation; the real event gives 0.836 / 0.852 / 0.860).
+    # at 10 and 0.9360 / 0.9295 / 0.9272 at 20, when it was chosen (on simulation; the real event gave
+    # 0.836 / 0.852 / 0.860). Both figures above are from the pipeline of that day.
     return CkfConfig(chi2_max=15.0, max_shared=1, skip_used_hits=3, min_measurements=6, rescue_min_measurements=4)
 
 
