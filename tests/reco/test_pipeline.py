@@ -326,3 +326,15 @@ def test_quality_filter_drops_bad_short_and_soft_tracks():
                     np.array([c[0][3] for c in cases]))
     kept = _quality_filter(tracks, ReconstructionConfig())
     np.testing.assert_array_equal(kept.seed, [i for i, (_, keep) in enumerate(cases) if keep])
+
+
+def test_a_pass_without_seeds_does_not_end_the_later_passes(reco_detector, pileup_event):
+    """A pass whose volumes hold no free space points is skipped; the passes after it still run."""
+    nothing = {"min_pt": 1.0, "volumes": (99,)}  # no such volume
+    strips = {"min_pt": 1.0, "d0_max": 100.0, "volumes": (13, 17), "delta_r_max": 300.0, "ckf": {"min_measurements": 5}}
+    from trackcore.reco.seeding import SeedingConfig
+
+    first = SeedingConfig(min_pt=5.0, delta_r_max=80.0)
+    reco = reconstruct(pileup_event, reco_detector, ReconstructionConfig(seeding=first, extra_passes=(nothing, strips)))
+    passes = reco.outputs["track_finding"]["passes"]
+    assert len(passes) == 2 and passes[1]["seeds_used"] > 0, passes

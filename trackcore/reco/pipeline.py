@@ -251,8 +251,8 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             rows = np.flatnonzero(free)
             sp = sp_all.take(np.flatnonzero(free[sp_all.hit_index]))
             seeds2 = find_seeds(sp, dataclasses.replace(seeding_config, **overrides))
-            if not len(seeds2):
-                break
+            if not len(seeds2):  # nothing to seed in this pass's volumes; a later pass may differ
+                continue
             hit_index = sp.hit_index[seeds2.hits]
             if classify_seeds:
                 hit_index = _classify(plugin_manager, config, event, seeds2, hit_index)["hit_index"]
