@@ -54,6 +54,10 @@ def report(label: str, event, detector, config, pm, field=None) -> None:
         line += f"  eff(pT>1, primaries, n={n}) {eff:.4f}"
     stages = " ".join(f"{k}={v:.3f}s" for k, v in reco.timings.items())
     print(f"{line}  cpu {cpu:.2f}s wall {wall:.2f}s  [{stages}]", flush=True)
+    # Wall seconds of each track-finding pass (first pass, then the extra passes that found seeds).
+    passes = reco.outputs["track_finding"]["passes"]
+    print("    passes (seeding / ckf s, seeds used): " + "; ".join(
+        f"{p['seeding_seconds']:.3f} / {p['ckf_seconds']:.3f}, {p['seeds_used']}" for p in passes), flush=True)
 
 
 def main() -> None:

@@ -299,6 +299,8 @@ def test_a_pass_seeds_from_its_own_volumes(reco_detector, pileup_event):
     reco = reconstruct(pileup_event, reco_detector, ReconstructionConfig(seeding=first, extra_passes=(strips,)))
     passes = reco.outputs["track_finding"]["passes"]
     assert len(passes) == 2 and passes[1]["seeds_used"] > 0, passes
+    assert passes[0]["seeding_seconds"] == 0 and all(p["ckf_seconds"] > 0 for p in passes)
+    assert passes[1]["seeding_seconds"] > 0  # the first pass's seeding is the "seeding" stage
     sp = reco.outputs["spacepoints"]["spacepoints"]
     assert set(np.unique(sp.volume_id)) == {7, 8, 9, 13, 17}
 

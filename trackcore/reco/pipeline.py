@@ -238,9 +238,11 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
         if classified is not None:
             seeds = classified["hit_index"]
         meas = state["measurements"]["measurements"]
+        t0 = time.perf_counter()
         tracks, stats = find_tracks(meas, seeds, detector, field=field, config=config.ckf, backend=backend)
         tracks = _quality_filter(tracks, config)
-        passes = [stats]
+        # Per pass: the CKF's counters, and wall seconds of its seeding (later passes) and track finding.
+        passes = [dict(stats, seeding_seconds=0.0, ckf_seconds=time.perf_counter() - t0)]
         sp_all = state["spacepoints"]["spacepoints"]
         for overrides in config.extra_passes:
             overrides = dict(overrides)
@@ -250,16 +252,20 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             free[tracks.hits] = False
             rows = np.flatnonzero(free)
             sp = sp_all.take(np.flatnonzero(free[sp_all.hit_index]))
+            t0 = time.perf_counter()
             seeds2 = find_seeds(sp, dataclasses.replace(seeding_config, **overrides))
+            t_seeding = time.perf_counter() - t0
             if not len(seeds2):  # nothing to seed in this pass's volumes; a later pass may differ
                 continue
             hit_index = sp.hit_index[seeds2.hits]
             if classify_seeds:
                 hit_index = _classify(plugin_manager, config, event, seeds2, hit_index)["hit_index"]
             local = np.searchsorted(rows, hit_index)
+            t0 = time.perf_counter()
             more, stats2 = find_tracks(meas.take(rows), local, detector, field=field, config=ckf_config,
                                        backend=backend)
             tracks = tracks.concat(_quality_filter(more, config).remap_hits(rows))
+            stats2 = dict(stats2, seeding_seconds=t_seeding, ckf_seconds=time.perf_counter() - t0)
             passes.append(stats2)
         return {"tracks": tracks, "stats": {k: sum(p[k] for p in passes) for k in passes[0]}, "passes": passes}
 
