@@ -31,14 +31,22 @@ import numpy as np
 from trackcore.errors import InputError
 from trackcore.geometry.detector import Detector
 
-from .global_fit import DEFAULT_MODES, MODES, ROTATION_SCALE, GlobalFitConfig, global_fit, mode_vectors
+from .global_fit import (
+    DEFAULT_MODES,
+    MODES,
+    ROTATION_SCALE,
+    GlobalFitConfig,
+    global_fit,
+    mode_vectors,
+)
 from .precondition import BlockPreconditioner, curvature_blocks
 from .residuals import C_LIGHT, Frames, TrackSample, fit_tracks
-
 
 #: ``adam``, ``block-newton`` (per-module 6x6 Gauss-Newton steps) or ``hessian-free`` (whole-sample
 #: Gauss-Newton solved by matrix-free CG, :mod:`.hessian_free`)
 OPTIMIZERS = ("adam", "block-newton", "hessian-free")
+#: CG preconditioners of the hessian-free optimizer (:mod:`.precondition`)
+PRECONDITIONERS = ("block-jacobi", "two-level", "two-level-additive")
 
 
 @dataclass
@@ -78,9 +86,16 @@ class MLAlignerConfig:
     #: hessian-free: CG stops when its preconditioned residual falls below this fraction of the start
     cg_tolerance: float = 1e-4
     cg_iterations: int = 300  #: hessian-free: most CG iterations per outer iteration
+    #: hessian-free: CG also goes on until r.M^-1 r (block-Jacobi metric; an estimate from below of the
+    #: chi2 decrease left in the step) is below this; None: the relative tolerance alone
+    cg_chi2: float | None = None
     #: hessian-free: stop the outer iterations once a step's predicted chi2 decrease is below this
     #: (absolute chi2 units: 0.01 means the step is ~0.1 standard deviation along its direction)
     chi2_tolerance: float = 0.01
+    #: hessian-free: CG preconditioner, one of :data:`PRECONDITIONERS` ("two-level": the 6x6 blocks plus
+    #: an exact coarse solve on the rigid-body motions of every layer/disk, balancing form)
+    preconditioner: str = "two-level"
+    coarse_level: str = "layer"  #: hessian-free two-level: coarse groups, "layer" (6 per layer/disk) or "ring"
 
     def check(self) -> MLAlignerConfig:
         if self.epochs < 1 or self.batch_events < 1 or not self.learning_rate > 0:
@@ -90,6 +105,12 @@ class MLAlignerConfig:
         if not 0.0 < self.cg_tolerance < 1.0 or self.cg_iterations < 1 or not self.chi2_tolerance >= 0.0:
             raise InputError("ml aligner: cg_tolerance in (0, 1), cg_iterations >= 1 and chi2_tolerance >= 0 "
                              "are required")
+        if self.cg_chi2 is not None and not self.cg_chi2 > 0:
+            raise InputError(f"ml aligner: cg_chi2 must be > 0 or None, got {self.cg_chi2!r}")
+        if self.preconditioner not in PRECONDITIONERS:
+            raise InputError(f"ml aligner: preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
+        if self.coarse_level not in ("layer", "ring"):
+            raise InputError(f"ml aligner: coarse_level must be 'layer' or 'ring', got {self.coarse_level!r}")
         if self.init not in ("zero", "global") or self.init_iterations < 1:
             raise InputError(f"ml aligner: init must be 'zero' or 'global' (init_iterations >= 1), got {self.init!r}")
         if not 0.0 <= self.momentum < 1.0 or not self.damping >= 0.0:

@@ -79,3 +79,130 @@ class BlockPreconditioner:
             lam = self.gram_inv @ (self.basis.T @ (current.reshape(-1) + d))
             d = d - self.p_basis @ lam
         return d.reshape(-1, 6)
+
+
+# -- two-level (coarse rigid-body) correction -------------------------------------------------------
+#: coarse groups of :func:`structure_groups`: whole layers/disks, or their rings (barrel: one per z
+#: position of the staves' modules, disks: one per radius)
+COARSE_LEVELS = ("layer", "ring")
+
+
+def structure_groups(volume_id: np.ndarray, layer_id: np.ndarray, centre: np.ndarray, level: str) -> np.ndarray:
+    """(N,) group index of every module: its layer/disk (``level="layer"``) or its ring inside the
+    layer/disk (``"ring"``: modules at the same |z| to 1 mm in a barrel layer, same radius to 1 mm
+    in a disk, told apart by which coordinate varies less inside the layer)."""
+    from trackcore.errors import InputError
+
+    if level not in COARSE_LEVELS:
+        raise InputError(f"two-level preconditioner: coarse level must be one of {COARSE_LEVELS}, got {level!r}")
+    key = volume_id.astype(np.int64) * 1000 + layer_id
+    if level == "ring":
+        _, layer = np.unique(key, return_inverse=True)
+        r = np.hypot(centre[:, 0], centre[:, 1])
+        # A barrel layer spans a range of z at ~constant r, a disk a range of r at ~constant z.
+        spread_r = np.array([np.ptp(r[layer == k]) for k in range(layer.max() + 1)])
+        spread_z = np.array([np.ptp(centre[layer == k, 2]) for k in range(layer.max() + 1)])
+        barrel = (spread_r < spread_z)[layer]
+        ring = np.where(barrel, np.round(centre[:, 2]), np.round(r)).astype(np.int64)
+        key = key * 100_000 + (ring - ring.min())
+    return np.unique(key, return_inverse=True)[1]
+
+
+def rigid_body_space(centre: np.ndarray, rotation: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """(N*6, 6G) the rigid-body motions of each group (shifts dx, dy, dz in mm and rotations about
+    the group's centroid, scaled by :data:`ROTATION_SCALE`) written as local module parameters
+    (du, dv, dw mm; wu, wv, ww scaled), one column per group parameter."""
+    n, n_groups = len(group), int(group.max()) + 1
+    counts = np.bincount(group, minlength=n_groups)
+    centroid = np.stack([np.bincount(group, centre[:, k], n_groups) / np.maximum(counts, 1) for k in range(3)], 1)
+    arm = centre - centroid[group]
+    rt = np.transpose(rotation, (0, 2, 1))
+    skew = np.zeros((n, 3, 3))
+    skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -arm[:, 2], arm[:, 1], -arm[:, 0]
+    skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = arm[:, 2], -arm[:, 1], arm[:, 0]
+    m = np.zeros((n, 6, 6))
+    m[:, :3, :3] = rt
+    # A rotation w (scaled: w * ROTATION_SCALE) about the centroid moves the centre by w x arm.
+    m[:, :3, 3:] = -rt @ skew / ROTATION_SCALE
+    m[:, 3:, 3:] = rt
+    z = np.zeros((n, 6, n_groups, 6))
+    z[np.arange(n), :, group, :] = m
+    return z.reshape(6 * n, 6 * n_groups)
+
+
+def coarse_basis(space: np.ndarray, free: np.ndarray, basis: np.ndarray, rcond: float = 1e-9) -> np.ndarray:
+    """Orthonormal (N*6, c) coarse basis: the columns of ``space`` on the ``free`` modules only,
+    without their components along the weak modes ``basis`` (so that the coarse problem lives where
+    CG does, on ``B^T d = 0``), with the dependent combinations (the global rigid body, a sum of the
+    groups') dropped."""
+    rows = np.repeat(free, 6).astype(float)
+    z = space * rows[:, None]
+    norms = np.linalg.norm(z, axis=0)
+    z = z[:, norms > 0] / norms[norms > 0]
+    if basis.shape[1]:
+        q, s, _ = np.linalg.svd(basis * rows[:, None], full_matrices=False)
+        q = q[:, s > rcond * max(s.max(), 1e-300)]
+        z = z - q @ (q.T @ z)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    # Frozen rows exactly zero (the SVD leaves ~1e-16 there): frozen modules must not move.
+    return (u[:, s > 1e-6 * s.max()] if s.size else u) * rows[:, None]
+
+
+class TwoLevelPreconditioner:
+    """Two-level preconditioner for the projected CG of :mod:`.hessian_free`: the per-module 6x6
+    blocks (fine level) plus an exact Galerkin solve on a coarse space ``Z`` of collective rigid-body
+    motions (:func:`coarse_basis`), which are CG's slow directions under block-Jacobi.
+
+    ``fine`` a :class:`BlockPreconditioner` (its blocks are normalised per hit: ``fine_scale``
+    turns its inverse into that of the unnormalised H, ``2 / n_hits``); ``z`` (N*6, c) orthonormal;
+    ``hz`` (N*6, c) = H z with the same H as CG's products (mm^-2). ``kind``:
+
+    * ``"balancing"`` (default; Mandel's balancing / deflation form)
+      ``M^-1 = P^T D^-1 P + Z E^-1 Z^T`` with ``E = Z^T H Z`` and ``P = I - H Z E^-1 Z^T``: CG never
+      sees the coarse directions again after they are solved exactly;
+    * ``"additive"``: ``M^-1 = D^-1 + Z E^-1 Z^T``.
+
+    Both are symmetric positive definite whenever ``E`` is (any ``hz``), and need no H v per
+    application. Same interface as :class:`BlockPreconditioner` for :func:`.hessian_free.projected_pcg`.
+    """
+
+    def __init__(self, fine: BlockPreconditioner, fine_scale: float, z: np.ndarray, hz: np.ndarray,
+                 kind: str = "balancing") -> None:
+        from trackcore.errors import InputError
+
+        if kind not in ("balancing", "additive"):
+            raise InputError(f"two-level preconditioner: kind must be 'balancing' or 'additive', got {kind!r}")
+        if z.shape != hz.shape or z.shape[0] != 6 * fine.inverse.shape[0]:
+            raise InputError(f"two-level preconditioner: Z {z.shape} and H Z {hz.shape} must both be "
+                             f"({6 * fine.inverse.shape[0]}, c)")
+        self.fine, self.fine_scale, self.kind = fine, fine_scale, kind
+        e = z.T @ hz
+        e = 0.5 * (e + e.T)
+        vals, vecs = np.linalg.eigh(e)
+        if z.shape[1] and vals[0] <= 1e-12 * vals[-1]:
+            raise InputError(f"two-level preconditioner: coarse matrix Z^T H Z is not positive definite "
+                             f"(eigenvalues {vals[0]:.3g} .. {vals[-1]:.3g}); drop frozen modules from Z")
+        # E^-1 = V diag(1/l) V^T, kept as Z V / sqrt(l) and H Z V / sqrt(l): E^-1 products become one GEMM.
+        self.z = z @ (vecs / np.sqrt(vals)) if z.shape[1] else z
+        self.hz = hz @ (vecs / np.sqrt(vals)) if z.shape[1] else hz
+        self.coarse_eigenvalues = vals
+        self.basis = fine.basis
+        if self.basis.shape[1]:
+            self.p_basis = self.apply_raw(self.basis.T.reshape(self.basis.shape[1], -1, 6)).reshape(
+                self.basis.shape[1], -1).T
+            self.gram_inv = np.linalg.pinv(self.basis.T @ self.p_basis, rcond=1e-12)
+
+    def _fine(self, g: np.ndarray) -> np.ndarray:
+        return self.fine_scale * self.fine.apply_raw(g)
+
+    def apply_raw(self, g: np.ndarray) -> np.ndarray:
+        """M^-1 g for g (..., N, 6) (mm^2 times g's units)."""
+        shape = g.shape
+        flat = g.reshape(-1, shape[-2] * 6)
+        coef = flat @ self.z  # E^-1/2-scaled coarse coefficients, (batch, c)
+        if self.kind == "additive":
+            out = self._fine(g).reshape(flat.shape) + coef @ self.z.T
+        else:
+            t = self._fine((flat - coef @ self.hz.T).reshape(shape)).reshape(flat.shape)
+            out = t - (t @ self.hz) @ self.z.T + coef @ self.z.T
+        return out.reshape(shape)

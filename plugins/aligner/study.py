@@ -114,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="ml optimizer (hessian-free: --epochs = most outer Gauss-Newton iterations)")
     ap.add_argument("--cg-tolerance", type=float, default=1e-4, help="hessian-free: relative CG residual")
     ap.add_argument("--cg-iterations", type=int, default=300, help="hessian-free: most CG iterations per step")
+    ap.add_argument("--cg-chi2", type=float, default=None,
+                    help="hessian-free: CG also runs until its residual's chi2 estimate is below this")
+    ap.add_argument("--preconditioner", choices=("block-jacobi", "two-level", "two-level-additive"),
+                    default="two-level", help="hessian-free: CG preconditioner (two-level: 6x6 blocks + coarse rigid bodies)")
+    ap.add_argument("--coarse-level", choices=("layer", "ring"), default="layer",
+                    help="hessian-free two-level: rigid bodies of every layer/disk or of their rings")
     ap.add_argument("--pileup", type=float, default=0.0, help="<mu> of minimum-bias pile-up added to every event")
     ap.add_argument("--pileup-pt-min", type=float, default=0.5,
                     help="GeV: prompt pile-up particles above it are alignment tracks")
@@ -147,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                           device=args.device, optimizer=args.optimizer, init=args.init,
                           init_iterations=args.init_iterations)
             if args.optimizer == "hessian-free":
-                config.update(cg_tolerance=args.cg_tolerance, cg_iterations=args.cg_iterations)
+                config.update(cg_tolerance=args.cg_tolerance, cg_iterations=args.cg_iterations,
+                              preconditioner=args.preconditioner, coarse_level=args.coarse_level,
+                              cg_chi2=args.cg_chi2)
         tracemalloc.start()
         if method == "ml":
             outcome = _align_ml(detector, train, config, not args.quiet)
