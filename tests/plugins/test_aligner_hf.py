@@ -61,7 +61,7 @@ def _problem(det):
 
 
 def test_matrix_free_products_equal_the_explicit_profiled_normal_equations(ring):
-    det, local, sample = ring
+    det, _local, sample = ring
     tiny = sample.select_tracks(np.arange(40))
     # At the nominal geometry (the global fit's derivatives are about the current frames, the ML
     # aligner's about the nominal ones: the same only there); the residuals are large.
@@ -111,7 +111,7 @@ def test_profiled_gradient_is_the_derivative_of_the_refitted_chi2(ring):
 
 
 def test_projected_pcg_solves_the_constrained_system_exactly(ring):
-    det, local, sample = ring
+    det, _local, sample = ring
     tiny = sample.select_tracks(np.arange(300))
     fit = R.fit_tracks(tiny, R.Frames.from_detector(det), BZ, None, 6, 0.015, 0.005)
     problem = _problem(det)
