@@ -11,6 +11,8 @@ import tomllib
 
 pytest.importorskip("scipy")
 
+from aligner_testdata import BZ, muon_events
+
 from plugins.aligner import global_fit as G
 from plugins.aligner import plugin
 from plugins.aligner import residuals as R
@@ -22,36 +24,23 @@ from trackcore.geometry.alignment import (
     write_alignment,
 )
 from trackcore.geometry.builders import generic_detector
-from trackcore.sim.particles import particle_gun
-from trackcore.sim.simulate import SimulationConfig, simulate_event
-from trackcore.sim.transport import TransportConfig
 
 REPO = Path(__file__).resolve().parents[2]
-BZ = 2.0
-# A ring of the barrel: muons only hit one or two modules per stave, so the tests stay small.
-WEDGE = {"eta": (0.1, 0.5)}
-SIM = SimulationConfig(noise_fraction=0.0, transport=TransportConfig(multiple_scattering=False, energy_loss=False))
-
-
-def _events(det, truth_det, n_events, muons, seed):
-    return [simulate_event(det, particle_gun(muons, seed + i, pt=(2.0, 20.0), vertex_sigma=(0.015, 0.015, 50.0),
-                                             **WEDGE), simulation_detector=truth_det, config=SIM, seed=seed + i,
-                           event_id=i) for i in range(n_events)]
 
 
 @pytest.fixture(scope="module")
 def setup():
     """The generic detector, a misalignment of the modules the wedge lights up, training and held-out events."""
     det = generic_detector()
-    probe = R.collect_tracks(det, _events(det, det, 1, 400, 99))
+    probe = R.collect_tracks(det, muon_events(det, det, 1, 400, 99))
     hits = np.bincount(probe.module, minlength=len(det))
     lit = hits >= 6
     rng = np.random.default_rng(3)
     local = np.zeros((len(det), 6))
     local[lit] = rng.normal(size=(lit.sum(), 6)) * [0.1, 0.1, 0.05, 0.02, 0.02, 0.02]
     truth_det = apply_alignment(det, R.to_alignment(det, local))
-    train = _events(det, truth_det, 4, 1000, 1000)
-    held = _events(det, truth_det, 1, 600, 5000)
+    train = muon_events(det, truth_det, 4, 1000, 1000)
+    held = muon_events(det, truth_det, 1, 600, 5000)
     return det, local, lit, truth_det, train, held
 
 

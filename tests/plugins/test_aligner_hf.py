@@ -9,6 +9,8 @@ import pytest
 pytest.importorskip("scipy")
 torch = pytest.importorskip("torch")
 
+from aligner_testdata import BZ, SIM, muon_events
+
 from plugins.aligner import global_fit as G
 from plugins.aligner import residuals as R
 from plugins.aligner.evaluate import parameter_errors
@@ -26,32 +28,21 @@ from trackcore.errors import InputError
 from trackcore.geometry.alignment import apply_alignment
 from trackcore.geometry.builders import generic_detector
 from trackcore.sim.particles import particle_gun
-from trackcore.sim.simulate import SimulationConfig, simulate_event
-from trackcore.sim.transport import TransportConfig
+from trackcore.sim.simulate import simulate_event
 
-BZ = 2.0
 SCALE = np.r_[np.ones(3), np.full(3, G.ROTATION_SCALE)]
-# The barrel ring of test_aligner.py (same seeds, so the same misalignment and events).
-WEDGE = {"eta": (0.1, 0.5)}
-SIM = SimulationConfig(noise_fraction=0.0, transport=TransportConfig(multiple_scattering=False, energy_loss=False))
-
-
-def _events(det, truth_det, n_events, muons, seed):
-    return [simulate_event(det, particle_gun(muons, seed + i, pt=(2.0, 20.0), vertex_sigma=(0.015, 0.015, 50.0),
-                                             **WEDGE), simulation_detector=truth_det, config=SIM, seed=seed + i,
-                           event_id=i) for i in range(n_events)]
 
 
 @pytest.fixture(scope="module")
 def ring():
     torch.set_num_threads(1)
     det = generic_detector()
-    probe = R.collect_tracks(det, _events(det, det, 1, 400, 99))
+    probe = R.collect_tracks(det, muon_events(det, det, 1, 400, 99))
     lit = np.bincount(probe.module, minlength=len(det)) >= 6
     local = np.zeros((len(det), 6))
     local[lit] = np.random.default_rng(3).normal(size=(lit.sum(), 6)) * [0.1, 0.1, 0.05, 0.02, 0.02, 0.02]
     truth_det = apply_alignment(det, R.to_alignment(det, local))
-    sample = R.collect_tracks(det, _events(det, truth_det, 4, 1000, 1000))
+    sample = R.collect_tracks(det, muon_events(det, truth_det, 4, 1000, 1000))
     return det, local, sample
 
 
