@@ -38,7 +38,10 @@ def default_seeding():
     # Collision region |z0| < 150 mm: 3 sigma of a 50 mm luminous region (the real TrackML event here
     # has sigma_z 49 mm; another real TrackML event and this simulation 5.5 mm). Against 200 mm it
     # cuts the seeding time by 20 % and gains 0.001 of score; 120 mm lost 0.008 on the real event.
-    return SeedingConfig(min_pt=0.2, delta_r_max=80.0, z0_min=-150.0, z0_max=150.0)
+    # At most 3 seeds per middle space point (not 5): 15 % less reconstruction time on <mu> = 200
+    # (1.67 -> 1.42 s at 108k hits) for -0.0014 / +0.0001 / -0.0013 of score (seeds 11-13), a lower
+    # fake rate and the real event unchanged.
+    return SeedingConfig(min_pt=0.2, delta_r_max=80.0, z0_min=-150.0, z0_max=150.0, max_seeds_per_middle=3)
 
 
 def default_ckf() -> CkfConfig:
