@@ -38,9 +38,9 @@ def default_seeding():
     # Collision region |z0| < 150 mm: 3 sigma of a 50 mm luminous region (the real TrackML event here
     # has sigma_z 49 mm; another real TrackML event and this simulation 5.5 mm). Against 200 mm it
     # cuts the seeding time by 20 % and gains 0.001 of score; 120 mm lost 0.008 on the real event.
-    # At most 3 seeds per middle space point (not 5): 15 % less reconstruction time on <mu> = 200
-    # (1.67 -> 1.42 s at 108k hits) for -0.0014 / +0.0001 / -0.0013 of score (seeds 11-13), a lower
-    # fake rate and the real event unchanged.
+    # At most 3 seeds per middle space point (not 5): 10-14 % less reconstruction time on <mu> = 200
+    # (1.67 / 2.56 / 3.70 -> 1.51 / 2.25 / 3.17 s, seeds 11-13) for -0.0014 / +0.0001 / -0.0013 of
+    # score, a lower fake rate and the real event unchanged.
     return SeedingConfig(min_pt=0.2, delta_r_max=80.0, z0_min=-150.0, z0_max=150.0, max_seeds_per_middle=3)
 
 
@@ -97,7 +97,7 @@ class ReconstructionConfig:
     )
     #: Run the seed classifier plugin (``trackcore_classify_seeds``) when one is installed. Off by
     #: default: the shipped model is trained on trackcore's simulation and costs score on real TrackML
-    #: data (0.857 -> 0.817 on the shared real event) while it gains ~0.001 on simulated <mu> = 200.
+    #: data (0.857 -> 0.785 on the shared real event) and ~0.005 on simulated <mu> = 200 (CKF 1.4x cheaper).
     classify_seeds: bool = False
     #: A track whose final fit failed is kept only with at least this many hits: on simulated
     #: <mu> = 200 a third of such short tracks are fakes (fake rate 4.7 % -> 2.9 %, score -0.003).
