@@ -55,13 +55,15 @@ def test_bench_full_digitization(benchmark):
     assert len(digi.hits) > 100_000
 
 
-def test_bench_fast_digitization_gan(benchmark):
+@pytest.mark.parametrize("backend", [None, "numpy"], ids=["fused", "numpy_kernels"])
+def test_bench_fast_digitization_gan(benchmark, backend):
+    """The GAN digitisation: the default backend's fused compiled pass, or the numpy reference chain."""
     if not plugin.MODEL_PATH.is_file():
         pytest.skip("no shipped generator")
     detector, config, dc, momentum = crossings()
     tables, generator = module_tables(detector, config), NumpyGenerator(plugin.MODEL_PATH)
-    digi = benchmark.pedantic(lambda: fast_digitize(tables, dc, momentum, generator, np.random.default_rng(0)),
-                              rounds=5, iterations=1)
+    digi = benchmark.pedantic(lambda: fast_digitize(tables, dc, momentum, generator, np.random.default_rng(0),
+                                                    backend=backend), rounds=5, iterations=1)
     _info(benchmark, dc, digi)
     assert len(digi.hits) > 100_000
 
@@ -71,17 +73,6 @@ def test_bench_fast_digitization_baseline(benchmark):
     tables = module_tables(detector, config)
     digi = benchmark.pedantic(lambda: fast_digitize(tables, dc, momentum, None, np.random.default_rng(0)),
                               rounds=5, iterations=1)
-    _info(benchmark, dc, digi)
-    assert len(digi.hits) > 100_000
-
-
-def test_bench_fast_digitization_gan_numpy_kernels(benchmark):
-    if not plugin.MODEL_PATH.is_file():
-        pytest.skip("no shipped generator")
-    detector, config, dc, momentum = crossings()
-    tables, generator = module_tables(detector, config), NumpyGenerator(plugin.MODEL_PATH)
-    digi = benchmark.pedantic(lambda: fast_digitize(tables, dc, momentum, generator, np.random.default_rng(0),
-                                                    backend="numpy"), rounds=5, iterations=1)
     _info(benchmark, dc, digi)
     assert len(digi.hits) > 100_000
 
