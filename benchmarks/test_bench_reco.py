@@ -17,7 +17,7 @@ from trackcore.sim.particles import minimum_bias
 from trackcore.sim.simulate import simulate_event
 
 pytestmark = pytest.mark.skipif(available_backends()["cpu"] != "ok", reason="compiled core not built")
-STAGES = ["measurements", "spacepoints", "seeding", "track_finding"]
+STAGES = ["measurements", "spacepoints", "collision_region", "seeding", "track_finding"]
 
 
 @pytest.fixture(scope="session")

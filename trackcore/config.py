@@ -1,7 +1,8 @@
 """Run configuration as one TOML file: every pipeline parameter with its unit and default.
 
 The file has a ``[run]`` table (detector, backend, output formats) and a ``[reconstruction]``
-table with ``[reconstruction.seeding]``, ``[reconstruction.ckf]``, ``[reconstruction.hashing]``
+table with ``[reconstruction.seeding]``, ``[reconstruction.ckf]``, ``[reconstruction.collision_region]``,
+``[reconstruction.hashing]``
 and ``[[reconstruction.extra_passes]]``. Every key is optional; a missing key keeps the
 pipeline's default (for seeding that is :func:`trackcore.reco.pipeline.default_seeding`, not the
 bare ``SeedingConfig()``). TOML has no null: write ``"none"`` where a parameter may be None.
@@ -37,6 +38,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
 
 from .errors import InputError
 from .reco.ckf import CkfConfig
+from .reco.collision_region import CollisionRegionConfig
 from .reco.pipeline import ReconstructionConfig, default_ckf, default_seeding
 
 __all__ = ["RunConfig", "Parameter", "parameters", "load_config", "config_from_dict", "config_to_dict",
@@ -138,10 +140,11 @@ def _sections() -> list[tuple[str, str, type, Any]]:
             ("reconstruction", "reconstruction", ReconstructionConfig, ReconstructionConfig()),
             ("reconstruction.seeding", "seeding", type(default_seeding()), default_seeding()),
             ("reconstruction.ckf", "ckf", CkfConfig, default_ckf()),
+            ("reconstruction.collision_region", "collision_region", CollisionRegionConfig, CollisionRegionConfig()),
             ("reconstruction.hashing", "hashing", HashingConfig, HashingConfig())]
 
 
-_NESTED = {"reconstruction", "seeding", "ckf", "hashing"}  # fields that are tables, not values
+_NESTED = {"reconstruction", "seeding", "ckf", "collision_region", "hashing"}  # fields that are tables, not values
 
 
 @functools.lru_cache(maxsize=1)
@@ -192,7 +195,8 @@ def config_to_dict(config: RunConfig | ReconstructionConfig | None = None) -> di
     run = config if isinstance(config, RunConfig) else RunConfig(reconstruction=config or ReconstructionConfig())
     reco = run.reconstruction
     objs = {"run": run, "reconstruction": reco, "reconstruction.seeding": reco.seeding or default_seeding(),
-            "reconstruction.ckf": reco.ckf, "reconstruction.hashing": reco.hashing or HashingConfig()}
+            "reconstruction.ckf": reco.ckf, "reconstruction.hashing": reco.hashing or HashingConfig(),
+            "reconstruction.collision_region": reco.collision_region or CollisionRegionConfig(enabled=False)}
     out: dict[str, dict] = {}
     for p in parameters():
         value = getattr(objs[p.section], p.name)
@@ -203,6 +207,7 @@ def config_to_dict(config: RunConfig | ReconstructionConfig | None = None) -> di
         out.setdefault(p.section, {})[p.name] = value
     return {"run": out["run"], "reconstruction": {**out["reconstruction"], "seeding": out["reconstruction.seeding"],
                                                   "ckf": out["reconstruction.ckf"],
+                                                  "collision_region": out["reconstruction.collision_region"],
                                                   "hashing": out["reconstruction.hashing"]}}
 
 
@@ -326,7 +331,8 @@ def config_from_dict(data: dict, source: str = "configuration") -> RunConfig:
         raise InputError(f"{source}: unknown table(s) {unknown} (known: run, reconstruction)")
     run = _table(data.get("run", {}), "run", source, _params("run"))
     reco_data = data.get("reconstruction", {})
-    reco = _table(reco_data, "reconstruction", source, _params("reconstruction"), nested=("seeding", "ckf", "hashing"))
+    reco = _table(reco_data, "reconstruction", source, _params("reconstruction"),
+                  nested=("seeding", "ckf", "collision_region", "hashing"))
     if "extra_passes" in reco_data:
         if not isinstance(reco_data["extra_passes"], list):
             raise InputError(f"{source}: reconstruction.extra_passes must be an array of tables")
@@ -341,7 +347,10 @@ def config_from_dict(data: dict, source: str = "configuration") -> RunConfig:
         if "hashing" in reco_data:
             hashing = HashingConfig(**_table(reco_data["hashing"], "reconstruction.hashing", source,
                                              _params("reconstruction.hashing")))
-        config = ReconstructionConfig(seeding=seeding, ckf=ckf, hashing=hashing, **reco)
+        region = CollisionRegionConfig(**_table(reco_data.get("collision_region", {}),
+                                                "reconstruction.collision_region", source,
+                                                _params("reconstruction.collision_region")))
+        config = ReconstructionConfig(seeding=seeding, ckf=ckf, collision_region=region, hashing=hashing, **reco)
         if config.seeding_strategy not in ("grid", "hashing"):
             raise InputError(f"reconstruction.seeding_strategy must be 'grid' or 'hashing', got {config.seeding_strategy!r}")
         return RunConfig(reconstruction=config, **run)

@@ -15,7 +15,7 @@ from trackcore.reco.pipeline import ReconstructionConfig, build_pipeline, recons
 from trackcore.reco.tracks import Tracks
 from trackcore.sim.digitization import noise_hits
 
-STAGES = ["measurements", "spacepoints", "seeding", "track_finding"]
+STAGES = ["measurements", "spacepoints", "collision_region", "seeding", "track_finding"]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,8 @@ def test_plugin_inserts_stages_and_observes(reco_detector, pileup_event, pileup_
     rec = Recorder()
     pm.register(rec)
     pipe = build_pipeline(reco_detector, plugin_manager=pm)
-    assert pipe.names == ["measurements", "hit_count", "spacepoints", "seeding", "track_finding", "summary"]
+    assert pipe.names == ["measurements", "hit_count", "spacepoints", "collision_region", "seeding", "track_finding",
+                          "summary"]
     reco = pipe.run(pileup_event)
     assert [name for name, _ in rec.seen] == pipe.names
     assert reco.outputs["hit_count"] == {"n": len(pileup_event.hits)}

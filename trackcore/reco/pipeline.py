@@ -19,6 +19,7 @@ from ..errors import InputError, PluginError
 from ..event import Event
 from ..geometry.detector import Detector
 from .ckf import CkfConfig, find_tracks
+from .collision_region import CollisionRegionConfig, estimate_collision_region
 from .measurements import Measurements
 from .tracks import Tracks
 
@@ -64,6 +65,12 @@ class ReconstructionConfig:
     #: "grid" (triplets from the (phi, z) grid) or "hashing" (triplets inside ANN buckets, needs faiss
     #: unless hashing.method is "lsh")
     seeding_strategy: str = "grid"
+    #: Narrow the collision region (seeding z0_min/z0_max, and every extra pass that does not set its
+    #: own) to the event's luminous region, estimated from straight tracklets on the innermost barrel
+    #: layers (trackcore.reco.collision_region); None or enabled = false keeps the configured window. The simulation's
+    #: 5.5 mm region gives about +-50 mm: <mu> = 200 reconstruction 25-30 % faster (seeding 40 %)
+    #: at an unchanged score; the real TrackML subset (sigma_z 49 mm, too few tracklets) keeps +-150 mm.
+    collision_region: CollisionRegionConfig | None = field(default_factory=CollisionRegionConfig)
     hashing: Any = None  #: trackcore.reco.hashing.HashingConfig for the hashing strategy
     #: Track finding repeats on the hits no track took, once per entry: SeedingConfig overrides
     #: (e.g. a lower minimum pT) and, under "ckf", CkfConfig overrides for that pass.
@@ -230,9 +237,22 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
     def spacepoints(event: Event, state: dict):
         return {"spacepoints": SpacePoints.from_event(event, detector, volumes=seed_volumes)}
 
+    def collision_region(event: Event, state: dict):
+        sp = state["spacepoints"]["spacepoints"]
+        region = estimate_collision_region(sp, detector, seeding_config.z0_min, seeding_config.z0_max,
+                                           seeding_config.bz, volumes=seeding_config.volumes,
+                                           config=config.collision_region)
+        return {"region": region, "seeding": dataclasses.replace(seeding_config, z0_min=region.z_min,
+                                                                  z0_max=region.z_max)}
+
+    def event_seeding_config(state: dict):
+        """The seeding settings of this event: the configured ones, collision region narrowed."""
+        narrowed = state.get("collision_region")
+        return seeding_config if narrowed is None else narrowed["seeding"]
+
     def seeding(event: Event, state: dict):
         sp = state["spacepoints"]["spacepoints"]
-        seeds = find_seeds(sp, seeding_config)
+        seeds = find_seeds(sp, event_seeding_config(state))
         return {"seeds": seeds, "hit_index": sp.hit_index[seeds.hits] if len(seeds) else np.zeros((0, 3), np.int64)}
 
     def track_finding(event: Event, state: dict):
@@ -256,7 +276,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             rows = np.flatnonzero(free)
             sp = sp_all.take(np.flatnonzero(free[sp_all.hit_index]))
             t0 = time.perf_counter()
-            seeds2 = find_seeds(sp, dataclasses.replace(seeding_config, **overrides))
+            seeds2 = find_seeds(sp, dataclasses.replace(event_seeding_config(state), **overrides))
             t_seeding = time.perf_counter() - t0
             if not len(seeds2):  # nothing to seed in this pass's volumes; a later pass may differ
                 continue
@@ -274,8 +294,11 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
 
     classify_seeds = (config.classify_seeds and plugin_manager is not None
                       and bool(plugin_manager.hook.trackcore_classify_seeds.get_hookimpls()))
-    pipeline = Pipeline([Stage("measurements", measurements), Stage("spacepoints", spacepoints),
-                         Stage("seeding", seeding), Stage("track_finding", track_finding)], plugin_manager)
+    stages = [Stage("measurements", measurements), Stage("spacepoints", spacepoints), Stage("seeding", seeding),
+              Stage("track_finding", track_finding)]
+    if config.collision_region is not None and config.collision_region.enabled:
+        stages.insert(2, Stage("collision_region", collision_region))
+    pipeline = Pipeline(stages, plugin_manager)
 
     if plugin_manager is not None:
         if classify_seeds:
