@@ -20,24 +20,25 @@ Units: the corrections are (N, 6) ``du, dv, dw`` (mm) and ``wu, wv, ww`` scaled 
 :data:`~.global_fit.ROTATION_SCALE` (mm), so H is in mm^-2 (half the chi2's second derivative,
 as the global fit's C) and g in mm^-1. The preconditioner (:mod:`.precondition`) is the per-module
 6x6 blocks, by default with a coarse level: an exact Galerkin solve on the rigid-body motions of
-every layer and disk (``Z^T H Z`` from one batched pass :meth:`ProfiledChi2.hvp_many` over the hits),
-the slow directions of block-Jacobi CG on the full detector. The weak-mode constraints ``B^T (a + d) = 0`` (the global fit's gauge) and
+every layer and disk, ring, or patch of ~6 neighbouring modules (:mod:`.coarse`; ``H Z`` assembled hit
+by hit, :meth:`ProfiledChi2.coarse_columns`), the slow directions of block-Jacobi CG on the full detector. The weak-mode constraints ``B^T (a + d) = 0`` (the global fit's gauge) and
 the frozen modules are imposed exactly on every CG iterate (projected PCG, Gould-Hribar-Nocedal).
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
+from .coarse import CoarseSpace, LowRank
 from .precondition import (
     BlockPreconditioner,
     TwoLevelPreconditioner,
-    coarse_basis,
     curvature_blocks,
-    rigid_body_space,
     structure_groups,
 )
 from .residuals import Frames, TrackFit, TrackSample, fit_tracks
@@ -208,6 +209,66 @@ class ProfiledChi2:
                 out[lo:lo + chunk].index_add_(1, lin.module, torch.einsum("hka,hk,bhk->bha", lin.ja, lin.w, e))
         return out.cpu().numpy()
 
+    def coarse_columns(self, space: CoarseSpace, pair_chunk: int = 1 << 19):
+        """H Z0 (6N, 6G) scipy BSR (no prior) for the block coarse space of ``space``
+        (:class:`.coarse.CoarseSpace`: module m's 6x6 block ``transform[m]`` in group ``group[m]``'s
+        columns, -1 for none), assembled hit by hit instead of one :meth:`hvp_many` product per column:
+
+            sum over hits of J_a^T W J_a T_m  -  sum over pairs of hits (h, h') of one track of
+            (J_p^T W J_a)_h^T Gamma^-1 (J_p^T W J_a T_m')_h'
+
+        into the (module of h, group of h') block. Cost ~ the pairs of hits on a track (~30 per track),
+        whatever the number of coarse columns. Rows of modules outside Z0 are zero (CG masks them)."""
+        import torch
+
+        a = self.corrections
+        n, n_groups = a.shape[0], space.n_groups
+        tm = torch.as_tensor(space.transform, dtype=a.dtype, device=a.device)
+        grp = torch.as_tensor(space.group, device=a.device)
+        out = torch.zeros((n * n_groups, 6, 6), dtype=a.dtype, device=a.device)
+        for lin in self.batches:
+            keep = grp[lin.module] >= 0  # hits on modules of Z0 (free modules) only
+            track, order = torch.sort(lin.track[keep], stable=True)
+            hit = torch.nonzero(keep).flatten()[order]
+            module = lin.module[hit]
+            row = module * n_groups + grp[module]
+            w_ja = lin.w[hit][:, :, None] * lin.ja[hit]
+            t = tm[module]
+            out.index_add_(0, row, torch.einsum("hka,hkc,hcb->hab", w_ja, lin.ja[hit], t))
+            jwj = torch.einsum("hki,hka->hia", lin.jp[hit], w_ja)  # (J_p^T W J_a)_h, (H, 5, 6)
+            x = torch.einsum("hij,hjc,hcb->hib", lin.gamma_inv[track], jwj, t)  # Gamma^-1 (J_p^T W J_a T)_h
+            # Every ordered pair of kept hits on one track: hit i pairs with its track's run [start, start + len).
+            counts = torch.bincount(track, minlength=lin.params.shape[0])
+            start = torch.cumsum(counts, 0) - counts
+            per_hit = counts[track]
+            first = torch.cumsum(per_hit, 0) - per_hit
+            bounds = np.r_[np.searchsorted(first.cpu().numpy(), np.arange(0, int(per_hit.sum()), pair_chunk)),
+                           len(track)]
+            for lo, hi in itertools.pairwise(bounds):
+                if hi <= lo:
+                    continue
+                h1 = torch.repeat_interleave(torch.arange(lo, hi, device=a.device), per_hit[lo:hi])
+                h2 = start[track[h1]] + torch.arange(len(h1), device=a.device) - (first[h1] - first[lo])
+                out.index_add_(0, module[h1] * n_groups + grp[module[h2]],
+                               -torch.einsum("pia,pib->pab", jwj[h1], x[h2]))
+        blocks = out.cpu().numpy()
+        nz = np.flatnonzero(np.abs(blocks).reshape(len(blocks), -1).max(1) > 0)
+        indptr = np.r_[0, np.cumsum(np.bincount(nz // max(n_groups, 1), minlength=n))]
+        return sparse.bsr_matrix((blocks[nz], nz % max(n_groups, 1), indptr), shape=(6 * n, 6 * n_groups))
+
+
+def coarse_products(problem: ProfiledChi2, space: CoarseSpace, prior: float, free: np.ndarray) -> LowRank:
+    """H Z for ``space``'s ``Z = Z0 - Q S`` with H the Gauss-Newton matrix of ``problem`` plus ``prior``
+    (mm^-2) times the identity, rows of modules not ``free`` zero: ``(H Z0) - (H Q) S``, H Z0 assembled
+    per hit (:meth:`ProfiledChi2.coarse_columns`), H Q by matrix-free products (one per weak mode)."""
+    n = len(free)
+    mask = np.repeat(free, 6).astype(float)
+    hz0 = (problem.coarse_columns(space) + prior * space.z0).tobsr(blocksize=(6, 6))
+    q = space.q
+    hq = (problem.hvp_many(q.T.reshape(-1, n, 6)).reshape(q.shape[1], -1).T + prior * q) * mask[:, None] \
+        if q.shape[1] else q
+    return LowRank(hz0, hq, space.s)
+
 
 def projected_pcg(hvp: Callable[[np.ndarray], np.ndarray], g: np.ndarray,
                   precond: BlockPreconditioner | TwoLevelPreconditioner, current: np.ndarray, free: np.ndarray,
@@ -295,9 +356,9 @@ def hessian_free_fit(detector, sample: TrackSample, config, start: np.ndarray, m
     a = np.array(start, np.float64)
     history: list[dict] = []
     two_level = config.preconditioner != "block-jacobi"
-    if two_level:  # the collective rigid-body motions of every layer/disk (or ring), fixed per run
-        group = structure_groups(detector.volume_id, detector.layer_id, detector.centre, config.coarse_level)
-        space = rigid_body_space(nominal.centre, nominal.rotation, group)
+    if two_level:  # the collective rigid-body motions of every layer/disk, ring or aggregate, fixed per run
+        group = structure_groups(detector.volume_id, detector.layer_id, detector.centre, config.coarse_level,
+                                 config.aggregate_size)
     for it in range(config.epochs):
         t0 = time.perf_counter()
         frames = nominal.corrected(_unscale(a))
@@ -329,12 +390,11 @@ def hessian_free_fit(detector, sample: TrackSample, config, start: np.ndarray, m
         coarse_dim, coarse_s = 0, 0.0
         if two_level:
             tc = time.perf_counter()
-            z = coarse_basis(space, free, basis)
-            hz = (problem.hvp_many(z.T.reshape(-1, n, 6)).reshape(z.shape[1], -1).T + w_pre * z) \
-                * np.repeat(free, 6)[:, None]
+            space = CoarseSpace(nominal.centre, nominal.rotation, group, free, basis)
+            hz = coarse_products(problem, space, w_pre, free)
             kind = "additive" if config.preconditioner == "two-level-additive" else "balancing"
-            precond = TwoLevelPreconditioner(precond, 2.0 / max(n_hits, 1), z, hz, kind)
-            coarse_dim, coarse_s = z.shape[1], time.perf_counter() - tc
+            precond = TwoLevelPreconditioner(precond, 2.0 / max(n_hits, 1), space.z, hz, kind, space.null)
+            coarse_dim, coarse_s = precond.dim - space.null.shape[1], time.perf_counter() - tc
         t2 = time.perf_counter()
 
         def hvp(v: np.ndarray) -> np.ndarray:

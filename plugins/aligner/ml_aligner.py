@@ -39,7 +39,7 @@ from .global_fit import (
     global_fit,
     mode_vectors,
 )
-from .precondition import BlockPreconditioner, curvature_blocks
+from .precondition import COARSE_LEVELS, BlockPreconditioner, curvature_blocks
 from .residuals import C_LIGHT, Frames, TrackSample, fit_tracks
 
 #: ``adam``, ``block-newton`` (per-module 6x6 Gauss-Newton steps) or ``hessian-free`` (whole-sample
@@ -95,7 +95,10 @@ class MLAlignerConfig:
     #: hessian-free: CG preconditioner, one of :data:`PRECONDITIONERS` ("two-level": the 6x6 blocks plus
     #: an exact coarse solve on the rigid-body motions of every layer/disk, balancing form)
     preconditioner: str = "two-level"
-    coarse_level: str = "layer"  #: hessian-free two-level: coarse groups, "layer" (6 per layer/disk) or "ring"
+    #: hessian-free two-level: coarse groups, "layer" (6 per layer/disk), "ring" or "aggregate" (6 per
+    #: patch of ~``aggregate_size`` neighbouring modules inside a layer/disk)
+    coarse_level: str = "layer"
+    aggregate_size: int = 6  #: hessian-free two-level, coarse_level="aggregate": modules per patch
 
     def check(self) -> MLAlignerConfig:
         if self.epochs < 1 or self.batch_events < 1 or not self.learning_rate > 0:
@@ -109,8 +112,9 @@ class MLAlignerConfig:
             raise InputError(f"ml aligner: cg_chi2 must be > 0 or None, got {self.cg_chi2!r}")
         if self.preconditioner not in PRECONDITIONERS:
             raise InputError(f"ml aligner: preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
-        if self.coarse_level not in ("layer", "ring"):
-            raise InputError(f"ml aligner: coarse_level must be 'layer' or 'ring', got {self.coarse_level!r}")
+        if self.coarse_level not in COARSE_LEVELS or int(self.aggregate_size) < 1:
+            raise InputError(f"ml aligner: coarse_level must be one of {COARSE_LEVELS} and aggregate_size >= 1, "
+                             f"got {self.coarse_level!r} / {self.aggregate_size!r}")
         if self.init not in ("zero", "global") or self.init_iterations < 1:
             raise InputError(f"ml aligner: init must be 'zero' or 'global' (init_iterations >= 1), got {self.init!r}")
         if not 0.0 <= self.momentum < 1.0 or not self.damping >= 0.0:

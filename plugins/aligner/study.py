@@ -118,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="hessian-free: CG also runs until its residual's chi2 estimate is below this")
     ap.add_argument("--preconditioner", choices=("block-jacobi", "two-level", "two-level-additive"),
                     default="two-level", help="hessian-free: CG preconditioner (two-level: 6x6 blocks + coarse rigid bodies)")
-    ap.add_argument("--coarse-level", choices=("layer", "ring"), default="layer",
-                    help="hessian-free two-level: rigid bodies of every layer/disk or of their rings")
+    ap.add_argument("--coarse-level", choices=("layer", "ring", "aggregate"), default="layer",
+                    help="hessian-free two-level: rigid bodies of every layer/disk, of their rings, or of patches "
+                         "of ~--aggregate-size neighbouring modules")
+    ap.add_argument("--aggregate-size", type=int, default=6,
+                    help="hessian-free two-level, --coarse-level aggregate: modules per patch")
     ap.add_argument("--pileup", type=float, default=0.0, help="<mu> of minimum-bias pile-up added to every event")
     ap.add_argument("--pileup-pt-min", type=float, default=0.5,
                     help="GeV: prompt pile-up particles above it are alignment tracks")
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.optimizer == "hessian-free":
                 config.update(cg_tolerance=args.cg_tolerance, cg_iterations=args.cg_iterations,
                               preconditioner=args.preconditioner, coarse_level=args.coarse_level,
-                              cg_chi2=args.cg_chi2)
+                              aggregate_size=args.aggregate_size, cg_chi2=args.cg_chi2)
         tracemalloc.start()
         if method == "ml":
             outcome = _align_ml(detector, train, config, not args.quiet)
