@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "trackcore/kalman_math.hpp"
@@ -10,6 +11,21 @@
 namespace trackcore {
 
 namespace {
+
+// sin and cos of a state's angles, computed again only when the angles change (compared bit for
+// bit): the material effects and the next transport both want them, and neither changes the angles.
+struct SinesCache {
+    DirectionSines sines{};
+    double angles[2] = {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};
+
+    const DirectionSines& of(const Vec5& p) {
+        if (std::memcmp(angles, &p[2], sizeof angles) != 0) {
+            sines = direction_sines(p);
+            std::memcpy(angles, &p[2], sizeof angles);
+        }
+        return sines;
+    }
+};
 
 struct Step {
     int module;
@@ -26,7 +42,10 @@ struct Trajectory {
     double path_limit = std::numeric_limits<double>::infinity();  // mm, besides the config's max_path
     int eloss = +1;  // +1 following the particle; -1 following it backwards (energy regained)
     bool refined = false;  // refine() already ran on it
+    SinesCache sines;  // of state's angles
 };
+
+const DirectionSines& state_sines(Trajectory& tr) { return tr.sines.of(tr.state.p); }
 
 struct Option {
     double chi2;
@@ -105,7 +124,7 @@ void add_measurement(Context& ctx, Trajectory& tr, const BoundState& filtered, i
     tr.n_meas += 1;
     tr.holes = 0;
     tr.state = filtered;
-    apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, tr.eloss);
+    apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, tr.eloss, state_sines(tr));
 }
 
 // False when the arc from a to b, which stays within `margin` of its chord, cannot cross the module
@@ -132,19 +151,21 @@ inline bool chord_may_hit(const double* a, const double* b, const Module& mod, d
     return std::fabs(v) <= mod.hv + slack && std::fabs(u) <= std::max(mod.min_hu, mod.max_hu) + slack;
 }
 
-// Modules of the next layer crossed from tr.state, found by stepping; false when the track leaves.
-bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double, int>>& crossed) {
+// Modules of the next layer crossed from tr.state (`start`: its global state), found by stepping;
+// false when the track leaves.
+bool next_layer(Context& ctx, const Trajectory& tr, const State& start, std::vector<std::pair<double, int>>& crossed) {
     const auto& mods = ctx.geo.modules();
-    const Module& cur = mods[tr.state.module];
-    State st;
-    bound_to_state(cur.centre, cur.rot, tr.state.p.data(), st);
+    State st = start;
+    // The steps have one length (so one turning angle) until the search ends; the intersections
+    // keep their own cache.
+    TurnCache step_turn, turn;
     const double world_r = ctx.geo.world_r() + 5.0, world_z = ctx.geo.world_z() + 5.0;
     double walked = 0;
     const double max_path = std::min(ctx.cfg.max_path, tr.path_limit);
     while (tr.path + walked < max_path) {
         const double ds = ctx.stepper.step_length(st, ctx.cfg.max_step, ctx.cfg.max_turn);
         State next;
-        ctx.stepper.advance(st, ds, next);
+        ctx.stepper.advance(st, ds, next, step_turn);
         const double h_abs = std::fabs(helix_h(st.qop, ctx.stepper.local_bz(st)));
         // Appends the candidate modules (of `layer`, or any when < 0) that the arc from st over
         // `reach` mm crosses within the edge tolerance; the chord end is `end`.
@@ -160,7 +181,7 @@ bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double
                 const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
                 double s;
                 State at;
-                if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, reach, s, at)) continue;
+                if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, reach, s, at, turn)) continue;
                 double loc[3];
                 to_local(mod.centre, mod.rot, at.pos, loc);
                 if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol)
@@ -180,7 +201,7 @@ bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double
             const double reach = crossed.front().first - walked + ctx.cfg.layer_depth;
             if (reach > ds) {
                 State ext;
-                ctx.stepper.advance(st, reach, ext);
+                ctx.stepper.advance(st, reach, ext, turn);
                 ctx.cand.clear();
                 gather_candidates(ctx.geo, st.pos, ext.pos, ctx.cand);
                 // Re-test modules the step looked at but found crossed only beyond its end; skip the found ones.
@@ -203,11 +224,12 @@ bool next_layer(Context& ctx, const Trajectory& tr, std::vector<std::pair<double
 }
 
 // Extends tr by one layer: returns the children (branches on compatible hits, or one with a hole).
-void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& children, std::vector<Trajectory>& finished,
+void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std::vector<Trajectory>& finished,
             int max_branches) {
     // Scratch buffers of the context (extend does not nest): no allocation per call.
     auto& crossed = ctx.crossed;
-    if (!next_layer(ctx, tr, crossed)) { finished.push_back(tr); return; }
+    BoundTransport from_tr(ctx.geo, ctx.stepper, tr.state, state_sines(tr));
+    if (!next_layer(ctx, tr, from_tr.start(), crossed)) { finished.push_back(tr); return; }
     auto& options = ctx.options;
     options.clear();
     BoundState hole_state;
@@ -217,7 +239,7 @@ void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& childre
         if (hole_path >= 0 && ctx.module_start[m] == ctx.module_start[m + 1]) continue;
         BoundState pred;
         double s;
-        if (!transport_bound(ctx.geo, ctx.stepper, tr.state, m, +1, s_est + 100.0, pred, s)) continue;
+        if (!from_tr.to(m, +1, s_est + 100.0, pred, s)) continue;
         if (hole_path < 0) { hole_state = pred; hole_path = s; }
         for (int k = ctx.module_start[m]; k < ctx.module_start[m + 1]; ++k) {
             const int h = ctx.module_hits[k];
@@ -248,7 +270,7 @@ void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& childre
             BoundState st;
             double s;
             if (first) { st = x->predicted; s = x->path; }
-            else if (!transport_bound(ctx.geo, ctx.stepper, child.state, x->predicted.module, +1, 200.0, st, s)) continue;
+            else if (!BoundTransport(ctx.geo, ctx.stepper, child.state, state_sines(child)).to(x->predicted.module, +1, 200.0, st, s)) continue;
             const auto h = x->hit;
             const double chi2 = kalman_update(st, ctx.hits.u[h], ctx.hits.v[h], ctx.hits.var_u[h], ctx.hits.var_v[h], first);
             if (!first && chi2 >= ctx.cfg.chi2_max) continue;
@@ -265,7 +287,7 @@ void extend(Context& ctx, const Trajectory& tr, std::vector<Trajectory>& childre
         Trajectory child = tr;
         child.steps.push_back({hole_state.module, -1, hole_state});
         child.state = hole_state;
-        apply_material(ctx.geo, child.state, ctx.x0_of(hole_state.module), ctx.cfg.mass, child.eloss);
+        apply_material(ctx.geo, child.state, ctx.x0_of(hole_state.module), ctx.cfg.mass, child.eloss, state_sines(child));
         child.path += hole_path;
         child.holes += 1;
         if (child.holes > ctx.cfg.max_holes) finished.push_back(tr);
@@ -293,12 +315,13 @@ bool backward_filter(Context& ctx, const Trajectory& tr, BoundState& first, doub
     chi2 = 0;
     n_meas = 0;
     int unreachable = 0;
+    SinesCache sines;
     for (int k = static_cast<int>(steps.size()) - 1; k >= 0; --k) {
         const Step& step = *steps[k];
         if (k != static_cast<int>(steps.size()) - 1) {
             BoundState pred;
             double s;
-            if (!transport_bound(ctx.geo, ctx.fit_stepper, st, step.module, -1, 3000.0, pred, s)) {
+            if (!BoundTransport(ctx.geo, ctx.fit_stepper, st, sines.of(st.p)).to(step.module, -1, 3000.0, pred, s)) {
                 // A looper meets modules near its turning radius at grazing incidence, where the
                 // updated state may just miss the plane: leave such a step out of the fit.
                 if (++unreachable > kMaxUnreachableSteps) return false;
@@ -306,7 +329,7 @@ bool backward_filter(Context& ctx, const Trajectory& tr, BoundState& first, doub
             }
             st = pred;
             // The material lumped at this module lies between its hit and the next one outward.
-            apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -tr.eloss);
+            apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -tr.eloss, sines.of(st.p));
         }
         if (step.hit >= 0) {
             const int64_t h = step.hit;
@@ -425,7 +448,7 @@ bool start_from_seed(Context& ctx, const int64_t* s, Trajectory& tr) {
         double path;
         const int m = static_cast<int>(ctx.hits.module[s[k]]);
         if (m == tr.state.module) return false;
-        if (!transport_bound(ctx.geo, ctx.stepper, tr.state, m, +1, 2000.0, pred, path)) return false;
+        if (!BoundTransport(ctx.geo, ctx.stepper, tr.state, state_sines(tr)).to(m, +1, 2000.0, pred, path)) return false;
         const double chi2 = kalman_update(pred, ctx.hits.u[s[k]], ctx.hits.v[s[k]], ctx.hits.var_u[s[k]],
                                           ctx.hits.var_v[s[k]], false);
         tr.path += path;
@@ -458,7 +481,7 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
         finished.clear();
         for (int round = 0; round < 80 && !active.empty(); ++round) {
             children.clear();
-            for (const auto& a : active) extend(ctx, a, children, finished, cfg.max_branches);
+            for (auto& a : active) extend(ctx, a, children, finished, cfg.max_branches);
             std::sort(children.begin(), children.end(), better);
             if (static_cast<int>(children.size()) > cfg.max_candidates) children.resize(cfg.max_candidates);
             stats.candidates += static_cast<int64_t>(children.size());
@@ -552,7 +575,7 @@ std::vector<TrackOut> fit_tracks(const Geometry& geo, const FieldView& field, co
             double path;
             const int m = static_cast<int>(hits.module[h[k]]);
             if (m == tr.state.module) continue;  // a split cluster: one hit per module crossing
-            if (!transport_bound(geo, ctx.fit_stepper, tr.state, m, +1, 3000.0, pred, path)) {
+            if (!BoundTransport(geo, ctx.fit_stepper, tr.state, state_sines(tr)).to(m, +1, 3000.0, pred, path)) {
                 ok = false;
                 break;
             }

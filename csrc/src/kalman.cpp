@@ -4,6 +4,7 @@
 
 #include "trackcore/kalman_math.hpp"
 #include "trackcore/material.hpp"
+#include "trackcore/transform.hpp"
 
 namespace trackcore {
 
@@ -63,20 +64,21 @@ namespace {
 // Analytic bound-to-bound Jacobian of the exact helix in a constant field Bz: bound -> free at the
 // start plane, free transport over the signed path s, path-length correction onto the target plane,
 // free -> bound there. (The ACTS decomposition, for a 7-vector (x, y, z, tx, ty, tz, q/p).)
-void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const State& st0, const State& at,
-                    double s, double bz, Mat5& J) {
+// Given sin and cos of the start's phi (sp, cp) and theta (st, ct) and of the turning angle h s (sn, c).
+// Returns true when rows 3 and 4 of J are (0, 0, 0, J33, 0) and (0, 0, 0, 0, J44) exactly: always,
+// unless the path correction is not finite (a track parallel to the target plane).
+bool helix_jacobian(const Module& from, const Module& to, double sp, double cp, double st, double ct, double c,
+                    double sn, const State& st0, const State& at, double s, double bz, Mat5& J) {
     double B[7][5] = {};
     for (int k = 0; k < 3; ++k) {
         B[k][0] = from.rot[3 * k + 0];
         B[k][1] = from.rot[3 * k + 1];
     }
-    const double sp = std::sin(p[2]), cp = std::cos(p[2]), st = std::sin(p[3]), ct = std::cos(p[3]);
     B[3][2] = -st * sp; B[4][2] = st * cp;
     B[3][3] = ct * cp; B[4][3] = ct * sp; B[5][3] = -st;
     B[6][4] = 1.0;
 
     const double h = helix_h(st0.qop, bz), hs = h * s;
-    const double c = std::cos(hs), sn = std::sin(hs);
     double S, C1, dS, dC1;  // sin(hs)/h, (1-cos hs)/h and their h-derivatives
     if (std::fabs(hs) < 1e-3) {
         const double s2 = s * s, s3 = s2 * s;
@@ -112,8 +114,13 @@ void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const S
     const double h_at = helix_h(at.qop, bz);
     const double dFds[7] = {at.dir[0], at.dir[1], at.dir[2], h_at * at.dir[1], -h_at * at.dir[0], 0.0, 0.0};
     double g[7];
-    for (int j = 0; j < 7; ++j) g[j] = (n[0] * T[0][j] + n[1] * T[1][j] + n[2] * T[2][j]) / denom;
-    for (int i = 0; i < 7; ++i)
+    bool finite = true;
+    for (int j = 0; j < 7; ++j) {
+        g[j] = (n[0] * T[0][j] + n[1] * T[1][j] + n[2] * T[2][j]) / denom;
+        finite = finite && std::isfinite(g[j]);
+    }
+    // Rows 5 and 6 (tz, q/p) have dFds = 0: subtracting 0 * g changes none of their bits while g is finite.
+    for (int i = 0; i < (finite ? 5 : 7); ++i)
         for (int j = 0; j < 7; ++j) T[i][j] -= dFds[i] * g[j];
     // free -> bound at the target
     double F[5][7] = {};
@@ -141,6 +148,55 @@ void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const S
         J[15 + j] = F[3][5] * TB[5][j];
         J[20 + j] = F[4][6] * TB[6][j];
     }
+    return finite;
+}
+
+void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const State& st0, const State& at,
+                    double s, double bz, Mat5& J) {
+    const double sp = std::sin(p[2]), cp = std::cos(p[2]), st = std::sin(p[3]), ct = std::cos(p[3]);
+    const double hs = helix_h(st0.qop, bz) * s;
+    helix_jacobian(from, to, sp, cp, st, ct, std::cos(hs), std::sin(hs), st0, at, s, bz, J);
+}
+
+// sandwich() for a Jacobian whose rows 3 and 4 hold one non-zero each, on the diagonal (the helix
+// Jacobian's structure): the products with the zeros are left out. Every sum still starts at +0 and
+// adds the remaining terms in the same order; the left-out terms are +-0 (C finite), and adding +-0
+// to a sum that starts at +0 changes none of its bits, so the result is sandwich()'s.
+void sandwich_helix(const Mat5& J, const Mat5& C, Mat5& out) {
+    Mat5 T{};
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 5; ++j) {
+            double acc = 0;
+            for (int k = 0; k < 5; ++k) acc += J[5 * i + k] * C[5 * k + j];
+            T[5 * i + j] = acc;
+        }
+    for (int i = 3; i < 5; ++i)
+        for (int j = 0; j < 5; ++j) {
+            double acc = 0;
+            acc += J[6 * i] * C[5 * i + j];
+            T[5 * i + j] = acc;
+        }
+    for (int i = 0; i < 5; ++i) {
+        for (int j = 0; j < 3; ++j) {
+            double acc = 0;
+            for (int k = 0; k < 5; ++k) acc += T[5 * i + k] * J[5 * j + k];
+            out[5 * i + j] = acc;
+        }
+        for (int j = 3; j < 5; ++j) {
+            double acc = 0;
+            acc += T[5 * i + j] * J[6 * j];
+            out[5 * i + j] = acc;
+        }
+    }
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < i; ++j) out[5 * i + j] = out[5 * j + i] = 0.5 * (out[5 * i + j] + out[5 * j + i]);
+}
+
+bool all_finite(const Mat5& C) {
+    // x - x is +0 for a finite x and NaN for infinities and NaN: one sum tells, without branches.
+    double acc = 0;
+    for (double x : C) acc += x - x;
+    return acc == 0;
 }
 
 }  // namespace
@@ -183,16 +239,71 @@ bool transport_bound(const Geometry& geo, const Stepper& stepper, const BoundSta
     return true;
 }
 
+BoundTransport::BoundTransport(const Geometry& geo, const Stepper& stepper, const BoundState& in)
+    : BoundTransport(geo, stepper, in, direction_sines(in.p)) {}
+
+BoundTransport::BoundTransport(const Geometry& geo, const Stepper& stepper, const BoundState& in,
+                               const DirectionSines& sines)
+    : geo_(geo), stepper_(stepper), in_(in), sines_(sines) {
+    const Module& m = geo.modules()[in.module];
+    // bound_to_state (direction_from_angles' products), with the sines kept for the Jacobian.
+    const double local[3] = {in.p[0], in.p[1], 0.0};
+    to_global(m.centre, m.rot, local, st_.pos);
+    st_.dir[0] = sines.st * sines.cp;
+    st_.dir[1] = sines.st * sines.sp;
+    st_.dir[2] = sines.ct;
+    st_.qop = in.p[4];
+}
+
+bool BoundTransport::to(int target, int direction, double max_path, BoundState& out, double& path) {
+    if (!stepper_.field.constant || stepper_.rk)
+        return transport_bound(geo_, stepper_, in_, target, direction, max_path, out, path);
+    // transport_bound's steps (intersect_module, state_to_bound, helix_jacobian, sandwich).
+    const Module& tm = geo_.modules()[target];
+    const double n[3] = {tm.rot[2], tm.rot[5], tm.rot[8]};
+    State at;
+    double s;
+    if (direction > 0) {
+        if (!stepper_.intersect(st_, tm.centre, n, 1e-9, max_path, s, at, turn_)) return false;
+    } else {
+        State rev = st_;
+        for (double& d : rev.dir) d = -d;
+        rev.qop = -st_.qop;
+        if (!stepper_.intersect(rev, tm.centre, n, 1e-9, max_path, s, at, turn_)) return false;
+        for (double& d : at.dir) d = -d;
+        at.qop = -at.qop;
+        s = -s;
+    }
+    out.module = target;
+    state_to_bound(tm.centre, tm.rot, at, out.p.data());
+    path = s;
+    const double bz = stepper_.field.bz;
+    double c, sn;
+    turn_.get(helix_h(st_.qop, bz) * s, c, sn);
+    Mat5 J;
+    const bool structured =
+        helix_jacobian(geo_.modules()[in_.module], tm, sines_.sp, sines_.cp, sines_.st, sines_.ct, c, sn, st_, at, s, bz, J);
+    if (structured && all_finite(in_.C)) sandwich_helix(J, in_.C, out.C);
+    else sandwich(J, in_.C, out.C);
+    return true;
+}
+
 void apply_material(const Geometry& geo, BoundState& st, double x0, double mass, int direction) {
     if (x0 <= 0) return;
+    apply_material(geo, st, x0, mass, direction, direction_sines(st.p));
+}
+
+void apply_material(const Geometry& geo, BoundState& st, double x0, double mass, int direction,
+                    const DirectionSines& sines) {
+    if (x0 <= 0) return;
     const Module& m = geo.modules()[st.module];
-    double d[3];
-    direction_from_angles(st.p[2], st.p[3], d);
+    // direction_from_angles(st.p[2], st.p[3]) from the sines.
+    const double d[3] = {sines.st * sines.cp, sines.st * sines.sp, sines.ct};
     const double cos_inc = std::fmax(std::fabs(d[0] * m.rot[2] + d[1] * m.rot[5] + d[2] * m.rot[8]), 1e-3);
     const double x = x0 / cos_inc;
     const double p = 1.0 / std::fabs(st.p[4]);
     const double t0 = highland_theta0(p, mass, x);
-    const double sin_t = std::fmax(std::sin(st.p[3]), 1e-6);
+    const double sin_t = std::fmax(sines.st, 1e-6);
     st.C[5 * 2 + 2] += t0 * t0 / (sin_t * sin_t);
     st.C[5 * 3 + 3] += t0 * t0;
     const double e = std::sqrt(p * p + mass * mass);

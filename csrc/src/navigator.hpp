@@ -3,6 +3,8 @@
 // simulation transport and the Kalman filter so that both see the detector the same way.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "geometry.hpp"
@@ -10,6 +12,72 @@
 #include "trackcore/helix.hpp"
 
 namespace trackcore {
+
+// cos and sin of the last helix turning angle asked for. The track search asks for one angle again
+// and again (the steps of a layer search have one length; a transport's Jacobian wants the angle at
+// which its plane search ended): std::cos and std::sin, computed once. The angle is compared bit for
+// bit, so that -0 and +0 (whose sines differ in sign) are told apart.
+struct TurnCache {
+    uint64_t bits = 0x7ff8dead0000beefULL;  // a NaN: no angle yet (were it asked for, NaN is its cos and sin too)
+    double c = std::numeric_limits<double>::quiet_NaN(), sn = std::numeric_limits<double>::quiet_NaN();
+
+    void get(double angle, double& c_out, double& sn_out) {
+        uint64_t b;
+        std::memcpy(&b, &angle, sizeof b);
+        if (b != bits) {
+            bits = b;
+            c = std::cos(angle);
+            sn = std::sin(angle);
+        }
+        c_out = c;
+        sn_out = sn;
+    }
+};
+
+// helix_advance with the turning angle's cos and sin from `turn`: the same arithmetic, so the same bits.
+inline void helix_advance(const State& in, double h, double s, TurnCache& turn, State& out) {
+    const double hs = h * s;
+    double c, sh;
+    turn.get(hs, c, sh);
+    double sn, cs1;
+    if (std::fabs(hs) < 1e-4) {
+        const double hs2 = hs * hs;
+        sn = s * (1.0 - hs2 / 6.0);
+        cs1 = s * hs * (0.5 - hs2 / 24.0);
+    } else {
+        sn = sh / h;
+        cs1 = (1.0 - c) / h;
+    }
+    const double tx = in.dir[0], ty = in.dir[1];
+    out.pos[0] = in.pos[0] + tx * sn + ty * cs1;
+    out.pos[1] = in.pos[1] + ty * sn - tx * cs1;
+    out.pos[2] = in.pos[2] + in.dir[2] * s;
+    out.dir[0] = tx * c + ty * sh;
+    out.dir[1] = ty * c - tx * sh;
+    out.dir[2] = in.dir[2];
+    out.qop = in.qop;
+}
+
+// helix_plane_intersect (Newton, then optionally the scan) with the advance above: the same result.
+// On return `turn` holds the angle of the last Newton iterate, where a converged search ended.
+inline bool helix_plane_intersect(const State& st, double h, const double* c, const double* n, double s_min,
+                                  double s_max, double& s_out, State& at, bool scan, TurnCache& turn) {
+    const double f0 = (st.pos[0] - c[0]) * n[0] + (st.pos[1] - c[1]) * n[1] + (st.pos[2] - c[2]) * n[2];
+    const double d0 = st.dir[0] * n[0] + st.dir[1] * n[1] + st.dir[2] * n[2];
+    if (std::fabs(d0) < 1e-12) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
+    double s = -f0 / d0;
+    for (int it = 0; it < 30; ++it) {
+        helix_advance(st, h, s, turn, at);
+        const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
+        const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
+        if (std::fabs(f) < 1e-10) break;
+        if (std::fabs(d) < 1e-12 || it == 29) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
+        s -= f / d;
+    }
+    if (!(s > s_min && s <= s_max)) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
+    s_out = s;
+    return true;
+}
 
 struct Stepper {
     const FieldView& field;
@@ -28,22 +96,39 @@ struct Stepper {
         else helix_advance(in, helix_h(in.qop, field.bz), s, out);
     }
 
+    // advance and intersect with a TurnCache (the track search's): the same results.
+    void advance(const State& in, double s, State& out, TurnCache& turn) const {
+        if (rk) rk4_step(in, field, s, out);
+        else helix_advance(in, helix_h(in.qop, field.bz), s, turn, out);
+    }
+
+    bool intersect(const State& st, const double* c, const double* n, double s_min, double s_max, double& s,
+                   State& at, TurnCache& turn) const {
+        const double h = helix_h(st.qop, local_bz(st));
+        if (!helix_plane_intersect(st, h, c, n, s_min - 1.0, s_max + 1.0, s, at, scan_fallback, turn)) return false;
+        if (rk) refine_rk(st, c, n, s, at);
+        return s > s_min && s <= s_max;
+    }
+
     // Crossing of the plane (c, n) at path length in (s_min, s_max]; exact helix in a constant field,
     // else a helix guess in the local Bz refined by Newton steps on Runge-Kutta transport.
     bool intersect(const State& st, const double* c, const double* n, double s_min, double s_max, double& s,
                    State& at) const {
         const double h = helix_h(st.qop, local_bz(st));
         if (!helix_plane_intersect(st, h, c, n, s_min - 1.0, s_max + 1.0, s, at, scan_fallback)) return false;
-        if (rk) {
-            for (int it = 0; it < 8; ++it) {
-                rk4_step(st, field, s, at);
-                const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
-                const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
-                if (std::fabs(f) < 1e-10 || std::fabs(d) < 1e-12) break;
-                s -= f / d;
-            }
-        }
+        if (rk) refine_rk(st, c, n, s, at);
         return s > s_min && s <= s_max;
+    }
+
+    // Newton steps on Runge-Kutta transport from a helix guess s of the plane (c, n) crossing.
+    void refine_rk(const State& st, const double* c, const double* n, double& s, State& at) const {
+        for (int it = 0; it < 8; ++it) {
+            rk4_step(st, field, s, at);
+            const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
+            const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
+            if (std::fabs(f) < 1e-10 || std::fabs(d) < 1e-12) break;
+            s -= f / d;
+        }
     }
 
     // Step length: at most max_step, and at most max_turn radians of bending.
