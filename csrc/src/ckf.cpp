@@ -33,16 +33,32 @@ struct Step {
     BoundState filtered;  // after the update (or the prediction for a hole), before material
 };
 
+// The steps of one search's trajectories (one seed's, one refinement's) as a tree: each step holds
+// the index of the step before it, so that a branch shares its parent's steps instead of copying
+// them. A trajectory kept after its search has its steps copied out (a Track).
+struct StepNode {
+    Step step;
+    int prev;  // -1: the first step
+};
+
 struct Trajectory {
-    std::vector<Step> steps;
+    int last = -1;     // its last step in Context::nodes; -1: none
     BoundState state;  // on the last module, after its material
     double chi2 = 0;
     int n_meas = 0, holes = 0;
     double path = 0;
     double path_limit = std::numeric_limits<double>::infinity();  // mm, besides the config's max_path
     int eloss = +1;  // +1 following the particle; -1 following it backwards (energy regained)
-    bool refined = false;  // refine() already ran on it
     SinesCache sines;  // of state's angles
+};
+
+// A trajectory kept after its search: its steps in path order.
+struct Track {
+    std::vector<Step> steps;
+    double chi2 = 0;
+    int n_meas = 0;
+    int eloss = +1;
+    bool refined = false;  // refine() already ran on it
 };
 
 const DirectionSines& state_sines(Trajectory& tr) { return tr.sines.of(tr.state.p); }
@@ -65,8 +81,13 @@ struct Context {
     std::vector<int> cand;
     std::vector<uint32_t> stamp;
     uint32_t stamp_id = 0;
-    std::vector<std::pair<double, int>> crossed;  // scratch of extend / next_layer
-    std::vector<Option> options;                  // scratch of extend
+    std::vector<StepNode> nodes;                  // the steps of the current search
+    // Scratch buffers (extend and follow do not nest): no allocation per call.
+    std::vector<std::pair<double, int>> crossed;  // extend / next_layer
+    std::vector<Option> options;                  // extend
+    std::vector<const Option*> seq;
+    std::vector<int64_t> taken;
+    std::vector<Trajectory> follow_children, follow_finished;
 
     Context(const Geometry& g, const FieldView& f, const HitsView& h, const std::vector<double>& x0,
             const CkfConfig& c)
@@ -118,8 +139,28 @@ bool seed_state(const Context& ctx, int64_t b, int64_t m, int64_t t, BoundState&
     return true;
 }
 
+// Appends a step to tr (hit -1: a hole). `filtered` must not be one of ctx.nodes' (they may move).
+void push_step(Context& ctx, Trajectory& tr, const BoundState& filtered, int64_t hit) {
+    ctx.nodes.push_back({{filtered.module, hit, filtered}, tr.last});
+    tr.last = static_cast<int>(ctx.nodes.size()) - 1;
+}
+
+void drop_trailing_holes(const Context& ctx, Trajectory& tr) {
+    while (tr.last >= 0 && ctx.nodes[tr.last].step.hit < 0) tr.last = ctx.nodes[tr.last].prev;
+}
+
+Track kept(const Context& ctx, const Trajectory& tr) {
+    Track t;
+    for (int i = tr.last; i >= 0; i = ctx.nodes[i].prev) t.steps.push_back(ctx.nodes[i].step);
+    std::reverse(t.steps.begin(), t.steps.end());
+    t.chi2 = tr.chi2;
+    t.n_meas = tr.n_meas;
+    t.eloss = tr.eloss;
+    return t;
+}
+
 void add_measurement(Context& ctx, Trajectory& tr, const BoundState& filtered, int64_t hit, double chi2) {
-    tr.steps.push_back({filtered.module, hit, filtered});
+    push_step(ctx, tr, filtered, hit);
     tr.chi2 += chi2;
     tr.n_meas += 1;
     tr.holes = 0;
@@ -226,7 +267,6 @@ bool next_layer(Context& ctx, const Trajectory& tr, const State& start, std::vec
 // Extends tr by one layer: returns the children (branches on compatible hits, or one with a hole).
 void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std::vector<Trajectory>& finished,
             int max_branches) {
-    // Scratch buffers of the context (extend does not nest): no allocation per call.
     auto& crossed = ctx.crossed;
     BoundTransport from_tr(ctx.geo, ctx.stepper, tr.state, state_sines(tr));
     if (!next_layer(ctx, tr, from_tr.start(), crossed)) { finished.push_back(tr); return; }
@@ -252,12 +292,14 @@ void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std
     std::sort(options.begin(), options.end(), [](const Option& a, const Option& b) { return a.chi2 < b.chi2; });
     // Each branch takes one hit, then the best compatible hit on every other module of the layer
     // that the track crosses too (overlapping modules give a particle two hits in one layer).
-    std::vector<int64_t> taken;
+    auto& taken = ctx.taken;
+    taken.clear();
     int n_take = 0;
     for (size_t i = 0; i < options.size() && n_take < max_branches; ++i) {
         const Option& o = options[i];
         if (std::find(taken.begin(), taken.end(), o.hit) != taken.end()) continue;
-        std::vector<const Option*> seq{&o};
+        auto& seq = ctx.seq;
+        seq.assign(1, &o);
         for (const auto& [s_est, m] : crossed) {
             if (m == o.predicted.module) continue;
             for (const Option& x : options)  // sorted by chi2: the first on m is its best
@@ -285,7 +327,7 @@ void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std
     }
     if (n_take == 0) {
         Trajectory child = tr;
-        child.steps.push_back({hole_state.module, -1, hole_state});
+        push_step(ctx, child, hole_state, -1);
         child.state = hole_state;
         apply_material(ctx.geo, child.state, ctx.x0_of(hole_state.module), ctx.cfg.mass, child.eloss, state_sines(child));
         child.path += hole_path;
@@ -305,20 +347,20 @@ constexpr int kMaxUnreachableSteps = 2;
 
 // Backward filter over the measured steps, from the last (covariance inflated) to the first: the
 // state at the first hit then carries the information of every hit (a smoother's result there).
-bool backward_filter(Context& ctx, const Trajectory& tr, BoundState& first, double& chi2, int& n_meas) {
-    std::vector<const Step*> steps;
-    for (const auto& s : tr.steps) steps.push_back(&s);
-    while (!steps.empty() && steps.back()->hit < 0) steps.pop_back();
-    if (steps.empty()) return false;
-    BoundState st = steps.back()->filtered;
+bool backward_filter(Context& ctx, const Track& tr, BoundState& first, double& chi2, int& n_meas) {
+    const auto& steps = tr.steps;
+    int last = static_cast<int>(steps.size()) - 1;  // the last measured step
+    while (last >= 0 && steps[last].hit < 0) --last;
+    if (last < 0) return false;
+    BoundState st = steps[last].filtered;
     for (double& c : st.C) c *= 100.0;
     chi2 = 0;
     n_meas = 0;
     int unreachable = 0;
     SinesCache sines;
-    for (int k = static_cast<int>(steps.size()) - 1; k >= 0; --k) {
-        const Step& step = *steps[k];
-        if (k != static_cast<int>(steps.size()) - 1) {
+    for (int k = last; k >= 0; --k) {
+        const Step& step = steps[k];
+        if (k != last) {
             BoundState pred;
             double s;
             if (!BoundTransport(ctx.geo, ctx.fit_stepper, st, sines.of(st.p)).to(step.module, -1, 3000.0, pred, s)) {
@@ -341,7 +383,7 @@ bool backward_filter(Context& ctx, const Trajectory& tr, BoundState& first, doub
     return true;
 }
 
-void smooth_to_perigee(Context& ctx, const Trajectory& tr, TrackOut& out) {
+void smooth_to_perigee(Context& ctx, const Track& tr, TrackOut& out) {
     BoundState first;
     double chi2;
     int n_meas;
@@ -366,7 +408,9 @@ BoundState reversed(const BoundState& b) {
 
 // Follows a trajectory greedily (one branch) until it stops.
 Trajectory follow(Context& ctx, Trajectory tr) {
-    std::vector<Trajectory> children, finished;
+    auto& children = ctx.follow_children;
+    auto& finished = ctx.follow_finished;
+    finished.clear();
     for (int round = 0; round < 80; ++round) {
         children.clear();
         extend(ctx, tr, children, finished, 1);
@@ -374,7 +418,7 @@ Trajectory follow(Context& ctx, Trajectory tr) {
         tr = std::move(children.front());
     }
     if (!finished.empty()) tr = finished.back();
-    while (!tr.steps.empty() && tr.steps.back().hit < 0) tr.steps.pop_back();
+    drop_trailing_holes(ctx, tr);
     return tr;
 }
 
@@ -397,7 +441,8 @@ double path_to_beam_line(const Context& ctx, const BoundState& b) {
 // With the full-information state at the first hit: collect the hits inward of the seed (which the
 // outward search never visits), then follow the track outward again from its innermost hit so that
 // layers the seed skipped between its own hits are searched too.
-Trajectory refined_or_same(Context& ctx, const Trajectory& best) {
+// Its search's steps replace those in ctx.nodes.
+Track refined_or_same(Context& ctx, const Track& best) {
     BoundState first;
     double chi2;
     int n_meas;
@@ -405,6 +450,7 @@ Trajectory refined_or_same(Context& ctx, const Trajectory& best) {
     int64_t first_hit = -1;
     for (const auto& s : best.steps)
         if (s.hit >= 0) { first_hit = s.hit; break; }
+    ctx.nodes.clear();
     Trajectory inward;
     inward.eloss = -1;
     inward.state = reversed(first);
@@ -412,28 +458,29 @@ Trajectory refined_or_same(Context& ctx, const Trajectory& best) {
     inward = follow(ctx, inward);
     BoundState start = first;
     int64_t start_hit = first_hit;
-    if (!inward.steps.empty()) {
-        start = reversed(inward.steps.back().filtered);
-        start_hit = inward.steps.back().hit;
+    if (inward.last >= 0) {
+        start = reversed(ctx.nodes[inward.last].step.filtered);
+        start_hit = ctx.nodes[inward.last].step.hit;
     }
     for (double& c : start.C) c *= 10.0;  // it already holds these hits' information
     Trajectory fwd;
     add_measurement(ctx, fwd, start, start_hit, 0.0);
     fwd = follow(ctx, fwd);
     if (fwd.n_meas < best.n_meas) return best;
+    Track out = kept(ctx, fwd);
     // A wrong hit taken inward of the seed can lead the re-follow onto another particle: keep the
     // re-followed track only when it still holds all but one of the original track's hits.
-    int kept = 0;
+    int n_kept = 0;
     for (const auto& a : best.steps) {
         if (a.hit < 0) continue;
-        for (const auto& b : fwd.steps)
-            if (b.hit == a.hit) { ++kept; break; }
+        for (const auto& b : out.steps)
+            if (b.hit == a.hit) { ++n_kept; break; }
     }
-    return kept >= best.n_meas - 1 ? fwd : best;
+    return n_kept >= best.n_meas - 1 ? out : best;
 }
 
-Trajectory refine(Context& ctx, const Trajectory& best) {
-    Trajectory out = refined_or_same(ctx, best);
+Track refine(Context& ctx, const Track& best) {
+    Track out = refined_or_same(ctx, best);
     out.refined = true;
     return out;
 }
@@ -465,7 +512,7 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
     Context ctx(geo, field, hits, layer_x0, cfg);
     const size_t n_seeds = seeds.size() / 3;
     std::vector<char> used(hits.n, 0);
-    std::vector<Trajectory> found;
+    std::vector<Track> found;
     std::vector<int> found_seed;
     std::vector<Trajectory> active, children, finished;
     for (size_t i = 0; i < n_seeds; ++i) {
@@ -475,6 +522,7 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
             continue;
         }
         ++stats.seeds_used;
+        ctx.nodes.clear();
         Trajectory tr;
         if (!start_from_seed(ctx, s, tr)) continue;
         active.assign(1, tr);
@@ -489,19 +537,23 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
         }
         for (auto& a : active) finished.push_back(std::move(a));
         if (finished.empty()) continue;
-        auto best = std::min_element(finished.begin(), finished.end(), better);
-        while (!best->steps.empty() && best->steps.back().hit < 0) best->steps.pop_back();
+        auto it = std::min_element(finished.begin(), finished.end(), better);
+        // Short trajectories are dropped (unless rescued) before their steps are copied out.
+        const bool rescue = it->n_meas < cfg.min_measurements && cfg.refine && cfg.rescue_min_measurements > 0 &&
+                            it->n_meas >= cfg.rescue_min_measurements;
+        if (it->n_meas < cfg.min_measurements && !rescue) continue;
+        drop_trailing_holes(ctx, *it);
+        Track best = kept(ctx, *it);
         // A seed near the outer end of its track (wide doublets, displaced tracks) finds few hits
         // outward; its inward hits come only with the refinement, so try that before dropping it.
-        if (best->n_meas < cfg.min_measurements && cfg.refine && cfg.rescue_min_measurements > 0 &&
-            best->n_meas >= cfg.rescue_min_measurements) {
-            *best = refine(ctx, *best);
+        if (rescue) {
+            best = refine(ctx, best);
             ++stats.rescued;
         }
-        if (best->n_meas < cfg.min_measurements) continue;
-        for (const auto& st : best->steps)
+        if (best.n_meas < cfg.min_measurements) continue;
+        for (const auto& st : best.steps)
             if (st.hit >= 0) used[st.hit] = 1;
-        found.push_back(std::move(*best));
+        found.push_back(std::move(best));
         found_seed.push_back(static_cast<int>(i));
     }
     stats.tracks_before_ambiguity = static_cast<int64_t>(found.size());
@@ -524,7 +576,7 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
     std::vector<int> owner(hits.n, -1);
     std::vector<size_t> accepted;
     for (size_t idx : order) {
-        const Trajectory& tr = found[idx];
+        const Track& tr = found[idx];
         int shared = 0;
         for (const auto& st : tr.steps)
             if (st.hit >= 0 && owner[st.hit] >= 0) ++shared;
@@ -538,7 +590,7 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
     std::vector<TrackOut> out;
     std::vector<char> final_owner(hits.n, 0);
     for (size_t idx : accepted) {
-        const Trajectory tr = cfg.refine && !found[idx].refined ? refine(ctx, found[idx]) : found[idx];
+        const Track tr = cfg.refine && !found[idx].refined ? refine(ctx, found[idx]) : found[idx];
         TrackOut t;
         t.seed = found_seed[idx];
         for (const auto& st : tr.steps) {
@@ -567,6 +619,7 @@ std::vector<TrackOut> fit_tracks(const Geometry& geo, const FieldView& field, co
         const int64_t n = offsets[t + 1] - offsets[t];
         TrackOut& o = out[t];
         o.hits.assign(h, h + n);
+        ctx.nodes.clear();
         Trajectory tr;
         if (n < 3 || !start_from_seed(ctx, h, tr)) continue;
         bool ok = true;
@@ -582,7 +635,7 @@ std::vector<TrackOut> fit_tracks(const Geometry& geo, const FieldView& field, co
             const double chi2 = kalman_update(pred, hits.u[h[k]], hits.v[h[k]], hits.var_u[h[k]], hits.var_v[h[k]], false);
             add_measurement(ctx, tr, pred, h[k], chi2);
         }
-        if (ok) smooth_to_perigee(ctx, tr, o);
+        if (ok) smooth_to_perigee(ctx, kept(ctx, tr), o);
     }
     return out;
 }
