@@ -140,6 +140,37 @@ Index build_index(std::int64_t n, const double* x, const double* y, const double
     return ix;
 }
 
+// The first position in [lo, hi) whose key is >= v (std::lower_bound's answer), searched outwards
+// from `hint` (any position in [lo, hi]) in doubling steps and then by bisection. Successive middles
+// of one (layer, phi bin) bucket have increasing keys, so their windows in a partner bucket move
+// forward a little each time: starting from the previous answer costs a few comparisons instead of
+// a full bisection of the bucket.
+inline std::int64_t lower_bound_from(const double* key, std::int64_t lo, std::int64_t hi, std::int64_t hint, double v) {
+    std::int64_t a, b;  // the answer lies in (a, b]: key[a] < v (or a = lo - 1), key[b] >= v (or b = hi)
+    if (hint < hi && key[hint] < v) {
+        a = hint;
+        std::int64_t step = 1;
+        b = a + step;
+        while (b < hi && key[b] < v) {
+            a = b;
+            step *= 2;
+            b = a + step;
+        }
+        b = std::min(b, hi);
+    } else {
+        b = hint;
+        std::int64_t step = 1;
+        a = b - step;
+        while (a >= lo && key[a] >= v) {
+            b = a;
+            step *= 2;
+            a = b - step;
+        }
+        a = std::max(a, lo - 1);
+    }
+    return std::lower_bound(key + a + 1, key + b, v) - key;
+}
+
 // Phi bins holding every partner whose phi lies within `reach` (rad) of the middle's phi, within
 // the phi_neighbours bins each side of its bin b_mid that the numpy reference searches. Bins are
 // floor((phi + pi) / width), clamped, so a point at phi = +pi sits in the last bin although its
@@ -208,6 +239,9 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
     std::vector<Triplet> triplets;
     std::vector<Seed> candidates;
     std::vector<std::int64_t> seen_layers;
+    // Per side and bucket: where the last search in that bucket ended (see lower_bound_from).
+    std::vector<std::int64_t> hint[2] = {std::vector<std::int64_t>(ix.offsets.begin(), ix.offsets.end() - 1),
+                                         std::vector<std::int64_t>(ix.offsets.begin(), ix.offsets.end() - 1)};
     const auto K = static_cast<std::size_t>(p.max_seeds_per_middle);
     seeds.reserve(static_cast<std::size_t>(n) * std::min<std::size_t>(K, 3));
 
@@ -256,7 +290,8 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
                 for (int pb : phi_bins) {
                     const std::int64_t c = static_cast<std::int64_t>(l) * p.n_phi + pb;
                     const std::int64_t last = ix.offsets[c + 1];
-                    std::int64_t o = std::lower_bound(key + ix.offsets[c], key + last, klo) - key;
+                    std::int64_t& h = hint[side > 0][c];
+                    std::int64_t o = h = lower_bound_from(key, ix.offsets[c], last, h, klo);
                     for (; o < last && key[o] <= khi; ++o) {
                         const Point& q = pts[o];
                         double z0;
