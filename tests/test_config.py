@@ -46,7 +46,7 @@ def test_dump_lists_every_parameter_with_unit_and_default_and_reads_back():
     assert "# [GeV] mass hypothesis for material effects (pion) (default 0.13957)" in text
     for p in parameters():
         assert f"\n{p.name} = " in text or p.name == "extra_passes", p.name
-    assert "\n[[reconstruction.extra_passes]]\nmin_pt = 0.1\nckf = { min_measurements = 6, max_holes = 1, rescue_min_measurements = 3 }\n" in text
+    assert "\n[[reconstruction.extra_passes]]\nmin_pt = 0.1\nd0_max = 2.0\nckf = { min_measurements = 6, max_holes = 1, rescue_min_measurements = 3 }\n" in text
     assert config_hash(config_from_dict(data)) == config_hash(None) == config_hash(RunConfig())
 
 
