@@ -288,7 +288,9 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             hit_index = sp.hit_index[seeds2.hits]
             if classify_seeds:
                 hit_index = _classify(plugin_manager, config, event, seeds2, hit_index)["hit_index"]
-            local = np.searchsorted(rows, hit_index)
+            local_of = np.full(len(meas), -1, np.int64)  # measurement row -> row among the free ones
+            local_of[rows] = np.arange(len(rows))
+            local = local_of[hit_index]
             t0 = time.perf_counter()
             more, stats2 = find_tracks(meas.take(rows), local, detector, field=field, config=ckf_config,
                                        backend=backend)
