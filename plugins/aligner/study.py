@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="hessian-free: CG also runs until its residual's chi2 estimate is below this")
     ap.add_argument("--preconditioner", choices=("block-jacobi", "two-level", "two-level-additive"),
                     default="two-level", help="hessian-free: CG preconditioner (two-level: 6x6 blocks + coarse rigid bodies)")
-    ap.add_argument("--coarse-level", choices=("layer", "ring", "aggregate"), default="layer",
-                    help="hessian-free two-level: rigid bodies of every layer/disk, of their rings, or of patches "
-                         "of ~--aggregate-size neighbouring modules")
+    ap.add_argument("--coarse-level", choices=("aggregate", "layer", "ring"), default="aggregate",
+                    help="hessian-free two-level: rigid bodies of patches of ~--aggregate-size neighbouring modules, "
+                         "of every layer/disk, or of their rings")
     ap.add_argument("--aggregate-size", type=int, default=6,
                     help="hessian-free two-level, --coarse-level aggregate: modules per patch")
     ap.add_argument("--pileup", type=float, default=0.0, help="<mu> of minimum-bias pile-up added to every event")
