@@ -78,9 +78,14 @@ struct Context {
     const std::vector<double>& layer_x0;
     const CkfConfig& cfg;
     std::vector<int> module_start, module_hits;  // CSR: hits of each module
-    std::vector<int> cand;
-    std::vector<uint32_t> stamp;
-    uint32_t stamp_id = 0;
+    // The measurements in the same order, side by side: the compatibility test reads one module's
+    // hits from consecutive memory.
+    struct Measurement {
+        double u, v, var_u, var_v;
+    };
+    std::vector<Measurement> module_meas;
+    LayerFinder finder;
+    const LayerFinder::Config finder_cfg;
     std::vector<StepNode> nodes;                  // the steps of the current search
     // Scratch buffers (extend and follow do not nest): no allocation per call.
     std::vector<std::pair<double, int>> crossed;  // extend / next_layer
@@ -91,7 +96,8 @@ struct Context {
 
     Context(const Geometry& g, const FieldView& f, const HitsView& h, const std::vector<double>& x0,
             const CkfConfig& c)
-        : geo(g), stepper{f, !f.constant}, fit_stepper{f, !f.constant, true}, hits(h), layer_x0(x0), cfg(c), stamp(g.modules().size(), 0) {
+        : geo(g), stepper{f, !f.constant}, fit_stepper{f, !f.constant, true}, hits(h), layer_x0(x0), cfg(c),
+          finder(g), finder_cfg{c.max_step, c.max_turn, c.edge_tolerance, c.layer_depth} {
         const size_t nm = g.modules().size();
         module_start.assign(nm + 1, 0);
         for (int i = 0; i < h.n; ++i) ++module_start[h.module[i] + 1];
@@ -99,6 +105,11 @@ struct Context {
         module_hits.assign(h.n, 0);
         std::vector<int> fill(module_start.begin(), module_start.end() - 1);
         for (int i = 0; i < h.n; ++i) module_hits[fill[h.module[i]]++] = i;
+        module_meas.resize(h.n);
+        for (int k = 0; k < h.n; ++k) {
+            const int i = module_hits[k];
+            module_meas[k] = {h.u[i], h.v[i], h.var_u[i], h.var_v[i]};
+        }
     }
 
     double x0_of(int module) const { return layer_x0[geo.modules()[module].layer]; }
@@ -168,108 +179,16 @@ void add_measurement(Context& ctx, Trajectory& tr, const BoundState& filtered, i
     apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, tr.eloss, state_sines(tr));
 }
 
-// False when the arc from a to b, which stays within `margin` of its chord, cannot cross the module
-// within its bounds plus `tol` (cheap tests before the helix intersection):
-// - both chord ends lie on one side of the plane, further than margin from it;
-// - the chord meets the plane at p, and p lies outside the module by more than the distance the
-//   arc's crossing can have from p: margin (1 + 1 / sin(angle of chord and plane)).
-// Chords nearly parallel to the plane, or not crossing it between their ends, are left to the
-// intersection.
-inline bool chord_may_hit(const double* a, const double* b, const Module& mod, double margin, double tol) {
-    const double* R = mod.rot;
-    const double fa = (a[0] - mod.centre[0]) * R[2] + (a[1] - mod.centre[1]) * R[5] + (a[2] - mod.centre[2]) * R[8];
-    const double fb = (b[0] - mod.centre[0]) * R[2] + (b[1] - mod.centre[1]) * R[5] + (b[2] - mod.centre[2]) * R[8];
-    if ((fa > margin && fb > margin) || (fa < -margin && fb < -margin)) return false;
-    const double d[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
-    const double len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
-    const double sin_a = len > 0 ? std::fabs(fb - fa) / len : 0.0;
-    if (sin_a < 0.05 || (fa > 0) == (fb > 0)) return true;
-    const double t = fa / (fa - fb);
-    const double p[3] = {a[0] + t * d[0] - mod.centre[0], a[1] + t * d[1] - mod.centre[1], a[2] + t * d[2] - mod.centre[2]};
-    const double u = p[0] * R[0] + p[1] * R[3] + p[2] * R[6], v = p[0] * R[1] + p[1] * R[4] + p[2] * R[7];
-    // 1 mm more than the bound: the field-map stepper's path is a helix only locally.
-    const double slack = margin * (1.0 + 1.0 / sin_a) + tol + 1.0;
-    return std::fabs(v) <= mod.hv + slack && std::fabs(u) <= std::max(mod.min_hu, mod.max_hu) + slack;
-}
-
-// Modules of the next layer crossed from tr.state (`start`: its global state), found by stepping;
-// false when the track leaves.
-bool next_layer(Context& ctx, const Trajectory& tr, const State& start, std::vector<std::pair<double, int>>& crossed) {
-    const auto& mods = ctx.geo.modules();
-    State st = start;
-    // The steps have one length (so one turning angle) until the search ends; the intersections
-    // keep their own cache.
-    TurnCache step_turn, turn;
-    const double world_r = ctx.geo.world_r() + 5.0, world_z = ctx.geo.world_z() + 5.0;
-    double walked = 0;
-    const double max_path = std::min(ctx.cfg.max_path, tr.path_limit);
-    while (tr.path + walked < max_path) {
-        const double ds = ctx.stepper.step_length(st, ctx.cfg.max_step, ctx.cfg.max_turn);
-        State next;
-        ctx.stepper.advance(st, ds, next, step_turn);
-        const double h_abs = std::fabs(helix_h(st.qop, ctx.stepper.local_bz(st)));
-        // Appends the candidate modules (of `layer`, or any when < 0) that the arc from st over
-        // `reach` mm crosses within the edge tolerance; the chord end is `end`.
-        auto search = [&](const State& end, double reach, int layer) {
-            const double margin = reach * reach * h_abs / 8.0 + 0.01;  // the arc stays within its sagitta of the chord
-            for (int m : ctx.cand) {
-                if (ctx.stamp[m] == ctx.stamp_id || m == tr.state.module || (layer >= 0 && mods[m].layer != layer))
-                    continue;
-                ctx.stamp[m] = ctx.stamp_id;
-                const Module& mod = mods[m];
-                const double tol = ctx.cfg.edge_tolerance;
-                if (!chord_may_hit(st.pos, end.pos, mod, margin, tol)) continue;
-                const double n[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
-                double s;
-                State at;
-                if (!ctx.stepper.intersect(st, mod.centre, n, 1e-9, reach, s, at, turn)) continue;
-                double loc[3];
-                to_local(mod.centre, mod.rot, at.pos, loc);
-                if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol)
-                    continue;
-                crossed.emplace_back(walked + s, m);
-            }
-        };
-        ctx.cand.clear();
-        gather_candidates(ctx.geo, st.pos, next.pos, ctx.cand);
-        ++ctx.stamp_id;
-        crossed.clear();
-        search(next, ds, -1);
-        if (!crossed.empty()) {
-            std::sort(crossed.begin(), crossed.end());
-            const int layer = mods[crossed.front().second].layer;
-            // Overlapping modules of the same layer may be crossed just after the step's end.
-            const double reach = crossed.front().first - walked + ctx.cfg.layer_depth;
-            if (reach > ds) {
-                State ext;
-                ctx.stepper.advance(st, reach, ext, turn);
-                ctx.cand.clear();
-                gather_candidates(ctx.geo, st.pos, ext.pos, ctx.cand);
-                // Re-test modules the step looked at but found crossed only beyond its end; skip the found ones.
-                ++ctx.stamp_id;
-                for (const auto& c : crossed) ctx.stamp[c.second] = ctx.stamp_id;
-                search(ext, reach, layer);
-                std::sort(crossed.begin(), crossed.end());
-            }
-            crossed.erase(std::remove_if(crossed.begin(), crossed.end(),
-                                         [&](const auto& c) { return mods[c.second].layer != layer; }),
-                          crossed.end());
-            return true;
-        }
-        st = next;
-        walked += ds;
-        if (st.pos[0] * st.pos[0] + st.pos[1] * st.pos[1] > world_r * world_r || std::fabs(st.pos[2]) > world_z)
-            return false;
-    }
-    return false;
-}
-
 // Extends tr by one layer: returns the children (branches on compatible hits, or one with a hole).
 void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std::vector<Trajectory>& finished,
             int max_branches) {
     auto& crossed = ctx.crossed;
     BoundTransport from_tr(ctx.geo, ctx.stepper, tr.state, state_sines(tr));
-    if (!next_layer(ctx, tr, from_tr.start(), crossed)) { finished.push_back(tr); return; }
+    if (!ctx.finder.next_layer(ctx.stepper, from_tr.start(), tr.state.module, tr.path,
+                               std::min(ctx.cfg.max_path, tr.path_limit), ctx.finder_cfg, crossed)) {
+        finished.push_back(tr);
+        return;
+    }
     auto& options = ctx.options;
     options.clear();
     BoundState hole_state;
@@ -282,10 +201,9 @@ void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std
         if (!from_tr.to(m, +1, s_est + 100.0, pred, s)) continue;
         if (hole_path < 0) { hole_state = pred; hole_path = s; }
         for (int k = ctx.module_start[m]; k < ctx.module_start[m + 1]; ++k) {
-            const int h = ctx.module_hits[k];
-            const double chi2 = kalman_chi2_2d(pred.p.data(), pred.C.data(), ctx.hits.u[h], ctx.hits.v[h],
-                                               ctx.hits.var_u[h], ctx.hits.var_v[h]);
-            if (chi2 < ctx.cfg.chi2_max) options.push_back({chi2, h, pred, s});
+            const Context::Measurement& x = ctx.module_meas[k];
+            const double chi2 = kalman_chi2_2d(pred.p.data(), pred.C.data(), x.u, x.v, x.var_u, x.var_v);
+            if (chi2 < ctx.cfg.chi2_max) options.push_back({chi2, ctx.module_hits[k], pred, s});
         }
     }
     if (hole_path < 0) { finished.push_back(tr); return; }

@@ -1,6 +1,7 @@
 #include "kalman.hpp"
 
 #include <cmath>
+#include <cstring>
 
 #include "trackcore/kalman_math.hpp"
 #include "trackcore/material.hpp"
@@ -158,35 +159,61 @@ void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const S
     helix_jacobian(from, to, sp, cp, st, ct, std::cos(hs), std::sin(hs), st0, at, s, bz, J);
 }
 
+// Two doubles in one SSE2 register (GCC/Clang vector extension): each lane's arithmetic is the
+// scalar IEEE operation, so vectorised sums keep their bits.
+typedef double v2d __attribute__((vector_size(16)));
+
+inline v2d load2(const double* p) {
+    v2d v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+inline void store2(double* p, v2d v) { std::memcpy(p, &v, sizeof v); }
+
 // sandwich() for a Jacobian whose rows 3 and 4 hold one non-zero each, on the diagonal (the helix
-// Jacobian's structure): the products with the zeros are left out. Every sum still starts at +0 and
-// adds the remaining terms in the same order; the left-out terms are +-0 (C finite), and adding +-0
-// to a sum that starts at +0 changes none of its bits, so the result is sandwich()'s.
+// Jacobian's structure): the products with the zeros are left out, the rest runs two columns at a
+// time. Every sum still starts at +0 and adds the remaining terms in the same order; the left-out
+// terms are +-0 (C finite), and adding +-0 to a sum that starts at +0 changes none of its bits, so
+// the result is sandwich()'s.
 void sandwich_helix(const Mat5& J, const Mat5& C, Mat5& out) {
-    Mat5 T{};
-    for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 5; ++j) {
-            double acc = 0;
-            for (int k = 0; k < 5; ++k) acc += J[5 * i + k] * C[5 * k + j];
-            T[5 * i + j] = acc;
+    // T = J C: rows 0-2 full, rows 3 and 4 one term.
+    double T[25];
+    for (int i = 0; i < 3; ++i) {
+        v2d t01 = {0.0, 0.0}, t23 = {0.0, 0.0};
+        double t4 = 0;
+        for (int k = 0; k < 5; ++k) {
+            const double jk = J[5 * i + k];
+            const v2d jv = {jk, jk};
+            t01 += jv * load2(&C[5 * k]);
+            t23 += jv * load2(&C[5 * k + 2]);
+            t4 += jk * C[5 * k + 4];
         }
+        store2(&T[5 * i], t01);
+        store2(&T[5 * i + 2], t23);
+        T[5 * i + 4] = t4;
+    }
     for (int i = 3; i < 5; ++i)
         for (int j = 0; j < 5; ++j) {
             double acc = 0;
             acc += J[6 * i] * C[5 * i + j];
             T[5 * i + j] = acc;
         }
+    // out = T J^T: columns 0-2 full (J's rows 0 and 1 side by side), columns 3 and 4 one term.
+    v2d j01[5];
+    for (int k = 0; k < 5; ++k) j01[k] = v2d{J[k], J[5 + k]};
+    const v2d j34 = {J[18], J[24]};
     for (int i = 0; i < 5; ++i) {
-        for (int j = 0; j < 3; ++j) {
-            double acc = 0;
-            for (int k = 0; k < 5; ++k) acc += T[5 * i + k] * J[5 * j + k];
-            out[5 * i + j] = acc;
+        v2d o01 = {0.0, 0.0};
+        double o2 = 0;
+        for (int k = 0; k < 5; ++k) {
+            const double tk = T[5 * i + k];
+            o01 += v2d{tk, tk} * j01[k];
+            o2 += tk * J[10 + k];
         }
-        for (int j = 3; j < 5; ++j) {
-            double acc = 0;
-            acc += T[5 * i + j] * J[6 * j];
-            out[5 * i + j] = acc;
-        }
+        store2(&out[5 * i], o01);
+        out[5 * i + 2] = o2;
+        store2(&out[5 * i + 3], v2d{0.0, 0.0} + load2(&T[5 * i + 3]) * j34);
     }
     for (int i = 0; i < 5; ++i)
         for (int j = 0; j < i; ++j) out[5 * i + j] = out[5 * j + i] = 0.5 * (out[5 * i + j] + out[5 * j + i]);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "trackcore/transform.hpp"
+
 namespace trackcore {
 
 namespace {
@@ -64,5 +66,115 @@ void gather_monotonic(const Geometry& geo, const double* a, const double* b, std
     }
 }
 }  // namespace
+
+LayerFinder::LayerFinder(const Geometry& geo) : geo_(geo), planes_(geo.modules().size()) {
+    for (size_t m = 0; m < planes_.size(); ++m) {
+        const Module& mod = geo.modules()[m];
+        Plane& p = planes_[m];
+        for (int k = 0; k < 3; ++k) {
+            p.centre[k] = mod.centre[k];
+            p.normal[k] = mod.rot[3 * k + 2];
+        }
+        p.layer = mod.layer;
+        p.stamp = 0;
+    }
+}
+
+// False when the arc from a to b, which stays within `margin` of its chord, cannot cross module m
+// within its bounds plus `tol` (cheap tests before the helix intersection):
+// - both chord ends lie on one side of the plane, further than margin from it;
+// - the chord meets the plane at p, and p lies outside the module by more than the distance the
+//   arc's crossing can have from p: margin (1 + 1 / sin(angle of chord and plane)).
+// Chords nearly parallel to the plane, or not crossing it between their ends, are left to the
+// intersection.
+bool LayerFinder::chord_may_hit(const double* a, const double* b, int m, double margin, double tol) const {
+    const Plane& pl = planes_[m];
+    const double* c = pl.centre;
+    const double* n = pl.normal;
+    const double fa = (a[0] - c[0]) * n[0] + (a[1] - c[1]) * n[1] + (a[2] - c[2]) * n[2];
+    const double fb = (b[0] - c[0]) * n[0] + (b[1] - c[1]) * n[1] + (b[2] - c[2]) * n[2];
+    if ((fa > margin && fb > margin) || (fa < -margin && fb < -margin)) return false;
+    const double d[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
+    const double len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    const double sin_a = len > 0 ? std::fabs(fb - fa) / len : 0.0;
+    if (sin_a < 0.05 || (fa > 0) == (fb > 0)) return true;
+    const Module& mod = geo_.modules()[m];
+    const double* R = mod.rot;
+    const double t = fa / (fa - fb);
+    const double p[3] = {a[0] + t * d[0] - c[0], a[1] + t * d[1] - c[1], a[2] + t * d[2] - c[2]};
+    const double u = p[0] * R[0] + p[1] * R[3] + p[2] * R[6], v = p[0] * R[1] + p[1] * R[4] + p[2] * R[7];
+    // 1 mm more than the bound: the field-map stepper's path is a helix only locally.
+    const double slack = margin * (1.0 + 1.0 / sin_a) + tol + 1.0;
+    return std::fabs(v) <= mod.hv + slack && std::fabs(u) <= std::max(mod.min_hu, mod.max_hu) + slack;
+}
+
+bool LayerFinder::next_layer(const Stepper& stepper, const State& start, int from, double path0, double max_path,
+                             const Config& cfg, std::vector<std::pair<double, int>>& crossed) {
+    const auto& mods = geo_.modules();
+    State st = start;
+    // The steps have one length (so one turning angle) until the search ends; the intersections
+    // keep their own cache.
+    TurnCache step_turn, turn;
+    const double world_r = geo_.world_r() + 5.0, world_z = geo_.world_z() + 5.0;
+    const double tol = cfg.edge_tolerance;
+    double walked = 0;
+    while (path0 + walked < max_path) {
+        const double ds = stepper.step_length(st, cfg.max_step, cfg.max_turn);
+        State next;
+        stepper.advance(st, ds, next, step_turn);
+        const double h_abs = std::fabs(helix_h(st.qop, stepper.local_bz(st)));
+        // Appends the candidate modules (of `layer`, or any when < 0) that the arc from st over
+        // `reach` mm crosses within the edge tolerance; the chord end is `end`.
+        auto search = [&](const State& end, double reach, int layer) {
+            const double margin = reach * reach * h_abs / 8.0 + 0.01;  // the arc stays within its sagitta of the chord
+            for (int m : cand_) {
+                Plane& pl = planes_[m];
+                if (pl.stamp == step_ || m == from || (layer >= 0 && pl.layer != layer)) continue;
+                pl.stamp = step_;
+                if (!chord_may_hit(st.pos, end.pos, m, margin, tol)) continue;
+                const Module& mod = mods[m];
+                double s;
+                State at;
+                if (!stepper.intersect(st, pl.centre, pl.normal, 1e-9, reach, s, at, turn)) continue;
+                double loc[3];
+                to_local(mod.centre, mod.rot, at.pos, loc);
+                if (std::fabs(loc[1]) > mod.hv + tol || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1]) + tol)
+                    continue;
+                crossed.emplace_back(walked + s, m);
+            }
+        };
+        cand_.clear();
+        gather_candidates(geo_, st.pos, next.pos, cand_);
+        ++step_;
+        crossed.clear();
+        search(next, ds, -1);
+        if (!crossed.empty()) {
+            std::sort(crossed.begin(), crossed.end());
+            const int layer = planes_[crossed.front().second].layer;
+            // Overlapping modules of the same layer may be crossed just after the step's end.
+            const double reach = crossed.front().first - walked + cfg.layer_depth;
+            if (reach > ds) {
+                State ext;
+                stepper.advance(st, reach, ext, turn);
+                cand_.clear();
+                gather_candidates(geo_, st.pos, ext.pos, cand_);
+                // Re-test modules the step looked at but found crossed only beyond its end; skip the found ones.
+                ++step_;
+                for (const auto& c : crossed) planes_[c.second].stamp = step_;
+                search(ext, reach, layer);
+                std::sort(crossed.begin(), crossed.end());
+            }
+            crossed.erase(std::remove_if(crossed.begin(), crossed.end(),
+                                         [&](const auto& c) { return planes_[c.second].layer != layer; }),
+                          crossed.end());
+            return true;
+        }
+        st = next;
+        walked += ds;
+        if (st.pos[0] * st.pos[0] + st.pos[1] * st.pos[1] > world_r * world_r || std::fabs(st.pos[2]) > world_z)
+            return false;
+    }
+    return false;
+}
 
 }  // namespace trackcore

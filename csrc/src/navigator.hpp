@@ -142,4 +142,38 @@ struct Stepper {
 // layer grids' padding), found in the per-layer bins around the chord's entry and exit points.
 void gather_candidates(const Geometry& geo, const double* a, const double* b, std::vector<int>& cand);
 
+// The track search's navigation: the modules of the next layer a track crosses, found by stepping
+// along it. Holds per-module scratch (one finder per search, not shared between threads).
+class LayerFinder {
+public:
+    struct Config {
+        double max_step, max_turn;  // mm and rad: the longest step and its most bending
+        double edge_tolerance;      // mm beyond a module's edge that still counts as crossing it
+        double layer_depth;         // mm of path after a layer's first crossing searched for overlapping modules
+    };
+
+    explicit LayerFinder(const Geometry& geo);
+
+    // The crossings (path from `start` in mm, module) of the first layer met by the track from `start`
+    // (a state on module `from`, which is not counted), in path order; false when the track leaves
+    // the detector first, or when path0 + the path walked reaches max_path (mm).
+    bool next_layer(const Stepper& stepper, const State& start, int from, double path0, double max_path,
+                    const Config& cfg, std::vector<std::pair<double, int>>& crossed);
+
+private:
+    // What the first chord test of a module reads, in one cache line: its plane, layer and stamp.
+    struct alignas(64) Plane {
+        double centre[3], normal[3];
+        int layer;
+        uint32_t stamp;  // the last step_ that looked at the module
+    };
+
+    bool chord_may_hit(const double* a, const double* b, int m, double margin, double tol) const;
+
+    const Geometry& geo_;
+    std::vector<Plane> planes_;
+    std::vector<int> cand_;
+    uint32_t step_ = 0;
+};
+
 }  // namespace trackcore
