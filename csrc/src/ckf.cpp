@@ -63,9 +63,15 @@ struct Track {
 
 const DirectionSines& state_sines(Trajectory& tr) { return tr.sines.of(tr.state.p); }
 
+// A hit's local coordinates (mm) and their variances (mm^2).
+struct Measurement {
+    double u, v, var_u, var_v;
+};
+
 struct Option {
     double chi2;
     int64_t hit;
+    const Measurement* meas;
     BoundState predicted;
     double path;
 };
@@ -80,9 +86,6 @@ struct Context {
     std::vector<int> module_start, module_hits;  // CSR: hits of each module
     // The measurements in the same order, side by side: the compatibility test reads one module's
     // hits from consecutive memory.
-    struct Measurement {
-        double u, v, var_u, var_v;
-    };
     std::vector<Measurement> module_meas;
     LayerFinder finder;
     const LayerFinder::Config finder_cfg;
@@ -201,9 +204,9 @@ void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std
         if (!from_tr.to(m, +1, s_est + 100.0, pred, s)) continue;
         if (hole_path < 0) { hole_state = pred; hole_path = s; }
         for (int k = ctx.module_start[m]; k < ctx.module_start[m + 1]; ++k) {
-            const Context::Measurement& x = ctx.module_meas[k];
+            const Measurement& x = ctx.module_meas[k];
             const double chi2 = kalman_chi2_2d(pred.p.data(), pred.C.data(), x.u, x.v, x.var_u, x.var_v);
-            if (chi2 < ctx.cfg.chi2_max) options.push_back({chi2, ctx.module_hits[k], pred, s});
+            if (chi2 < ctx.cfg.chi2_max) options.push_back({chi2, ctx.module_hits[k], &x, pred, s});
         }
     }
     if (hole_path < 0) { finished.push_back(tr); return; }
@@ -232,9 +235,10 @@ void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std
             if (first) { st = x->predicted; s = x->path; }
             else if (!BoundTransport(ctx.geo, ctx.stepper, child.state, state_sines(child)).to(x->predicted.module, +1, 200.0, st, s)) continue;
             const auto h = x->hit;
-            const double chi2 = kalman_update(st, ctx.hits.u[h], ctx.hits.v[h], ctx.hits.var_u[h], ctx.hits.var_v[h], first);
+            const Measurement& me = *x->meas;
+            const double chi2 = kalman_update(st, me.u, me.v, me.var_u, me.var_v, first);
             if (!first && chi2 >= ctx.cfg.chi2_max) continue;
-            if (first) kalman_update(st, ctx.hits.u[h], ctx.hits.v[h], ctx.hits.var_u[h], ctx.hits.var_v[h], false);
+            if (first) kalman_update(st, me.u, me.v, me.var_u, me.var_v, false);
             child.path += s;
             add_measurement(ctx, child, st, h, chi2);
             taken.push_back(h);

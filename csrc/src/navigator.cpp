@@ -67,16 +67,22 @@ void gather_monotonic(const Geometry& geo, const double* a, const double* b, std
 }
 }  // namespace
 
-LayerFinder::LayerFinder(const Geometry& geo) : geo_(geo), planes_(geo.modules().size()) {
+LayerFinder::LayerFinder(const Geometry& geo)
+    : geo_(geo), planes_(geo.modules().size()), bounds_(geo.modules().size()) {
     for (size_t m = 0; m < planes_.size(); ++m) {
         const Module& mod = geo.modules()[m];
         Plane& p = planes_[m];
+        Bounds& b = bounds_[m];
         for (int k = 0; k < 3; ++k) {
             p.centre[k] = mod.centre[k];
             p.normal[k] = mod.rot[3 * k + 2];
+            b.u_axis[k] = mod.rot[3 * k];
+            b.v_axis[k] = mod.rot[3 * k + 1];
         }
         p.layer = mod.layer;
         p.stamp = 0;
+        b.hv = mod.hv;
+        b.hu_max = std::max(mod.min_hu, mod.max_hu);
     }
 }
 
@@ -87,25 +93,24 @@ LayerFinder::LayerFinder(const Geometry& geo) : geo_(geo), planes_(geo.modules()
 //   arc's crossing can have from p: margin (1 + 1 / sin(angle of chord and plane)).
 // Chords nearly parallel to the plane, or not crossing it between their ends, are left to the
 // intersection.
-bool LayerFinder::chord_may_hit(const double* a, const double* b, int m, double margin, double tol) const {
+bool LayerFinder::chord_may_hit(const double* a, const double* b, const double* d, double len, int m,
+                                double margin, double tol) const {
     const Plane& pl = planes_[m];
     const double* c = pl.centre;
     const double* n = pl.normal;
     const double fa = (a[0] - c[0]) * n[0] + (a[1] - c[1]) * n[1] + (a[2] - c[2]) * n[2];
     const double fb = (b[0] - c[0]) * n[0] + (b[1] - c[1]) * n[1] + (b[2] - c[2]) * n[2];
     if ((fa > margin && fb > margin) || (fa < -margin && fb < -margin)) return false;
-    const double d[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
-    const double len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
     const double sin_a = len > 0 ? std::fabs(fb - fa) / len : 0.0;
     if (sin_a < 0.05 || (fa > 0) == (fb > 0)) return true;
-    const Module& mod = geo_.modules()[m];
-    const double* R = mod.rot;
+    const Bounds& bd = bounds_[m];
+    const double *U = bd.u_axis, *V = bd.v_axis;
     const double t = fa / (fa - fb);
     const double p[3] = {a[0] + t * d[0] - c[0], a[1] + t * d[1] - c[1], a[2] + t * d[2] - c[2]};
-    const double u = p[0] * R[0] + p[1] * R[3] + p[2] * R[6], v = p[0] * R[1] + p[1] * R[4] + p[2] * R[7];
+    const double u = p[0] * U[0] + p[1] * U[1] + p[2] * U[2], v = p[0] * V[0] + p[1] * V[1] + p[2] * V[2];
     // 1 mm more than the bound: the field-map stepper's path is a helix only locally.
     const double slack = margin * (1.0 + 1.0 / sin_a) + tol + 1.0;
-    return std::fabs(v) <= mod.hv + slack && std::fabs(u) <= std::max(mod.min_hu, mod.max_hu) + slack;
+    return std::fabs(v) <= bd.hv + slack && std::fabs(u) <= bd.hu_max + slack;
 }
 
 bool LayerFinder::next_layer(const Stepper& stepper, const State& start, int from, double path0, double max_path,
@@ -127,11 +132,15 @@ bool LayerFinder::next_layer(const Stepper& stepper, const State& start, int fro
         // `reach` mm crosses within the edge tolerance; the chord end is `end`.
         auto search = [&](const State& end, double reach, int layer) {
             const double margin = reach * reach * h_abs / 8.0 + 0.01;  // the arc stays within its sagitta of the chord
+            const double* a = st.pos;
+            const double* b = end.pos;
+            const double d[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
+            const double len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
             for (int m : cand_) {
                 Plane& pl = planes_[m];
                 if (pl.stamp == step_ || m == from || (layer >= 0 && pl.layer != layer)) continue;
                 pl.stamp = step_;
-                if (!chord_may_hit(st.pos, end.pos, m, margin, tol)) continue;
+                if (!chord_may_hit(a, b, d, len, m, margin, tol)) continue;
                 const Module& mod = mods[m];
                 double s;
                 State at;

@@ -168,10 +168,19 @@ private:
         uint32_t stamp;  // the last step_ that looked at the module
     };
 
-    bool chord_may_hit(const double* a, const double* b, int m, double margin, double tol) const;
+    // What the second chord test reads: the module's u and v axes, half length in v and largest half
+    // width in u.
+    struct alignas(64) Bounds {
+        double u_axis[3], v_axis[3], hv, hu_max;
+    };
+
+    // The chord from a to b = a + d, of length len.
+    bool chord_may_hit(const double* a, const double* b, const double* d, double len, int m, double margin,
+                       double tol) const;
 
     const Geometry& geo_;
     std::vector<Plane> planes_;
+    std::vector<Bounds> bounds_;
     std::vector<int> cand_;
     uint32_t step_ = 0;
 };
