@@ -62,6 +62,9 @@ class MLAlignerConfig:
     learning_rate: float = 3e-3
     final_lr_fraction: float = 0.005
     refit_iterations: int = 2
+    #: hessian-free: Gauss-Newton steps of every track refit per outer iteration (the global fit's
+    #: ``track_iterations``; fewer leave the multiple-scattering weights of a fit without them)
+    track_iterations: int = 4
     modes: tuple[str, ...] = DEFAULT_MODES
     min_hits: int = 20
     bz: float = 2.0
@@ -102,8 +105,9 @@ class MLAlignerConfig:
     aggregate_size: int = 6  #: hessian-free two-level, coarse_level="aggregate": modules per patch
 
     def check(self) -> MLAlignerConfig:
-        if self.epochs < 1 or self.batch_events < 1 or not self.learning_rate > 0:
-            raise InputError("ml aligner: epochs >= 1, batch_events >= 1 and learning_rate > 0 are required")
+        if self.epochs < 1 or self.batch_events < 1 or not self.learning_rate > 0 or self.track_iterations < 1:
+            raise InputError("ml aligner: epochs >= 1, batch_events >= 1, learning_rate > 0 and track_iterations >= 1 "
+                             "are required")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"ml aligner: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0.0 < self.cg_tolerance < 1.0 or self.cg_iterations < 1 or not self.chi2_tolerance >= 0.0:

@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--methods", default="global,ml")
     ap.add_argument("--iterations", type=int, default=8, help="global fit iterations")
+    ap.add_argument("--refit-from-seed", action="store_true",
+                    help="global fit: fit every track from its seed at each iteration (the hessian-free rule)")
     ap.add_argument("--epochs", type=int, default=20, help="ml epochs")
     ap.add_argument("--batch-events", type=int, default=4, help="ml events per Adam step")
     ap.add_argument("--learning-rate", type=float, default=3e-3, help="ml initial Adam step (mm)")
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         config = {"method": method}
         if method == "global":
             config["iterations"] = args.iterations
+            if args.refit_from_seed:
+                config["refit_from_seed"] = True
         else:
             config.update(epochs=args.epochs, batch_events=args.batch_events, learning_rate=args.learning_rate,
                           device=args.device, optimizer=args.optimizer, init=args.init,
