@@ -138,6 +138,51 @@ Geometry::Geometry(std::vector<Module> modules, std::vector<int> layer_kind) : m
     }
 }
 
+namespace {
+// phi_bin(phi) when every value within err of phi falls in the same bin, on the same side of
+// wrap's limits (+-pi, and 3 pi for a sum of two angles); else -1.
+int clear_phi_bin(double phi, double err, int nphi) {
+    if (std::fabs(phi - kPi) <= err || std::fabs(phi + kPi) <= err || std::fabs(phi - 3.0 * kPi) <= err) return -1;
+    const double f = (wrap(phi) + kPi) / kTwoPi * nphi;
+    const double fl = std::floor(f);
+    // The bin's position moves by err nphi / 2 pi, plus the rounding of the line above.
+    const double margin = err * nphi / kTwoPi * 1.01 + 1e-9;
+    if (!(f - fl > margin && fl + 1.0 - f > margin)) return -1;
+    return std::min(std::max(static_cast<int>(fl), 0), nphi - 1);
+}
+}  // namespace
+
+bool Geometry::candidates_near(int layer, double phi_a, double q_a, double phi_b, double q_b, double phi_err,
+                               std::vector<int>& out) const {
+    const LayerGrid& L = layers_[layer];
+    if (L.bin_start.empty()) return true;
+    const double q_step = (L.q_hi - L.q_lo) / L.nq;
+    int q0 = static_cast<int>(std::floor((std::min(q_a, q_b) - L.q_lo) / q_step));
+    int q1 = static_cast<int>(std::floor((std::max(q_a, q_b) - L.q_lo) / q_step));
+    q0 = std::max(q0, 0); q1 = std::min(q1, L.nq - 1);
+    if (q0 > q1) return true;
+    // candidates()'s phi steps, each checked to go the same way for any phi within the error.
+    const double raw = phi_b - phi_a;
+    const double e2 = 2.0 * phi_err + 1e-12;
+    if (std::fabs(raw - kPi) <= e2 || std::fabs(raw + kPi) <= e2) return false;
+    const double d = wrap(raw);
+    if (std::fabs(d) <= e2) return false;
+    const double lo = d >= 0 ? phi_a : phi_b;
+    const double hi = lo + std::fabs(d);
+    const int p0 = clear_phi_bin(lo, phi_err + 1e-12, L.nphi);
+    const int p1 = clear_phi_bin(hi, 3.0 * phi_err + 1e-12, L.nphi);
+    if (p0 < 0 || p1 < 0) return false;
+    const int nb = (p1 - p0 + L.nphi) % L.nphi + 1;
+    for (int k = 0; k < nb; ++k) {
+        const int p = (p0 + k) % L.nphi;
+        for (int q = q0; q <= q1; ++q) {
+            const int b = p * L.nq + q;
+            out.insert(out.end(), L.bin_modules.begin() + L.bin_start[b], L.bin_modules.begin() + L.bin_start[b + 1]);
+        }
+    }
+    return true;
+}
+
 void Geometry::candidates(int layer, double phi_a, double q_a, double phi_b, double q_b, std::vector<int>& out) const {
     const LayerGrid& L = layers_[layer];
     if (L.bin_start.empty()) return;

@@ -35,6 +35,13 @@ public:
     // the two points (phi_a, q_a) and (phi_b, q_b) (phi ranges taken the short way round).
     void candidates(int layer, double phi_a, double q_a, double phi_b, double q_b, std::vector<int>& out) const;
 
+    // candidates() for phi_a and phi_b known to within phi_err (rad) of the values candidates()
+    // would be given: appends the same modules in the same order and returns true, or appends
+    // nothing and returns false when a phi bin (or the direction round) could differ for values
+    // within the error.
+    bool candidates_near(int layer, double phi_a, double q_a, double phi_b, double q_b, double phi_err,
+                         std::vector<int>& out) const;
+
     // Layers whose r and z extents may overlap [r_lo, r_hi] x [z_lo, z_hi] (mm), as bits (bit l:
     // layer l): a superset of the exact overlap test, from coarse r and z bins. False when the
     // geometry has more than 64 layers (no masks: test every layer).

@@ -140,7 +140,10 @@ struct Stepper {
 
 // Appends to cand the modules of every layer whose shell the chord a->b passes through (with the
 // layer grids' padding), found in the per-layer bins around the chord's entry and exit points.
-void gather_candidates(const Geometry& geo, const double* a, const double* b, std::vector<int>& cand);
+// fast_phi: the points' azimuths from a polynomial, checked to give the same bins (std::atan2 where
+// a bin edge lies within the polynomial's error): the same modules, in the same order.
+void gather_candidates(const Geometry& geo, const double* a, const double* b, std::vector<int>& cand,
+                       bool fast_phi = false);
 
 // The track search's navigation: the modules of the next layer a track crosses, found by stepping
 // along it. Holds per-module scratch (one finder per search, not shared between threads).
