@@ -68,6 +68,17 @@ struct Measurement {
     double u, v, var_u, var_v;
 };
 
+// True only when kalman_chi2_2d(p, C, x) >= chi2_max for certain, told without its divisions:
+// the residual's squared length over the trace of its covariance S bounds chi2 from below (the
+// largest eigenvalue of S is at most its trace). Correlations of S above 0.9995 (where rounding in
+// S's determinant could move chi2 further than the 1e-6 margin covers) and NaN say false.
+inline bool surely_incompatible(const double* p, const double* C, const Measurement& x, double chi2_max) {
+    const double r0 = x.u - p[0], r1 = x.v - p[1];
+    const double s00 = C[0] + x.var_u, s01 = C[1], s11 = C[6] + x.var_v;
+    const double det = s00 * s11 - s01 * s01;
+    return r0 * r0 + r1 * r1 > chi2_max * (s00 + s11) * (1.0 + 1e-6) && det > 1e-3 * s00 * s11;
+}
+
 struct Option {
     double chi2;
     int64_t hit;
@@ -205,6 +216,7 @@ void extend(Context& ctx, Trajectory& tr, std::vector<Trajectory>& children, std
         if (hole_path < 0) { hole_state = pred; hole_path = s; }
         for (int k = ctx.module_start[m]; k < ctx.module_start[m + 1]; ++k) {
             const Measurement& x = ctx.module_meas[k];
+            if (surely_incompatible(pred.p.data(), pred.C.data(), x, ctx.cfg.chi2_max)) continue;
             const double chi2 = kalman_chi2_2d(pred.p.data(), pred.C.data(), x.u, x.v, x.var_u, x.var_v);
             if (chi2 < ctx.cfg.chi2_max) options.push_back({chi2, ctx.module_hits[k], &x, pred, s});
         }
