@@ -150,16 +150,35 @@ int clear_phi_bin(double phi, double err, int nphi) {
     if (!(f - fl > margin && fl + 1.0 - f > margin)) return -1;
     return std::min(std::max(static_cast<int>(fl), 0), nphi - 1);
 }
+
+// The q bins [q0, q1] of the grid spanned by q_a..q_b, clamped to the grid (empty when q0 > q1).
+void q_bins(const LayerGrid& L, double q_a, double q_b, int& q0, int& q1) {
+    const double q_step = (L.q_hi - L.q_lo) / L.nq;
+    q0 = static_cast<int>(std::floor((std::min(q_a, q_b) - L.q_lo) / q_step));
+    q1 = static_cast<int>(std::floor((std::max(q_a, q_b) - L.q_lo) / q_step));
+    q0 = std::max(q0, 0);
+    q1 = std::min(q1, L.nq - 1);
+}
+
+// Appends the modules of phi bins p0..p1 (wrapping through the last bin) times q bins q0..q1.
+void append_bins(const LayerGrid& L, int p0, int p1, int q0, int q1, std::vector<int>& out) {
+    const int nb = (p1 - p0 + L.nphi) % L.nphi + 1;
+    for (int k = 0; k < nb; ++k) {
+        const int p = (p0 + k) % L.nphi;
+        for (int q = q0; q <= q1; ++q) {
+            const int b = p * L.nq + q;
+            out.insert(out.end(), L.bin_modules.begin() + L.bin_start[b], L.bin_modules.begin() + L.bin_start[b + 1]);
+        }
+    }
+}
 }  // namespace
 
 bool Geometry::candidates_near(int layer, double phi_a, double q_a, double phi_b, double q_b, double phi_err,
                                std::vector<int>& out) const {
     const LayerGrid& L = layers_[layer];
     if (L.bin_start.empty()) return true;
-    const double q_step = (L.q_hi - L.q_lo) / L.nq;
-    int q0 = static_cast<int>(std::floor((std::min(q_a, q_b) - L.q_lo) / q_step));
-    int q1 = static_cast<int>(std::floor((std::max(q_a, q_b) - L.q_lo) / q_step));
-    q0 = std::max(q0, 0); q1 = std::min(q1, L.nq - 1);
+    int q0, q1;
+    q_bins(L, q_a, q_b, q0, q1);
     if (q0 > q1) return true;
     // candidates()'s phi steps, each checked to go the same way for any phi within the error.
     const double raw = phi_b - phi_a;
@@ -172,37 +191,21 @@ bool Geometry::candidates_near(int layer, double phi_a, double q_a, double phi_b
     const int p0 = clear_phi_bin(lo, phi_err + 1e-12, L.nphi);
     const int p1 = clear_phi_bin(hi, 3.0 * phi_err + 1e-12, L.nphi);
     if (p0 < 0 || p1 < 0) return false;
-    const int nb = (p1 - p0 + L.nphi) % L.nphi + 1;
-    for (int k = 0; k < nb; ++k) {
-        const int p = (p0 + k) % L.nphi;
-        for (int q = q0; q <= q1; ++q) {
-            const int b = p * L.nq + q;
-            out.insert(out.end(), L.bin_modules.begin() + L.bin_start[b], L.bin_modules.begin() + L.bin_start[b + 1]);
-        }
-    }
+    append_bins(L, p0, p1, q0, q1, out);
     return true;
 }
 
 void Geometry::candidates(int layer, double phi_a, double q_a, double phi_b, double q_b, std::vector<int>& out) const {
     const LayerGrid& L = layers_[layer];
     if (L.bin_start.empty()) return;
-    const double q_step = (L.q_hi - L.q_lo) / L.nq;
-    int q0 = static_cast<int>(std::floor((std::min(q_a, q_b) - L.q_lo) / q_step));
-    int q1 = static_cast<int>(std::floor((std::max(q_a, q_b) - L.q_lo) / q_step));
-    q0 = std::max(q0, 0); q1 = std::min(q1, L.nq - 1);
+    int q0, q1;
+    q_bins(L, q_a, q_b, q0, q1);
     if (q0 > q1) return;
     double d = wrap(phi_b - phi_a);
     const double lo = d >= 0 ? phi_a : phi_b;
     const int p0 = phi_bin(lo, L.nphi);
     const int p1 = phi_bin(lo + std::fabs(d), L.nphi);
-    const int nb = (p1 - p0 + L.nphi) % L.nphi + 1;
-    for (int k = 0; k < nb; ++k) {
-        const int p = (p0 + k) % L.nphi;
-        for (int q = q0; q <= q1; ++q) {
-            const int b = p * L.nq + q;
-            out.insert(out.end(), L.bin_modules.begin() + L.bin_start[b], L.bin_modules.begin() + L.bin_start[b + 1]);
-        }
-    }
+    append_bins(L, p0, p1, q0, q1, out);
 }
 
 }  // namespace trackcore

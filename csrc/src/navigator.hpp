@@ -36,26 +36,9 @@ struct TurnCache {
 
 // helix_advance with the turning angle's cos and sin from `turn`: the same arithmetic, so the same bits.
 inline void helix_advance(const State& in, double h, double s, TurnCache& turn, State& out) {
-    const double hs = h * s;
     double c, sh;
-    turn.get(hs, c, sh);
-    double sn, cs1;
-    if (std::fabs(hs) < 1e-4) {
-        const double hs2 = hs * hs;
-        sn = s * (1.0 - hs2 / 6.0);
-        cs1 = s * hs * (0.5 - hs2 / 24.0);
-    } else {
-        sn = sh / h;
-        cs1 = (1.0 - c) / h;
-    }
-    const double tx = in.dir[0], ty = in.dir[1];
-    out.pos[0] = in.pos[0] + tx * sn + ty * cs1;
-    out.pos[1] = in.pos[1] + ty * sn - tx * cs1;
-    out.pos[2] = in.pos[2] + in.dir[2] * s;
-    out.dir[0] = tx * c + ty * sh;
-    out.dir[1] = ty * c - tx * sh;
-    out.dir[2] = in.dir[2];
-    out.qop = in.qop;
+    turn.get(h * s, c, sh);
+    helix_advance_turned(in, h, s, c, sh, out);
 }
 
 // helix_plane_intersect (Newton, then optionally the scan) with the advance above: the same result.

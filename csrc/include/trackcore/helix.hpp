@@ -19,12 +19,10 @@ struct State {
 // Curvature per unit path (1/mm) in a field bz along z; its sign carries the charge.
 TC_HD double helix_h(double qop, double bz) { return qop * kB * bz; }
 
-// Advance an exact helix by path length s in a constant field along z (h = helix_h(qop, bz)).
-// dir' = h * (dir x z): the transverse direction rotates clockwise for h > 0.
-TC_HD void helix_advance(const State& in, double h, double s, State& out) {
+// Advance an exact helix by path length s given the turning angle's cosine c and sine sh (of h * s).
+// Callers that already hold them (the CKF's cache of the last Newton iterate) share this arithmetic.
+TC_HD void helix_advance_turned(const State& in, double h, double s, double c, double sh, State& out) {
     const double hs = h * s;
-    // One sin and one cos per step (the compiler does not merge repeated calls: they may set errno).
-    const double c = std::cos(hs), sh = std::sin(hs);
     double sn, cs1;  // sin(hs)/h and (1 - cos(hs))/h, with series near h = 0 to stay exact for straight lines
     if (std::fabs(hs) < 1e-4) {
         const double hs2 = hs * hs;
@@ -42,6 +40,15 @@ TC_HD void helix_advance(const State& in, double h, double s, State& out) {
     out.dir[1] = ty * c - tx * sh;
     out.dir[2] = in.dir[2];
     out.qop = in.qop;
+}
+
+// Advance an exact helix by path length s in a constant field along z (h = helix_h(qop, bz)).
+// dir' = h * (dir x z): the transverse direction rotates clockwise for h > 0.
+TC_HD void helix_advance(const State& in, double h, double s, State& out) {
+    const double hs = h * s;
+    // One sin and one cos per step (the compiler does not merge repeated calls: they may set errno).
+    const double c = std::cos(hs), sh = std::sin(hs);
+    helix_advance_turned(in, h, s, c, sh, out);
 }
 
 // Path length s in (s_min, s_max] where the helix meets the plane (point c, normal n); returns false if none.
