@@ -45,21 +45,8 @@ inline void helix_advance(const State& in, double h, double s, TurnCache& turn, 
 // On return `turn` holds the angle of the last Newton iterate, where a converged search ended.
 inline bool helix_plane_intersect(const State& st, double h, const double* c, const double* n, double s_min,
                                   double s_max, double& s_out, State& at, bool scan, TurnCache& turn) {
-    const double f0 = (st.pos[0] - c[0]) * n[0] + (st.pos[1] - c[1]) * n[1] + (st.pos[2] - c[2]) * n[2];
-    const double d0 = st.dir[0] * n[0] + st.dir[1] * n[1] + st.dir[2] * n[2];
-    if (std::fabs(d0) < 1e-12) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
-    double s = -f0 / d0;
-    for (int it = 0; it < 30; ++it) {
-        helix_advance(st, h, s, turn, at);
-        const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
-        const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
-        if (std::fabs(f) < 1e-10) break;
-        if (std::fabs(d) < 1e-12 || it == 29) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
-        s -= f / d;
-    }
-    if (!(s > s_min && s <= s_max)) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
-    s_out = s;
-    return true;
+    return helix_plane_newton(st, h, c, n, s_min, s_max, s_out, at, scan,
+                              [&](double s, State& out) { helix_advance(st, h, s, turn, out); });
 }
 
 struct Stepper {

@@ -85,18 +85,17 @@ TC_HD bool helix_plane_scan(const State& st, double h, const double* c, const do
     return false;
 }
 
-// Where the helix meets the plane (c, n) with s in (s_min, s_max]: Newton from the straight-line
-// guess. With `scan`, where Newton fails or lands outside the range (a curling track meeting a plane
-// it runs almost parallel to, near its turning radius), the first crossing found by helix_plane_scan;
-// the fit uses that for hits the track search already found, the search itself does not.
-TC_HD bool helix_plane_intersect(const State& st, double h, const double* c, const double* n, double s_min,
-                                 double s_max, double& s_out, State& at, bool scan = false) {
+// Newton's method on the plane distance, with advance(s, at) moving the state along the helix by
+// path length s: helix_plane_intersect below, and the CKF's variant that reuses its last sin/cos.
+template <class Advance>
+TC_HD bool helix_plane_newton(const State& st, double h, const double* c, const double* n, double s_min,
+                              double s_max, double& s_out, State& at, bool scan, Advance&& advance) {
     const double f0 = (st.pos[0] - c[0]) * n[0] + (st.pos[1] - c[1]) * n[1] + (st.pos[2] - c[2]) * n[2];
     const double d0 = st.dir[0] * n[0] + st.dir[1] * n[1] + st.dir[2] * n[2];
     if (std::fabs(d0) < 1e-12) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
     double s = -f0 / d0;
     for (int it = 0; it < 30; ++it) {
-        helix_advance(st, h, s, at);
+        advance(s, at);
         const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
         const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
         if (std::fabs(f) < 1e-10) break;
@@ -106,6 +105,16 @@ TC_HD bool helix_plane_intersect(const State& st, double h, const double* c, con
     if (!(s > s_min && s <= s_max)) return scan && helix_plane_scan(st, h, c, n, s_min, s_max, s_out, at);
     s_out = s;
     return true;
+}
+
+// Where the helix meets the plane (c, n) with s in (s_min, s_max]: Newton from the straight-line
+// guess. With `scan`, where Newton fails or lands outside the range (a curling track meeting a plane
+// it runs almost parallel to, near its turning radius), the first crossing found by helix_plane_scan;
+// the fit uses that for hits the track search already found, the search itself does not.
+TC_HD bool helix_plane_intersect(const State& st, double h, const double* c, const double* n, double s_min,
+                                 double s_max, double& s_out, State& at, bool scan = false) {
+    return helix_plane_newton(st, h, c, n, s_min, s_max, s_out, at, scan,
+                              [&](double s, State& out) { helix_advance(st, h, s, out); });
 }
 
 // One RK4 step of length s of d2r/ds2 = qop * kB * (dir x B(pos)); field(pos, B) fills B in Tesla.
