@@ -45,8 +45,11 @@ def default_seeding():
     # |d0| < 1 mm (not 2) for this first, prompt pass: 9 % less seeding work at 170k hits and
     # +0.0004 to +0.0006 of score on <mu> = 200 seeds 11-13 (fewer wrong seeds), real event unchanged;
     # the low-pT passes keep 2 mm (scattering moves soft seeds' d0 further).
+    # Phi bins one doublet window wide (not a third): the same seeds, 9 % less seeding time at 174k
+    # hits, since each middle visits fewer, fuller bins. The displaced and strip passes (windows that
+    # vary strongly with radius) keep 3 bins per window: 1 made the displaced pass 50 % slower.
     return SeedingConfig(min_pt=0.2, delta_r_max=80.0, z0_min=-150.0, z0_max=150.0, d0_max=1.0,
-                         max_seeds_per_middle=3)
+                         max_seeds_per_middle=3, phi_bins_per_window=1)
 
 
 def default_ckf() -> CkfConfig:
@@ -109,13 +112,13 @@ class ReconstructionConfig:
     extra_passes: tuple[dict, ...] = (
         {"min_pt": 0.1, "d0_max": 2.0, "ckf": {"min_measurements": 6, "max_holes": 1, "rescue_min_measurements": 3}},
         {"min_pt": 0.8, "d0_max": 100.0, "volumes": (7, 8, 9), "r_min": 50.0, "delta_r_max": 300.0, "z0_min": -700.0,
-         "z0_max": 700.0, "ckf": {"min_measurements": 7, "max_holes": 1}},
+         "z0_max": 700.0, "phi_bins_per_window": 3, "ckf": {"min_measurements": 7, "max_holes": 1}},
         {"min_pt": 0.8, "d0_max": 10.0, "volumes": (7, 8, 9), "delta_r_max": 300.0, "z0_min": -300.0,
-         "z0_max": 300.0, "ckf": {"min_measurements": 7, "max_holes": 1}},
+         "z0_max": 300.0, "phi_bins_per_window": 3, "ckf": {"min_measurements": 7, "max_holes": 1}},
         {"min_pt": 0.1, "d0_max": 2.0, "delta_r_max": 150.0,
          "ckf": {"min_measurements": 6, "max_holes": 0, "rescue_min_measurements": 3}},
         {"min_pt": 1.0, "d0_max": 200.0, "volumes": (12, 13, 14, 16, 17, 18), "delta_r_max": 200.0,
-         "z0_min": -1500.0, "z0_max": 1500.0, "ckf": {"min_measurements": 5, "max_holes": 1}},
+         "z0_min": -1500.0, "z0_max": 1500.0, "phi_bins_per_window": 3, "ckf": {"min_measurements": 5, "max_holes": 1}},
     )
     #: Run the seed classifier plugin (``trackcore_classify_seeds``) when one is installed. Off by
     #: default: the shipped model is trained on trackcore's simulation and costs score on real TrackML

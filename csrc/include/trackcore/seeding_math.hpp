@@ -117,23 +117,24 @@ struct Doublet {
     double z0;         // the doublet line at r = 0 (radial cot theta), mm
 };
 
-// The cheap doublet cuts of partner o against middle m (side -1: bottom, +1: top), cheapest first
-// (all are ANDed, so the order changes no result): radial distance, phi window (min-pT bending plus
-// the d0 term), |cot theta| and the line's z at r = 0. On success z0 holds that z (mm).
+// The cheap doublet cuts of partner o against middle m (side -1: bottom, +1: top): radial distance,
+// phi window (min-pT bending plus the d0 term), |cot theta| and the line's z at r = 0. z0 receives
+// that z (mm); it is meaningful when the cuts pass. Every cut is evaluated and the results are ANDed
+// without short-circuit: about half the candidates pass, so branching on each cut mispredicts often,
+// while computing all of them costs a few multiplications (a division by a zero dr gives inf or NaN,
+// which the dr cut already rejects).
 template <class P>
 TC_HD bool doublet_passes(int side, double rm, double zm, double phi_m, double inv_rm, double bend_m, double ro,
                           double zo, double phi_o, double inv_ro, double bend_o, const P& p, double& z0) {
     const double dr = side < 0 ? rm - ro : ro - rm;
-    if (!(dr >= p.dr_min && dr <= p.dr_max)) return false;
     const double window = side < 0
                               ? p.phi_scale * (dr * p.k_bend * bend_m + p.d0_max * (inv_ro - inv_rm)) + p.phi_margin
                               : p.phi_scale * (dr * p.k_bend * bend_o + p.d0_max * (inv_rm - inv_ro)) + p.phi_margin;
     const double dphi = wrap(phi_o - phi_m);
-    if ((dphi < 0 ? -dphi : dphi) > window) return false;
     const double cot = side < 0 ? (zm - zo) / dr : (zo - zm) / dr;
-    if ((cot < 0 ? -cot : cot) > p.cot_max) return false;
     z0 = zm - rm * cot;
-    return !(z0 < p.z0_min || z0 > p.z0_max);
+    return (dr >= p.dr_min) & (dr <= p.dr_max) & ((dphi < 0 ? -dphi : dphi) <= window) &
+           ((cot < 0 ? -cot : cot) <= p.cot_max) & (z0 >= p.z0_min) & (z0 <= p.z0_max);
 }
 
 // The conformal terms of a doublet that passed doublet_passes: transform about the middle
