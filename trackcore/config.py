@@ -234,8 +234,8 @@ def dump_config(config: RunConfig | ReconstructionConfig | None = None, *, comme
     passes = data["reconstruction"]["extra_passes"]
     if comments:
         doc = next(p.doc for p in parameters() if p.name == "extra_passes")
-        lines += ["", f"# {doc}", "# (default: the two passes below, low-pT and displaced; extra_passes = [] turns "
-                  "them off)"]
+        lines += ["", f"# {doc}", "# (default: the passes below, low-pT, displaced and strip-only; extra_passes = [] "
+                  "turns them off)"]
     if passes:
         for entry in passes:
             lines += ["[[reconstruction.extra_passes]]"] + [f"{k} = {_toml_value(v)}" for k, v in entry.items()]

@@ -181,7 +181,11 @@ def test_parity_random_hits(config):
 @needs_cpu
 def test_parity_simulated_hits(gun_event):
     sp = gun_event[3]
-    for config in (SeedingConfig(), SeedingConfig(min_pt=0.4, sigma_scattering=2.0, max_seeds_per_middle=1)):
+    from trackcore.reco.pipeline import default_seeding
+
+    # The class default, a tight one, and the pipeline's first pass (phi bins one window wide).
+    for config in (SeedingConfig(), SeedingConfig(min_pt=0.4, sigma_scattering=2.0, max_seeds_per_middle=1),
+                   default_seeding()):
         assert_same(find_seeds(sp, config, backend="cpu"), find_seeds(sp, config, backend="numpy"))
 
 
