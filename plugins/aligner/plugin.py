@@ -22,6 +22,8 @@ from trackcore.geometry.detector import Detector
 from trackcore.plugins import hookimpl
 
 from .global_fit import DEFAULT_MODES, GlobalFitConfig, global_fit
+from .ml_aligner import PRECONDITIONERS
+from .precondition import COARSE_LEVELS
 from .residuals import Frames, TrackSample, collect_tracks, rotvec_to_matrix
 
 METHODS = ("global", "ml")
@@ -137,6 +139,8 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--level", choices=("module", "layer", "volume"), default="module")
     p.add_argument("--iterations", type=int, default=None, help="global fit iterations (default 8)")
     p.add_argument("--solver", choices=("spsolve", "minres"), default="spsolve")
+    p.add_argument("--refit-from-seed", action="store_true",
+                   help="global: fit every track from its seed at each iteration (how the <mu> targets were met)")
     p.add_argument("--modes", default=",".join(DEFAULT_MODES),
                    help="weak modes to constrain, comma separated ('' for none)")
     p.add_argument("--fix-layer", action="append", default=[], metavar="VOLUME:LAYER",
@@ -150,6 +154,16 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", choices=("zero", "global"), default=None,
                    help="ml: start from the nominal geometry or from 2 global-fit iterations (default zero)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="ml: torch device")
+    p.add_argument("--cg-tolerance", type=float, default=None,
+                   help="ml hessian-free: relative CG residual per outer step (default 1e-4)")
+    p.add_argument("--cg-iterations", type=int, default=None,
+                   help="ml hessian-free: most CG iterations per outer step (default 300)")
+    p.add_argument("--cg-chi2", type=float, default=None,
+                   help="ml hessian-free: CG also runs until its chi2 estimate of what is left is below this")
+    p.add_argument("--preconditioner", choices=PRECONDITIONERS, default=None,
+                   help="ml hessian-free: CG preconditioner (default two-level)")
+    p.add_argument("--coarse-level", choices=COARSE_LEVELS, default=None,
+                   help="ml hessian-free two-level: rigid bodies of the coarse level (default aggregate)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run_align)
 
@@ -185,9 +199,12 @@ def _run_align(args: argparse.Namespace) -> int:
         config.update(level=args.level, solver=args.solver, fixed_layers=_parse_layers(args.fix_layer))
         if args.iterations is not None:
             config["iterations"] = args.iterations
+        if args.refit_from_seed:
+            config["refit_from_seed"] = True
     else:
         config["device"] = args.device
-        for key in ("epochs", "batch_events", "learning_rate", "optimizer", "init"):
+        for key in ("epochs", "batch_events", "learning_rate", "optimizer", "init", "cg_tolerance", "cg_iterations",
+                    "cg_chi2", "preconditioner", "coarse_level"):
             if getattr(args, key) is not None:
                 config[key] = getattr(args, key)
     outcome = align(detector, events[:-n_held], config, progress=not args.quiet)

@@ -285,9 +285,11 @@ def test_command_line_writes_alignment_report_and_plots(setup, tmp_path, monkeyp
     data = _command_line_inputs(setup, tmp_path, monkeypatch)
     out = tmp_path / "out"
     code = main(["align", str(data), "--detector", "generic", "--method", "global", "--output", str(out),
-                 "--held-out", "1", "--iterations", "3", "--true-alignment", str(tmp_path / "true.csv"), "--quiet"])
+                 "--held-out", "1", "--iterations", "3", "--refit-from-seed", "--true-alignment",
+                 str(tmp_path / "true.csv"), "--quiet"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
+    assert report["config"]["refit_from_seed"] is True
     assert report["held_out_tracks"] > 100 and report["tracks"] > 500
     assert set(report["residual_widths_um"]) == {"before", "after", "perfect"}
     for name in ("aligned-detectors.csv", "alignment-delta.csv", "alignment-local.csv", "residuals.png",
@@ -325,9 +327,13 @@ def test_cli_align_hessian_free(setup, tmp_path, monkeypatch):
     data = _command_line_inputs(setup, tmp_path, monkeypatch)
     out = tmp_path / "out"
     code = main(["align", str(data), "--detector", "generic", "--method", "ml", "--optimizer", "hessian-free",
-                 "--epochs", "2", "--device", "cpu", "--output", str(out), "--held-out", "1", "--quiet"])
+                 "--epochs", "2", "--device", "cpu", "--output", str(out), "--held-out", "1", "--cg-tolerance", "1e-3",
+                 "--cg-iterations", "400", "--cg-chi2", "10", "--preconditioner", "two-level", "--coarse-level",
+                 "aggregate", "--quiet"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
+    assert {k: report["config"][k] for k in ("cg_tolerance", "cg_iterations", "cg_chi2", "coarse_level")} == {
+        "cg_tolerance": 1e-3, "cg_iterations": 400, "cg_chi2": 10.0, "coarse_level": "aggregate"}
     history = report["details"]["history"]
     assert 1 <= len(history) <= 2 and all(h["cg_iterations"] >= 1 for h in history), history
     widths = report["residual_widths_um"]
