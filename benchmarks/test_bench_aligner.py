@@ -69,7 +69,7 @@ def test_bench_ml_epoch(benchmark, label, eta, muons):
 
     torch.set_num_threads(1)
     det, sample = sample_for(eta, muons)
-    config = MLAlignerConfig(epochs=1, batch_events=1, device="cpu", min_hits=5)
+    config = MLAlignerConfig(optimizer="adam", epochs=1, batch_events=1, device="cpu", min_hits=5)
     tracemalloc.start()
     ml_align(det, sample, config)
     _, peak = tracemalloc.get_traced_memory()

@@ -145,12 +145,12 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="weak modes to constrain, comma separated ('' for none)")
     p.add_argument("--fix-layer", action="append", default=[], metavar="VOLUME:LAYER",
                    help="hold a reference layer fixed (repeatable)")
-    p.add_argument("--epochs", type=int, default=None, help="ml: epochs (default 20)")
+    p.add_argument("--epochs", type=int, default=None, help="ml: epochs; hessian-free: most outer Gauss-Newton steps (default 20)")
     p.add_argument("--batch-events", type=int, default=None, help="ml: events per Adam step (default 20)")
     p.add_argument("--learning-rate", type=float, default=None, help="ml: initial Adam step (mm, default 3e-3)")
     p.add_argument("--optimizer", choices=("adam", "block-newton", "hessian-free"), default=None,
                    help="ml: Adam, the per-module Gauss-Newton preconditioned step, or whole-sample Gauss-Newton "
-                        "with matrix-free conjugate gradients (default adam)")
+                        "with matrix-free conjugate gradients (default hessian-free)")
     p.add_argument("--init", choices=("zero", "global"), default=None,
                    help="ml: start from the nominal geometry or from 2 global-fit iterations (default zero)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="ml: torch device")

@@ -185,7 +185,7 @@ def test_fixed_reference_layer_stays_put(setup):
 def test_ml_aligner_learns_the_misalignment(setup):
     pytest.importorskip("torch")
     det, local, _lit, _truth_det, train, _held = setup
-    outcome = plugin.align(det, train, {"method": "ml", "epochs": 12, "batch_events": 1, "learning_rate": 1e-2,
+    outcome = plugin.align(det, train, {"method": "ml", "optimizer": "adam", "epochs": 12, "batch_events": 1, "learning_rate": 1e-2,
                                             "device": "cpu", "min_hits": 5})
     mask = np.bincount(outcome.sample.module, minlength=len(det)) >= 30
     err = parameter_errors(det, outcome.corrections, local, G.DEFAULT_MODES, mask=mask)
