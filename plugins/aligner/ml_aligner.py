@@ -31,6 +31,10 @@ import numpy as np
 from trackcore.errors import InputError
 from trackcore.geometry.detector import Detector
 
+from .choices import (  # re-exported: the config's allowed values
+    OPTIMIZERS,
+    PRECONDITIONERS,
+)
 from .global_fit import (
     DEFAULT_MODES,
     MODES,
@@ -41,12 +45,6 @@ from .global_fit import (
 )
 from .precondition import COARSE_LEVELS, BlockPreconditioner, curvature_blocks
 from .residuals import C_LIGHT, Frames, TrackSample, fit_tracks
-
-#: ``adam``, ``block-newton`` (per-module 6x6 Gauss-Newton steps) or ``hessian-free`` (whole-sample
-#: Gauss-Newton solved by matrix-free CG, :mod:`.hessian_free`)
-OPTIMIZERS = ("adam", "block-newton", "hessian-free")
-#: CG preconditioners of the hessian-free optimizer (:mod:`.precondition`)
-PRECONDITIONERS = ("block-jacobi", "two-level", "two-level-additive")
 
 
 @dataclass

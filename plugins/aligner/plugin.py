@@ -21,9 +21,8 @@ from trackcore.errors import InputError
 from trackcore.geometry.detector import Detector
 from trackcore.plugins import hookimpl
 
+from .choices import COARSE_LEVELS, OPTIMIZERS, PRECONDITIONERS
 from .global_fit import DEFAULT_MODES, GlobalFitConfig, global_fit
-from .ml_aligner import PRECONDITIONERS
-from .precondition import COARSE_LEVELS
 from .residuals import Frames, TrackSample, collect_tracks, rotvec_to_matrix
 
 METHODS = ("global", "ml")
@@ -148,7 +147,7 @@ def trackcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="ml: epochs; hessian-free: most outer Gauss-Newton steps (default 20)")
     p.add_argument("--batch-events", type=int, default=None, help="ml: events per Adam step (default 20)")
     p.add_argument("--learning-rate", type=float, default=None, help="ml: initial Adam step (mm, default 3e-3)")
-    p.add_argument("--optimizer", choices=("adam", "block-newton", "hessian-free"), default=None,
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help="ml: Adam, the per-module Gauss-Newton preconditioned step, or whole-sample Gauss-Newton "
                         "with matrix-free conjugate gradients (default hessian-free)")
     p.add_argument("--init", choices=("zero", "global"), default=None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .choices import COARSE_LEVELS  # re-exported
 from .coarse import LowRank, aggregate_groups, rigid_body_maps
 from .global_fit import ROTATION_SCALE
 from .residuals import TrackFit, TrackSample, alignment_jacobian
@@ -83,9 +84,6 @@ class BlockPreconditioner:
 
 
 # -- two-level (coarse rigid-body) correction -------------------------------------------------------
-#: coarse groups of :func:`structure_groups`: whole layers/disks, their rings (barrel: one per z
-#: position of the staves' modules, disks: one per radius), or patches of ~k neighbouring modules
-COARSE_LEVELS = ("layer", "ring", "aggregate")
 
 
 def structure_groups(volume_id: np.ndarray, layer_id: np.ndarray, centre: np.ndarray, level: str,

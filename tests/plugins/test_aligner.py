@@ -338,3 +338,15 @@ def test_cli_align_hessian_free(setup, tmp_path, monkeypatch):
     assert 1 <= len(history) <= 2 and all(h["cg_iterations"] >= 1 for h in history), history
     widths = report["residual_widths_um"]
     assert widths["after"]["8"]["sigma_u"] < 0.5 * widths["before"]["8"]["sigma_u"], widths
+
+
+def test_plugin_module_loads_without_scipy_or_torch():
+    """Entry points load at every `trackcore` start, also in installs without scipy (the demo's extras):
+    the plugin module itself must not import scipy or torch (a regression of this session's CLI options)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, plugins.aligner.plugin; "
+            "print(','.join(m for m in ('scipy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", out.stdout
