@@ -274,6 +274,18 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     return config_from_dict(data, source=str(path))
 
 
+def _split_top_level(types: str) -> list[str]:
+    """"int, tuple[int, int]" -> ["int", "tuple[int, int]"]: the commas outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(types):
+        depth += (c == "[") - (c == "]")
+        if c == "," and depth == 0:
+            parts.append(types[start:i].strip())
+            start = i + 1
+    parts.append(types[start:].strip())
+    return parts
+
+
 def _coerce(value: Any, ptype: str, where: str) -> Any:
     """``value`` checked against the annotation ``ptype`` (floats accept integers; lists become tuples)."""
     optional = "None" in ptype
@@ -283,7 +295,7 @@ def _coerce(value: Any, ptype: str, where: str) -> Any:
     if base.startswith("tuple["):
         if not isinstance(value, list):
             raise InputError(f"{where}: expected a list, got {value!r}")
-        inner = [t.strip() for t in base[6:-1].split(",")]
+        inner = _split_top_level(base[6:-1])
         if inner[-1] == "...":
             return tuple(_coerce(v, inner[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(inner):

@@ -56,17 +56,25 @@ py::tuple seeding_grid(f64_array phi, f64_array z, f64_array r, py::dict params)
 // With bz (T), also the (N, 7) track parameters of each seed (pt, charge, phi, theta, z0, d0, cot theta;
 // seedmath::estimate_seed), computed here rather than in numpy: ~10x cheaper on a <mu> = 200 event.
 py::tuple find_seeds(f64_array x, f64_array y, f64_array z, f64_array r, f64_array phi, i64_array layer,
-                     py::dict params, std::optional<double> bz) {
+                     py::dict params, std::optional<double> bz,
+                     std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> middle) {
     const auto n = x.shape(0);
     check_points(n, {{&x, "x"}, {&y, "y"}, {&z, "z"}, {&r, "r"}, {&phi, "phi"}});
     require_shape(layer, {n}, "layer");
     check_radius(r);
     const sd::Params p = to_params(params);
+    const std::uint8_t* middle_flags = nullptr;
+    if (middle) {
+        if (middle->ndim() != 1 || middle->shape(0) != n)
+            throw py::value_error("find_seeds: middle must be a 1-D array of " + std::to_string(n) + " flags like x");
+        static_assert(sizeof(bool) == 1, "bool flags are read as bytes");
+        middle_flags = reinterpret_cast<const std::uint8_t*>(middle->data());
+    }
     std::vector<sd::Seed> seeds;
     {
         py::gil_scoped_release release;
         seeds = sd::find_seeds(n, x.data(), y.data(), z.data(), r.data(), phi.data(),
-                               reinterpret_cast<const std::int64_t*>(layer.data()), p);
+                               reinterpret_cast<const std::int64_t*>(layer.data()), p, middle_flags);
     }
     py::tuple out = seeds_to_arrays(seeds);
     if (!bz) return out;
@@ -92,7 +100,8 @@ void register_seeding(py::module_& m) {
     m.def("seeding_grid", &seeding_grid, py::arg("phi"), py::arg("z"), py::arg("r"), py::arg("params"),
           "Counting sort of space points into (phi, z) cells, each cell by r: (order, cell offsets).");
     m.def("find_seeds", &find_seeds, py::arg("x"), py::arg("y"), py::arg("z"), py::arg("r"), py::arg("phi"),
-          py::arg("layer"), py::arg("params"), py::arg("bz") = py::none(),
+          py::arg("layer"), py::arg("params"), py::arg("bz") = py::none(), py::arg("middle") = py::none(),
           "Triplet seeds: (hits (N, 3) int64 bottom/middle/top input indices, weight), best first; given bz (T) "
-          "also (N, 7) float64 pt, charge, phi, theta, z0, d0, cot theta.");
+          "also (N, 7) float64 pt, charge, phi, theta, z0, d0, cot theta. middle: N bools, the points that may "
+          "be a seed's middle (None: all).");
 }

@@ -238,7 +238,8 @@ Grid build_grid(std::int64_t n, const double* phi, const double* z, const double
 }
 
 std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, const double* z, const double* r,
-                             const double* phi, const std::int64_t* layer, const Params& p) {
+                             const double* phi, const std::int64_t* layer, const Params& p,
+                             const std::uint8_t* middle) {
     std::vector<Seed> seeds;
     if (n == 0) return seeds;
     const Index ix = build_index(n, x, y, z, r, phi, layer, p);
@@ -264,6 +265,7 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
 
     for (std::int64_t m = 0; m < n; ++m) {
         const Point& pm_ = pts[m];
+        if (middle != nullptr && !middle[pm_.index]) continue;
         const double xm = pm_.x, ym = pm_.y, zm = pm_.z, rm = pm_.r, pm = pm_.phi;
         const double cos_m = xm / rm, sin_m = ym / rm;
         const int lm = ix.layer_of[m], b_mid = sm::phi_bin(pm, p);

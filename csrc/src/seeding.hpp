@@ -51,8 +51,10 @@ struct Seed {
     std::int64_t bottom, middle, top;  // input indices
 };
 
-// Triplet seeds over all n space points, best weight first (ties by middle, bottom, top).
+// Triplet seeds over all n space points, best weight first (ties by middle, bottom, top). middle
+// (n flags, or nullptr for all): the points that may be the middle of a seed.
 std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, const double* z, const double* r,
-                             const double* phi, const std::int64_t* layer, const Params& p);
+                             const double* phi, const std::int64_t* layer, const Params& p,
+                             const std::uint8_t* middle = nullptr);
 
 }  // namespace trackcore::seeding

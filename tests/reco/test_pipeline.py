@@ -341,3 +341,28 @@ def test_a_pass_without_seeds_does_not_end_the_later_passes(reco_detector, pileu
     reco = reconstruct(pileup_event, reco_detector, ReconstructionConfig(seeding=first, extra_passes=(nothing, strips)))
     passes = reco.outputs["track_finding"]["passes"]
     assert len(passes) == 2 and passes[1]["seeds_used"] > 0, passes
+
+
+def test_first_pass_middle_layers_follow_the_detector():
+    """The first pass takes middles on every other TrackML pixel layer only where the detector has the
+    TrackML pixel layout; a middle_layers list naming layers the detector lacks is a clear error."""
+    import dataclasses
+
+    from trackcore.errors import InputError
+    from trackcore.geometry.builders import generic_detector, trackml_like_detector
+    from trackcore.reco.pipeline import (
+        PIXEL_MIDDLE_LAYERS,
+        ReconstructionConfig,
+        build_pipeline,
+        default_seeding,
+        has_trackml_pixels,
+    )
+
+    trackml, generic = trackml_like_detector(), generic_detector()
+    assert has_trackml_pixels(trackml) and not has_trackml_pixels(generic)
+    assert default_seeding(trackml).middle_layers == PIXEL_MIDDLE_LAYERS
+    assert default_seeding(generic).middle_layers is None
+    build_pipeline(generic)  # the default adapts
+    with pytest.raises(InputError, match="middle_layers .* not .* layers of detector"):
+        build_pipeline(generic, ReconstructionConfig(seeding=dataclasses.replace(default_seeding(),
+                                                                                middle_layers=PIXEL_MIDDLE_LAYERS)))

@@ -380,3 +380,74 @@ def test_bad_input():
         SeedingConfig(d0_max=float("nan"))
     with pytest.raises(InputError, match="must be 1-D"):
         SpacePoints.from_xyz([1.0], [1.0], [1.0], layer_index=[0, 1])
+
+
+# -- middle space points restricted to some layers ----------------------------------------------
+def _seed_args(sp, config):
+    from trackcore.reco.seeding import _params_for, _selection
+
+    sel = _selection(sp, config)
+    return (sp.x[sel], sp.y[sel], sp.z[sel], sp.r[sel], sp.phi[sel], sp.layer_index[sel],
+            _params_for(sp, sel, config))
+
+
+@needs_cpu
+def test_middle_mask_keeps_exactly_the_seeds_of_the_allowed_middles():
+    # Seeds are made middle by middle (with the cap per middle), so restricting the middles must give
+    # the unrestricted seeds whose middle is allowed, in the same order, on every backend.
+    from trackcore.backends import get_backend
+
+    sp = random_spacepoints(300, 1500, np.random.default_rng(11))
+    args = _seed_args(sp, SeedingConfig(volumes=None))
+    middle = np.random.default_rng(1).random(len(args[0])) < 0.4
+    full = get_backend("numpy").kernel("find_seeds")(*args, bz=2.0)
+    keep = middle[full[0][:, 1]]
+    assert 0 < keep.sum() < len(keep)
+    for backend in ("numpy", "cpu"):
+        got = get_backend(backend).kernel("find_seeds")(*args, bz=2.0, middle=middle)
+        np.testing.assert_array_equal(got[0], full[0][keep])
+        np.testing.assert_array_equal(got[1], full[1][keep])
+        np.testing.assert_allclose(got[2], full[2][keep], rtol=1e-12, atol=1e-12)  # libm vs numpy roundings
+    for backend in ("numpy", "cpu"):
+        with pytest.raises(ValueError, match="middle"):
+            get_backend(backend).kernel("find_seeds")(*args, bz=2.0, middle=middle[:-1])
+
+
+def test_middle_mask_on_the_host_emulation_of_the_cuda_kernels():
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not found: no host emulation of the CUDA kernels")
+    from trackcore.backends import get_backend
+    from trackcore.backends.cupy_backend import make_backend
+    from trackcore.backends.cupy_kernels._emulate import HostRuntime
+
+    rt = HostRuntime()
+    rt.build_all()
+    sp = random_spacepoints(60, 200, np.random.default_rng(3))
+    args = _seed_args(sp, SeedingConfig(volumes=None))
+    middle = np.random.default_rng(2).random(len(args[0])) < 0.5
+    got = make_backend(rt).kernel("find_seeds")(*args, bz=2.0, middle=middle)
+    ref = get_backend("numpy").kernel("find_seeds")(*args, bz=2.0, middle=middle)
+    assert len(ref[0]) > 5
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+@needs_cpu
+def test_middle_layers_config_selects_middles_by_volume_and_layer(gun_event):
+    sp = gun_event[3]
+    assert (sp.layer_id >= 0).all()  # from the event's layer_id column
+    pairs = sorted({(int(v), int(l)) for v, l in zip(sp.volume_id, sp.layer_id)})
+    allowed = tuple(pairs[::2])
+    seeds = find_seeds(sp, SeedingConfig(middle_layers=allowed))
+    everything = find_seeds(sp, SeedingConfig())
+    mid = seeds.hits[:, 1]
+    assert len(seeds) > 0 and set(zip(sp.volume_id[mid].tolist(), sp.layer_id[mid].tolist())) <= set(allowed)
+    keep = np.isin(sp.volume_id[everything.hits[:, 1]] * 1_000_000 + sp.layer_id[everything.hits[:, 1]],
+                   [v * 1_000_000 + l for v, l in allowed])
+    np.testing.assert_array_equal(seeds.hits, everything.hits[keep])
+    assert_same(find_seeds(sp, SeedingConfig(middle_layers=allowed), backend="cpu"),
+                find_seeds(sp, SeedingConfig(middle_layers=allowed), backend="numpy"))
+    with pytest.raises(InputError, match="middle_layers"):
+        SeedingConfig(middle_layers=(8, 2))

@@ -67,6 +67,10 @@ class SeedingConfig:
     z0_weight: float = 0.01  # weight per mm of |z0|
     max_seeds_per_middle: int = 5
     max_seeds: int = 500_000  # per event, best weight first
+    # (volume_id, layer_id) pairs whose space points may be the middle of a seed (the others are still
+    # bottoms and tops); None: every layer. Like ACTS's middle space-point range, this removes seeds
+    # that repeat what neighbouring middle layers find. Grid seeding only (hashing seeds from all).
+    middle_layers: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         positive = ("min_pt", "delta_r_min", "cot_theta_max", "rad_length_per_seed", "phi_window_scale",
@@ -76,6 +80,14 @@ class SeedingConfig:
             if f.name == "volumes":
                 if v is not None:
                     self.volumes = tuple(int(x) for x in v)
+                continue
+            if f.name == "middle_layers":
+                if v is not None:
+                    try:
+                        self.middle_layers = tuple((int(a), int(b)) for a, b in v)
+                    except (TypeError, ValueError):
+                        raise InputError(f"SeedingConfig.middle_layers must be (volume_id, layer_id) pairs or None, "
+                                         f"got {v!r}") from None
                 continue
             if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool) or not math.isfinite(v):
                 raise InputError(f"SeedingConfig.{f.name} must be a finite number, got {v!r}")
@@ -225,8 +237,13 @@ def find_seeds(spacepoints: SpacePoints, config: SeedingConfig | None = None, ba
     kernel = get_backend(backend).kernel("find_seeds")
     # The kernel also estimates the track parameters (bz given): in the compiled core that is ~10x
     # cheaper than the numpy estimate over ~10^5 seeds.
+    middle = None
+    if config.middle_layers is not None:
+        pairs = np.asarray(config.middle_layers, np.int64).reshape(-1, 2)
+        key = sp.volume_id[sel].astype(np.int64) * 1_000_000 + sp.layer_id[sel]
+        middle = np.isin(key, pairs[:, 0] * 1_000_000 + pairs[:, 1])
     hits, weight, track = kernel(sp.x[sel], sp.y[sel], sp.z[sel], sp.r[sel], sp.phi[sel], sp.layer_index[sel],
-                                 _params_for(sp, sel, config), bz=float(config.bz))
+                                 _params_for(sp, sel, config), bz=float(config.bz), middle=middle)
     hits = sel[np.asarray(hits, np.int64).reshape(-1, 3)]
     track = np.asarray(track, np.float64).reshape(-1, 7)
     pt, charge, phi, theta, z0, d0, cot = (np.ascontiguousarray(track[:, k]) for k in range(7))

@@ -189,10 +189,11 @@ def _with_parameters(hits, w, x, y, z, bz):
     return hits, w, np.stack([np.asarray(c, np.float64) for c in est], axis=1).reshape(-1, 7)
 
 
-def find_seeds_numpy(x, y, z, r, phi, layer, params: dict, bz: float | None = None) -> tuple:
+def find_seeds_numpy(x, y, z, r, phi, layer, params: dict, bz: float | None = None, middle=None) -> tuple:
     """Kernel ``find_seeds``: ((N, 3) int64 bottom/middle/top input indices, weight), best weight first
     (ties by middle, bottom, top); given ``bz`` (T) also the (N, 7) float64 track parameters of
-    :func:`estimate_parameters_numpy` (charge as a float column)."""
+    :func:`estimate_parameters_numpy` (charge as a float column). ``middle``: N bools, the points that
+    may be the middle of a seed (None: all)."""
     if bz is not None and not (np.isfinite(bz) and bz != 0):
         raise ValueError("find_seeds: bz must be finite and non-zero (T)")
     sp = {k: np.asarray(v, np.float64) for k, v in dict(x=x, y=y, z=z, r=r, phi=phi).items()}
@@ -207,8 +208,14 @@ def find_seeds_numpy(x, y, z, r, phi, layer, params: dict, bz: float | None = No
     with np.errstate(divide="ignore", invalid="ignore"):
         sp["bend"] = np.where(kr < 1.0, 1.0 / np.sqrt(1.0 - kr * kr), np.inf)
     k_max = int(p["max_seeds_per_middle"])
+    if middle is not None:
+        middle = np.asarray(middle, bool)
+        if middle.shape != (n,):
+            raise ValueError(f"find_seeds: middle must be a 1-D array of {n} flags like x, got shape {middle.shape}")
     out_hits, out_w = [], []
     for m in range(n):
+        if middle is not None and not middle[m]:
+            continue
         cand = grid.points(grid.neighbour_phi_bins(int(grid.phi_bin(sp["phi"][m]))))
         b = _doublets(m, -1, cand, sp, p)
         if len(b["index"]) == 0:

@@ -16,7 +16,8 @@ class SpacePoints:
     """One row per hit. Lengths in mm, ``phi`` in rad in [-pi, pi].
 
     ``hit_index`` is the row in ``event.hits``; ``module_index`` the row in the detector's module
-    table; ``layer_index`` the index into ``detector.layers``; ``volume_id`` the TrackML volume.
+    table; ``layer_index`` the index into ``detector.layers``; ``volume_id`` and ``layer_id`` the
+    TrackML volume and layer (-1 where unknown).
     """
 
     x: np.ndarray
@@ -28,9 +29,12 @@ class SpacePoints:
     module_index: np.ndarray
     layer_index: np.ndarray
     volume_id: np.ndarray
+    layer_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.x)
+        if self.layer_id is None:
+            self.layer_id = np.full(n, -1, np.int64)
         for f in fields(self):
             a = np.asarray(getattr(self, f.name))
             if a.ndim != 1 or len(a) != n:
@@ -48,7 +52,7 @@ class SpacePoints:
 
     @classmethod
     def from_xyz(cls, x, y, z, *, layer_index, volume_id=None, module_index=None,
-                 hit_index=None) -> "SpacePoints":
+                 hit_index=None, layer_id=None) -> "SpacePoints":
         """Space points from global positions (mm); missing indices default to -1 (volume 0)."""
         x, y, z = (np.asarray(a, np.float64) for a in (x, y, z))
         if not (x.shape == y.shape == z.shape) or x.ndim != 1:
@@ -59,7 +63,7 @@ class SpacePoints:
         return cls(x, y, z, np.hypot(x, y), np.arctan2(y, x),
                    np.arange(n) if hit_index is None else hit_index,
                    fill if module_index is None else module_index, layer_index,
-                   np.zeros(n, np.int32) if volume_id is None else volume_id)
+                   np.zeros(n, np.int32) if volume_id is None else volume_id, layer_id)
 
     @classmethod
     def from_event(cls, event: Event, detector: Detector, volumes: Iterable[int] | None = None) -> "SpacePoints":
@@ -81,7 +85,7 @@ class SpacePoints:
         module_index = _module_rows(detector, vol, lay, mod, rows, hits["hit_id"], event.name)
         x, y, z = xyz.T
         return cls(x, y, z, np.hypot(x, y), np.arctan2(y, x), rows, module_index,
-                   detector.layer_index(module_index), vol)
+                   detector.layer_index(module_index), vol, lay)
 
 
 def _check_finite(xyz: np.ndarray, where: str, rows=None, hit_id=None) -> None:

@@ -44,9 +44,10 @@ def _with_parameters(rt, host, hits, w, x, y, z, bz):
     return outputs(rt, host, hits, w, track)
 
 
-def find_seeds(x, y, z, r, phi, layer, params: dict, bz: float | None = None, *, runtime):
+def find_seeds(x, y, z, r, phi, layer, params: dict, bz: float | None = None, middle=None, *, runtime):
     """Kernel ``find_seeds``: ((N, 3) int64 bottom/middle/top input indices, (N,) float64 weight), best first;
-    given ``bz`` (T) also the (N, 7) float64 track parameters."""
+    given ``bz`` (T) also the (N, 7) float64 track parameters. ``middle``: N bools, the points that may be
+    the middle of a seed (None: all)."""
     rt, xp = runtime, runtime.xp
     host_f, (x, y, z, r, phi) = inputs(rt, x, y, z, r, phi, dtype=np.float64)
     host_l, (layer,) = inputs(rt, layer, dtype=np.int64)
@@ -91,6 +92,13 @@ def find_seeds(x, y, z, r, phi, layer, params: dict, bz: float | None = None, *,
     rt.launch(doublets, n, (np.int32(1), np.int64(n), *pts, pd, pi, rext, n_bottom, n_top, bot_off, top_off, bottoms,
                             tops))
 
+    if middle is not None:
+        # A point that may not be a middle gets no bottoms, so the triplet kernel makes no seed on it (its
+        # doublets were found above, with the others': simpler than a mask in every kernel).
+        _host_m, (middle,) = inputs(rt, middle, dtype=np.bool_)
+        if middle.shape != (n,):
+            raise InputError(f"find_seeds: middle has shape {middle.shape}, expected ({n},) like x")
+        n_bottom = xp.where(middle[order], n_bottom, 0)
     k = int(params["max_seeds_per_middle"])
     scratch = xp.zeros((max(n_t, 1), TRIPLET_WORDS), xp.float64)
     out_hits = xp.zeros((max(n * k, 1), 3), xp.int64)
