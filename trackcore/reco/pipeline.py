@@ -81,9 +81,7 @@ TRACKML_PIXEL_LAYERS = frozenset([(7, k) for k in range(2, 16, 2)] + [(8, k) for
 
 def has_trackml_pixels(detector: Detector) -> bool:
     """Whether ``detector``'s volumes 7, 8, 9 have exactly the TrackML pixel layers."""
-    vol, lay = np.asarray(detector.volume_id), np.asarray(detector.layer_id)
-    pix = np.isin(vol, (7, 8, 9))
-    return set(zip(vol[pix].tolist(), lay[pix].tolist())) == TRACKML_PIXEL_LAYERS
+    return {(la.volume_id, la.layer_id) for la in detector.layers if la.volume_id in (7, 8, 9)} == TRACKML_PIXEL_LAYERS
 
 
 def default_ckf() -> CkfConfig:
@@ -268,7 +266,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
     config = config or ReconstructionConfig()
     seeding_config = config.seeding or default_seeding(detector)
     if seeding_config.middle_layers is not None:
-        present = set(zip(np.asarray(detector.volume_id).tolist(), np.asarray(detector.layer_id).tolist()))
+        present = {(la.volume_id, la.layer_id) for la in detector.layers}
         missing = [pair for pair in seeding_config.middle_layers if tuple(pair) not in present]
         if missing:
             raise InputError(f"seeding middle_layers {missing} are not (volume_id, layer_id) layers of detector "
