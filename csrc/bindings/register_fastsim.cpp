@@ -1,9 +1,11 @@
 // Fast-simulation kernels (plugins/fastsim_gan): generator conditions and the cluster renderer.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,7 +21,15 @@ namespace {
 
 // Generated widths and corner drops beyond this many cells are not clusters but a broken generator;
 // they would allocate without bound.
-constexpr double kMaxObservedCells = static_cast<double>(1 << 21);
+using fs::kMaxObservedCells;
+
+// A numpy array that takes over a vector's storage (no copy); `shape` must match its size.
+template <class T>
+py::array_t<T> adopt(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
+    auto* owner = new std::vector<T>(std::move(v));
+    py::capsule free_it(owner, [](void* q) { delete static_cast<std::vector<T>*>(q); });
+    return py::array_t<T>(std::move(shape), owner->data(), free_it);
+}
 
 // Shapes and values of the inputs both kernels share; `charge_name` is "edep" or "electrons".
 void check_common(const i64_array& module_index, const f64_array& segments, const f64_array& edep,
@@ -78,9 +88,7 @@ py::tuple render_typed(const i64_array& module_index, const f64_array& segments,
     for (py::ssize_t i = 0; i < n; ++i)
         for (int c = 0; c < fs::kObservables; ++c) {
             const double v = o[fs::kObservables * i + c];
-            if (!std::isfinite(v) || (c < 3 && std::abs(v) > kMaxObservedCells))
-                throw py::value_error("obs[" + std::to_string(i) + ", " + std::to_string(c) + "] = " +
-                                      std::to_string(v) + " is not finite or is out of range (|widths, drops| <= 2^21)");
+            if (!fs::observable_in_range(c, v)) throw py::value_error(fs::observable_error(i, c, v));
         }
     const int64_t* idx = module_index.data();
     const double *seg = segments.data(), *q = electrons.data(), *md = modules.data();
@@ -149,7 +157,8 @@ py::tuple generate(i64_array module_index, f64_array segments, f64_array edep, f
                    double electrons_per_gev, double value_per_electron, py::list class_w, py::list class_b,
                    py::array_t<float, py::array::c_style | py::array::forcecast> embed, py::list gen_w,
                    py::list gen_b, py::array_t<float, py::array::c_style | py::array::forcecast> classes,
-                   std::uint64_t seed, float leak) {
+                   std::uint64_t seed, float leak, std::optional<f64_array> centres,
+                   std::optional<f64_array> rotations, std::int64_t first_hit_id) {
     check_common(module_index, segments, edep, modules, "edep");
     for (const double v : {electrons_per_gev, value_per_electron})
         if (!(std::isfinite(v) && v > 0))
@@ -178,13 +187,30 @@ py::tuple generate(i64_array module_index, f64_array segments, f64_array edep, f
     py::array_t<double> electrons(n);
     const int64_t* idx = module_index.data();
     const double *seg = segments.data(), *q = edep.data(), *p = momentum.data(), *md = modules.data();
-    {
-        py::gil_scoped_release release;
-        fs::generate(idx, seg, q, p, n, md, electrons_per_gev, g, seed, obs.mutable_data(), electrons.mutable_data());
+    fs::RenderBuffers cells;
+    if (centres.has_value() != rotations.has_value())
+        throw py::value_error("centres and rotations: give both (the module frames) or neither");
+    if (centres) {
+        require_shape(*centres, {-1, 3}, "centres");
+        require_shape(*rotations, {centres->shape(0), 3, 3}, "rotations");
+        if (modules.shape(0) != centres->shape(0))
+            throw py::value_error("centres: " + std::to_string(centres->shape(0)) + " module frames for " +
+                                  std::to_string(modules.shape(0)) + " module rows");
+        cells.centres = centres->data(), cells.rotations = rotations->data(), cells.first_hit_id = first_hit_id;
     }
-    // A generator gone wrong (huge weights) can still give inf; render_typed reports the row.
-    const py::tuple cells = render_typed<float>(module_index, segments, electrons, obs, modules, value_per_electron);
-    return py::make_tuple(cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], obs);
+    {
+        // A generator gone wrong (huge weights) can still give inf: generate names the row (ValueError).
+        py::gil_scoped_release release;
+        fs::generate(idx, seg, q, p, n, md, electrons_per_gev, g, seed, obs.mutable_data(), electrons.mutable_data(),
+                     value_per_electron, &cells);
+    }
+    const auto k = static_cast<py::ssize_t>(cells.cluster.size()), m = static_cast<py::ssize_t>(cells.ch0.size());
+    return py::make_tuple(adopt(std::move(cells.cluster), {k}), adopt(std::move(cells.size), {k}),
+                          adopt(std::move(cells.ch0), {m}), adopt(std::move(cells.ch1), {m}),
+                          adopt(std::move(cells.value), {m}), adopt(std::move(cells.charge), {k}),
+                          adopt(std::move(cells.local), {k, py::ssize_t{2}}), obs,
+                          centres ? py::object(adopt(std::move(cells.global), {k, py::ssize_t{3}})) : py::none(),
+                          centres ? py::object(adopt(std::move(cells.cell_hit), {m})) : py::none());
 }
 
 }  // namespace
@@ -205,9 +231,12 @@ void register_fastsim(py::module_& m) {
     m.def("fastsim_generate", &generate, py::arg("module_index"), py::arg("segments"), py::arg("edep"),
           py::arg("momentum"), py::arg("modules"), py::arg("electrons_per_gev"), py::arg("value_per_electron"),
           py::arg("class_w"), py::arg("class_b"), py::arg("embed"), py::arg("gen_w"), py::arg("gen_b"),
-          py::arg("classes"), py::arg("seed"), py::arg("leak"),
+          py::arg("classes"), py::arg("seed"), py::arg("leak"), py::kw_only(), py::arg("centres") = py::none(),
+          py::arg("rotations") = py::none(), py::arg("first_hit_id") = 1,
           "fastsim_conditions -> generator (classifier of the integer observables, then the GAN generator;\n"
           "plugins/fastsim_gan/model.py, normalisation folded into the float32 weights) -> fastsim_render in\n"
-          "one call. Noise: counter based from seed (model.hash_uniforms). Returns fastsim_render's tuple\n"
-          "and the (N, 6) float32 observables.");
+          "one call. Noise: counter based from seed (model.hash_uniforms). Returns fastsim_render's tuple,\n"
+          "the (N, 6) float32 observables, and with the module frames centres (M, 3) and rotations (M, 3, 3)\n"
+          "given, each cluster's global position (K, 3) and each cell's hit id (first_hit_id + cluster rank),\n"
+          "else None twice.");
 }

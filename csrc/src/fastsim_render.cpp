@@ -2,6 +2,8 @@
 // operations (plugins/fastsim_gan/clusters.py) so that cells come out bit-identical.
 #include "fastsim_render.hpp"
 
+#include "trackcore/transform.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -35,7 +37,7 @@ inline double fast_floor(double x) {
 
 // Round half to even (np.rint).
 inline double fast_rint(double x) {
-    if (!(std::abs(x) < kTwo52)) return fast_rint(x);
+    if (!(std::abs(x) < kTwo52)) return std::nearbyint(x);
     return std::copysign((std::abs(x) + kTwo52) - kTwo52, x);
 }
 
@@ -51,11 +53,19 @@ struct Plan {
 // Renderer constants of render_numpy (kernels.py): staircase phase gain and bound, smallest cell weight.
 constexpr double kPhaseGain = 1.0, kMaxPhase = 0.99, kMinWeight = 0.1;
 
-template <class T>
-Plan plan(const double* seg, double electrons, const T* o, const double* mod) {
+// The path's entry and exit in cell units along u and v (conditions and rendering both start here).
+struct CellCoords {
+    double cu0, cu1, cv0, cv1;
+};
+inline CellCoords cell_coords(const double* seg, const double* mod) {
     const double pu = mod[kPitchU], pv = mod[kPitchV];
-    const double cu0 = (seg[0] + mod[kMaxHu]) / pu, cu1 = (seg[2] + mod[kMaxHu]) / pu;
-    const double cv0 = (seg[1] + mod[kHv]) / pv, cv1 = (seg[3] + mod[kHv]) / pv;
+    return {(seg[0] + mod[kMaxHu]) / pu, (seg[2] + mod[kMaxHu]) / pu, (seg[1] + mod[kHv]) / pv,
+            (seg[3] + mod[kHv]) / pv};
+}
+
+template <class T>
+Plan plan(const CellCoords& cc, double electrons, const T* o, const double* mod) {
+    const double cu0 = cc.cu0, cu1 = cc.cu1, cv0 = cc.cv0, cv1 = cc.cv1;
     const auto width_u = static_cast<std::int64_t>(std::abs(fast_floor(cu1) - fast_floor(cu0))) + 1;
     const auto width_v = static_cast<std::int64_t>(std::abs(fast_floor(cv1) - fast_floor(cv0))) + 1;
     const double mid_u = 0.5 * (cu0 + cu1), mid_v = 0.5 * (cv0 + cv1);
@@ -94,9 +104,8 @@ Plan plan(const double* seg, double electrons, const T* o, const double* mod) {
 // divisions: they dominate the counting pass), or -1 if its cells are masked.
 template <class T>
 std::int64_t full_if_plain(const double* seg, const T* o, const double* mod) {
-    const double pu = mod[kPitchU], pv = mod[kPitchV];
-    const double cu0 = (seg[0] + mod[kMaxHu]) / pu, cu1 = (seg[2] + mod[kMaxHu]) / pu;
-    const double cv0 = (seg[1] + mod[kHv]) / pv, cv1 = (seg[3] + mod[kHv]) / pv;
+    const CellCoords cc = cell_coords(seg, mod);
+    const double cu0 = cc.cu0, cu1 = cc.cu1, cv0 = cc.cv0, cv1 = cc.cv1;
     const auto width_u = static_cast<std::int64_t>(std::abs(fast_floor(cu1) - fast_floor(cu0))) + 1;
     const auto width_v = static_cast<std::int64_t>(std::abs(fast_floor(cv1) - fast_floor(cv0))) + 1;
     const auto wu = std::max<std::int64_t>(width_u + static_cast<std::int64_t>(fast_rint(double(o[0]))), 1);
@@ -205,15 +214,19 @@ inline void prefetch_module(const std::int64_t* module_index, std::int64_t i, st
 
 }  // namespace
 
+std::string observable_error(std::int64_t row, int c, double v) {
+    return "obs[" + std::to_string(row) + ", " + std::to_string(c) + "] = " + std::to_string(v) +
+           " is not finite or is out of range (|widths, drops, centroid residuals| <= 2^21 cells, |log charge| <= 50)";
+}
+
 void prefetch_rows(const std::int64_t* module_index, std::int64_t i, std::int64_t n, const double* modules) {
     prefetch_module(module_index, i, n, modules);
 }
 
 void conditions_row(const double* seg, double edep, const double* p, const double* mod, double electrons_per_gev,
                     float* row) {
-    const double pu = mod[kPitchU], pv = mod[kPitchV];
-    const double cu0 = (seg[0] + mod[kMaxHu]) / pu, cu1 = (seg[2] + mod[kMaxHu]) / pu;
-    const double cv0 = (seg[1] + mod[kHv]) / pv, cv1 = (seg[3] + mod[kHv]) / pv;
+    const CellCoords cc = cell_coords(seg, mod);
+    const double cu0 = cc.cu0, cu1 = cc.cu1, cv0 = cc.cv0, cv1 = cc.cv1;
     const auto cls = static_cast<int>(mod[kClass]);
     for (int k = 0; k < 4; ++k) row[k] = cls == k ? 1.0f : 0.0f;
     row[4] = static_cast<float>(std::log1p(std::abs(cu1 - cu0)));
@@ -240,7 +253,7 @@ void render_count(const std::int64_t* module_index, const double* segments, cons
         std::int64_t k = full_if_plain(segments + 4 * i, obs + kObservables * i, mod);
         if (k < 0) {
             k = 0;
-            cells(plan(segments + 4 * i, electrons[i], obs + kObservables * i, mod),
+            cells(plan(cell_coords(segments + 4 * i, mod), electrons[i], obs + kObservables * i, mod),
                   [&](std::int64_t, std::int64_t) { ++k; });
         }
         n_cells += k;
@@ -248,35 +261,134 @@ void render_count(const std::int64_t* module_index, const double* segments, cons
     }
 }
 
+namespace {
+
+// Outputs of render_fill: arrays sized by render_count (checked on every write), or the growable
+// buffers of the fused pass.
+struct ArrayWriter {
+    const RenderOut& out;
+    std::int64_t kc = 0, cell = 0;
+    std::int64_t cells_so_far() const { return cell; }
+    void cell_at(std::int64_t i, std::int32_t c0, std::int32_t c1, double v) {
+        // Insurance that the counting pass agreed (same arithmetic): never write past the end.
+        if (cell >= out.n_cells) throw std::logic_error("fastsim_render: cell count disagrees at crossing " + std::to_string(i));
+        out.ch0[cell] = c0, out.ch1[cell] = c1, out.value[cell] = v;
+        ++cell;
+    }
+    void cluster(std::int64_t i, std::int64_t size, double charge, double lu, double lv) {
+        if (kc >= out.n_clusters) throw std::logic_error("fastsim_render: cluster count disagrees at crossing " + std::to_string(i));
+        out.cluster[kc] = i, out.size[kc] = size, out.charge[kc] = charge;
+        out.local[2 * kc] = lu, out.local[2 * kc + 1] = lv;
+        ++kc;
+    }
+};
+
+struct BufferWriter {
+    RenderBuffers& out;
+    const std::int64_t* module_index;
+    std::int64_t cells_so_far() const { return static_cast<std::int64_t>(out.ch0.size()); }
+    void cell_at(std::int64_t, std::int32_t c0, std::int32_t c1, double v) {
+        out.ch0.push_back(c0), out.ch1.push_back(c1), out.value.push_back(v);
+        if (out.centres) out.cell_hit.push_back(out.first_hit_id + static_cast<std::int64_t>(out.cluster.size()));
+    }
+    void cluster(std::int64_t i, std::int64_t size, double charge, double lu, double lv) {
+        out.cluster.push_back(i), out.size.push_back(size), out.charge.push_back(charge);
+        out.local.push_back(lu), out.local.push_back(lv);
+        if (!out.centres) return;
+        const std::int64_t m = module_index[i];
+        const double local[3] = {lu, lv, 0.0};
+        double xyz[3];
+        to_global(out.centres + 3 * m, out.rotations + 9 * m, local, xyz);
+        out.global.insert(out.global.end(), xyz, xyz + 3);
+    }
+};
+
+// Clusters longer than this take the slower path that walks the staircase three times.
+constexpr std::int64_t kCellBuffer = 128;
+
+// The cluster of crossing i. The staircase is walked once into a small buffer when it fits (the
+// plane's sums, its smallest weight and the cells then read the buffer); the values are the same
+// either way, as the sums are of small integers.
+template <class T, class W>
+void render_crossing(std::int64_t i, const CellCoords& cc, double electrons, const T* o, const double* mod,
+                     double value_per_electron, W& writer) {
+    const Plan p = plan(cc, electrons, o, mod);
+    const double charge_value = p.electrons * value_per_electron;
+    const bool binary = mod[kBinary] != 0;
+    double vsum = 0, su = 0, sv = 0;
+    const std::int64_t first = writer.cells_so_far();
+    if (p.full <= kCellBuffer) {
+        std::int32_t b0[kCellBuffer], b1[kCellBuffer];
+        int m = 0;
+        cells(p, [&](std::int64_t c0, std::int64_t c1) {
+            b0[m] = static_cast<std::int32_t>(c0), b1[m] = static_cast<std::int32_t>(c1);
+            ++m;
+        });
+        if (m == 0) return;
+        Weights w{};
+        w.binary = binary;
+        if (!binary) {
+            // plane(), reading the buffer.
+            double sxx = 0, sxy = 0, syy = 0;
+            for (int k = 0; k < m; ++k) {
+                const double x = double(b0[k] - p.base_u), y = double(b1[k] - p.base_v);
+                w.s += 1.0, w.sx += x, w.sy += y, sxx += x * x, sxy += x * y, syy += y * y;
+            }
+            const double s = w.s, sx = w.sx, sy = w.sy;
+            const double kxx = s * sxx - sx * sx, kxy = s * sxy - sx * sy, kyy = s * syy - sy * sy;
+            const double ru = s * p.tu - sx, rv = s * p.tv - sy;
+            const double det = kxx * kyy - kxy * kxy;
+            double a = 0, b = 0;
+            if (det > 0) {
+                a = (ru * kyy - rv * kxy) / det;
+                b = (rv * kxx - ru * kxy) / det;
+            } else if (kxx >= kyy && kxx > 0) {
+                a = ru / kxx;
+            } else if (kyy > 0) {
+                b = rv / kyy;
+            }
+            double t = INFINITY;
+            for (int k = 0; k < m; ++k) {
+                const double xx = s * double(b0[k] - p.base_u) - sx, yy = s * double(b1[k] - p.base_v) - sy;
+                t = std::min(t, a * xx + b * yy);
+            }
+            if (t < kMinWeight - 1.0) {
+                const double f = (1.0 - kMinWeight) / -t;
+                a = a * f, b = b * f;
+            }
+            w.scale = charge_value / std::max(s, 1.0);
+            w.ku = w.scale * a, w.kv = w.scale * b;
+        }
+        for (int k = 0; k < m; ++k) {
+            const double v = w.value(b0[k] - p.base_u, b1[k] - p.base_v);
+            writer.cell_at(i, b0[k], b1[k], v);
+            vsum += v, su += v * double(b0[k]), sv += v * double(b1[k]);
+        }
+    } else {
+        const Weights w = plane(p, binary, charge_value);
+        cells(p, [&](std::int64_t c0, std::int64_t c1) {
+            const double v = w.value(c0 - p.base_u, c1 - p.base_v);
+            writer.cell_at(i, static_cast<std::int32_t>(c0), static_cast<std::int32_t>(c1), v);
+            vsum += v, su += v * double(c0), sv += v * double(c1);
+        });
+    }
+    const std::int64_t size = writer.cells_so_far() - first;
+    if (size == 0) return;
+    writer.cluster(i, size, p.electrons, (su / vsum + 0.5) * mod[kPitchU] - mod[kMaxHu],
+                   (sv / vsum + 0.5) * mod[kPitchV] - mod[kHv]);
+}
+
+}  // namespace
+
 template <class T>
 void render_fill(const std::int64_t* module_index, const double* segments, const double* electrons, const T* obs,
                  std::int64_t n, const double* modules, double value_per_electron, const RenderOut& out) {
-    std::int64_t kc = 0, cell = 0;
+    ArrayWriter writer{out};
     for (std::int64_t i = 0; i < n; ++i) {
         prefetch_module(module_index, i, n, modules);
         const double* mod = modules + kModuleCols * module_index[i];
-        const Plan p = plan(segments + 4 * i, electrons[i], obs + kObservables * i, mod);
-        const Weights w = plane(p, mod[kBinary] != 0, p.electrons * value_per_electron);
-        const std::int64_t first = cell;
-        double vsum = 0, su = 0, sv = 0;
-        cells(p, [&](std::int64_t c0, std::int64_t c1) {
-            const double v = w.value(c0 - p.base_u, c1 - p.base_v);
-            // Insurance that the counting pass agreed (same arithmetic): never write past the end.
-            if (cell >= out.n_cells) throw std::logic_error("fastsim_render: cell count disagrees at crossing " + std::to_string(i));
-            out.ch0[cell] = static_cast<std::int32_t>(c0);
-            out.ch1[cell] = static_cast<std::int32_t>(c1);
-            out.value[cell] = v;
-            vsum += v, su += v * double(c0), sv += v * double(c1);
-            ++cell;
-        });
-        if (cell == first) continue;
-        if (kc >= out.n_clusters) throw std::logic_error("fastsim_render: cluster count disagrees at crossing " + std::to_string(i));
-        out.cluster[kc] = i;
-        out.size[kc] = cell - first;
-        out.charge[kc] = p.electrons;
-        out.local[2 * kc] = (su / vsum + 0.5) * mod[kPitchU] - mod[kMaxHu];
-        out.local[2 * kc + 1] = (sv / vsum + 0.5) * mod[kPitchV] - mod[kHv];
-        ++kc;
+        render_crossing(i, cell_coords(segments + 4 * i, mod), electrons[i], obs + kObservables * i, mod,
+                        value_per_electron, writer);
     }
 }
 
@@ -317,22 +429,30 @@ void dense_portable(const float* __restrict in, int rows, const float* __restric
 // R rows x C groups of 8 outputs from column c: R*C sums in registers; each step of the inputs
 // loads C weight vectors and R inputs for R*C fused multiply-adds.
 template <int R, int C>
-__attribute__((target("avx2,fma"))) inline void dense_block(const float* __restrict x, int n_in,
-                                                            const float* __restrict weights, int n_out,
-                                                            const float* __restrict bias, int c,
-                                                            float* __restrict out) {
+__attribute__((target("avx2,fma"), always_inline)) inline void dense_block(const float* __restrict x, int n_in,
+                                                                           const float* __restrict weights, int n_out,
+                                                                           const float* __restrict bias, int c,
+                                                                           float* __restrict out) {
     __m256 acc[R][C];
+#pragma GCC unroll 8
     for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
         for (int g = 0; g < C; ++g) acc[q][g] = _mm256_loadu_ps(bias + c + 8 * g);
-    for (int i = 0; i < n_in; ++i) {
+    const float* __restrict w_row = weights + c;
+    for (int i = 0; i < n_in; ++i, w_row += n_out) {
         __m256 w[C];
-        for (int g = 0; g < C; ++g) w[g] = _mm256_loadu_ps(weights + i * n_out + c + 8 * g);
+#pragma GCC unroll 4
+        for (int g = 0; g < C; ++g) w[g] = _mm256_loadu_ps(w_row + 8 * g);
+#pragma GCC unroll 8
         for (int q = 0; q < R; ++q) {
             const __m256 xi = _mm256_broadcast_ss(x + q * n_in + i);
+#pragma GCC unroll 4
             for (int g = 0; g < C; ++g) acc[q][g] = _mm256_fmadd_ps(xi, w[g], acc[q][g]);
         }
     }
+#pragma GCC unroll 8
     for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
         for (int g = 0; g < C; ++g) _mm256_storeu_ps(out + q * n_out + c + 8 * g, acc[q][g]);
 }
 
@@ -374,12 +494,129 @@ __attribute__((target("avx2,fma"))) void dense_avx2(const float* __restrict in, 
 }
 #endif
 
-void dense(const float* in, int rows, const float* weights, const float* bias, int n_in, int n_out, float* out) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2) return dense_avx2(in, rows, weights, bias, n_in, n_out, out);
+// The AVX-512 version (full-width FMA units on recent cores: twice the AVX2 rate): R rows x C groups of
+// 16 outputs in registers, the last group masked when the width is not a multiple of 16, with the
+// epilogue (per-row added bias, LeakyReLU) applied in registers before the one store.
+template <int R, int C>
+__attribute__((target("avx512f"), always_inline)) inline void dense512_block(
+    const float* __restrict x, int n_in, const float* __restrict weights, int n_out, const float* __restrict bias,
+    int c, __mmask16 last, const float* const* row_bias, bool act, float leak, float* __restrict out) {
+    // Plain locals (not arrays indexed through a mask table): GCC then keeps every sum in a register.
+    __m512 acc[R][C];
+#pragma GCC unroll 4
+    for (int g = 0; g < C; ++g) {
+        const __m512 b = _mm512_maskz_loadu_ps(g == C - 1 ? last : __mmask16(0xFFFF), bias + c + 16 * g);
+#pragma GCC unroll 8
+        for (int q = 0; q < R; ++q) acc[q][g] = b;
+    }
+    const float* __restrict w_row = weights + c;
+    for (int i = 0; i < n_in; ++i, w_row += n_out) {
+        __m512 w[C];
+#pragma GCC unroll 4
+        for (int g = 0; g < C - 1; ++g) w[g] = _mm512_loadu_ps(w_row + 16 * g);
+        w[C - 1] = _mm512_maskz_loadu_ps(last, w_row + 16 * (C - 1));
+#pragma GCC unroll 8
+        for (int q = 0; q < R; ++q) {
+            const __m512 xi = _mm512_set1_ps(x[q * n_in + i]);
+#pragma GCC unroll 4
+            for (int g = 0; g < C; ++g) acc[q][g] = _mm512_fmadd_ps(xi, w[g], acc[q][g]);
+        }
+    }
+    const __m512 slope = _mm512_set1_ps(leak);
+#pragma GCC unroll 8
+    for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+        for (int g = 0; g < C; ++g) {
+            const __mmask16 m = g == C - 1 ? last : __mmask16(0xFFFF);
+            __m512 v = acc[q][g];
+            if (row_bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, row_bias[q] + c + 16 * g));
+            if (act) v = _mm512_max_ps(v, _mm512_mul_ps(v, slope));
+            _mm512_mask_storeu_ps(out + q * n_out + c + 16 * g, m, v);
+        }
+}
+
+template <int R>
+__attribute__((target("avx512f"))) void dense512_rows(const float* x, int n_in, const float* weights, int n_out,
+                                                      const float* bias, const float* const* row_bias, bool act,
+                                                      float leak, float* out) {
+    const int groups = (n_out + 15) / 16;
+    const __mmask16 last = n_out % 16 ? __mmask16((1u << (n_out % 16)) - 1) : __mmask16(0xFFFF);
+    int g = 0;
+    for (; g + 4 < groups; g += 4)
+        dense512_block<R, 4>(x, n_in, weights, n_out, bias, 16 * g, 0xFFFF, row_bias, act, leak, out);
+    switch (groups - g) {
+        case 4: dense512_block<R, 4>(x, n_in, weights, n_out, bias, 16 * g, last, row_bias, act, leak, out); break;
+        case 3: dense512_block<R, 3>(x, n_in, weights, n_out, bias, 16 * g, last, row_bias, act, leak, out); break;
+        case 2: dense512_block<R, 2>(x, n_in, weights, n_out, bias, 16 * g, last, row_bias, act, leak, out); break;
+        default: dense512_block<R, 1>(x, n_in, weights, n_out, bias, 16 * g, last, row_bias, act, leak, out); break;
+    }
+}
+
+// Layers narrower than 8 outputs (the generator's 3): dot products along the inputs against a
+// transposed copy of the weight columns; the epilogue as above.
+__attribute__((target("avx512f"))) void dense512_narrow(const float* __restrict in, int rows,
+                                                        const float* __restrict weights, const float* __restrict bias,
+                                                        int n_in, int n_out, const float* const* row_bias, bool act,
+                                                        float leak, float* __restrict out) {
+    float wt[8 * kMaxWidth];
+    for (int k = 0; k < n_out; ++k)
+        for (int i = 0; i < n_in; ++i) wt[k * n_in + i] = weights[i * n_out + k];
+    const int vec_in = n_in / 16 * 16;
+    const __mmask16 tail = __mmask16((1u << (n_in - vec_in)) - 1);
+    for (int r = 0; r < rows; ++r) {
+        const float* x = in + r * n_in;
+        for (int k = 0; k < n_out; ++k) {
+            const float* w = wt + k * n_in;
+            __m512 acc = _mm512_setzero_ps();
+            for (int i = 0; i < vec_in; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(w + i), acc);
+            if (tail) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, x + vec_in), _mm512_maskz_loadu_ps(tail, w + vec_in), acc);
+            float v = bias[k] + _mm512_reduce_add_ps(acc);
+            if (row_bias) v += row_bias[r][k];
+            if (act) v = std::max(v, leak * v);
+            out[r * n_out + k] = v;
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) void dense_avx512(const float* in, int rows, const float* weights,
+                                                     const float* bias, int n_in, int n_out,
+                                                     const float* const* row_bias, bool act, float leak, float* out) {
+    if (n_out < 8) return dense512_narrow(in, rows, weights, bias, n_in, n_out, row_bias, act, leak, out);
+    int r = 0;
+    for (; r + 4 <= rows; r += 4)
+        dense512_rows<4>(in + r * n_in, n_in, weights, n_out, bias, row_bias ? row_bias + r : nullptr, act, leak,
+                         out + r * n_out);
+    for (; r < rows; ++r)
+        dense512_rows<1>(in + r * n_in, n_in, weights, n_out, bias, row_bias ? row_bias + r : nullptr, act, leak,
+                         out + r * n_out);
+}
 #endif
-    dense_portable(in, rows, weights, bias, n_in, n_out, out);
+
+void leaky(float* h, int count, float leak) {
+    for (int k = 0; k < count; ++k) h[k] = std::max(h[k], leak * h[k]);
+}
+
+// out = in W + bias (+ row_bias[r] on row r when given), then LeakyReLU when `act`.
+void dense(const float* in, int rows, const float* weights, const float* bias, int n_in, int n_out,
+           const float* const* row_bias, bool act, float leak, float* out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+    if (avx512 && n_out <= kMaxWidth)
+        return dense_avx512(in, rows, weights, bias, n_in, n_out, row_bias, act, leak, out);
+    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2)
+        dense_avx2(in, rows, weights, bias, n_in, n_out, out);
+    else
+#endif
+        dense_portable(in, rows, weights, bias, n_in, n_out, out);
+    if (row_bias)
+        for (int r = 0; r < rows; ++r) {
+            float* __restrict o = out + r * n_out;
+            const float* __restrict add = row_bias[r];
+            for (int k = 0; k < n_out; ++k) o[k] += add[k];
+        }
+    if (act) leaky(out, rows * n_out, leak);
 }
 
 // exp(x) for x <= 0 in float32 (relative error ~2e-7, a float ulp or two): 2^n times a degree-7
@@ -412,49 +649,139 @@ void exp_nonpositive(float* v, int count) {
     for (int k = 0; k < count; ++k) v[k] = std::exp(v[k]);
 }
 
-void leaky(float* h, int count, float leak) {
-    for (int k = 0; k < count; ++k) h[k] = std::max(h[k], leak * h[k]);
-}
-
 // The MLP `layers` on a block; the first layer's outputs get `first_bias` rows added (may be null).
 // Returns the buffer that holds the result.
 float* mlp(const Layer* layers, int n_layers, float* a, float* b, int rows, float leak,
            const float* const* first_bias) {
     float *in = a, *out = b;
     for (int l = 0; l < n_layers; ++l) {
-        dense(in, rows, layers[l].w, layers[l].b, layers[l].n_in, layers[l].n_out, out);
-        const int w = layers[l].n_out;
-        if (l == 0 && first_bias)
-            for (int r = 0; r < rows; ++r) {
-                float* __restrict o = out + r * w;
-                const float* __restrict add = first_bias[r];
-                for (int k = 0; k < w; ++k) o[k] += add[k];
-            }
-        if (l < n_layers - 1) leaky(out, rows * w, leak);
+        dense(in, rows, layers[l].w, layers[l].b, layers[l].n_in, layers[l].n_out, l == 0 ? first_bias : nullptr,
+              l < n_layers - 1, leak, out);
         std::swap(in, out);
     }
     return in;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// Natural log of 8 positive doubles to about an ulp (so that, cast to float32, the conditions equal
+// those of std::log / np.log but for a value within an ulp of a float rounding edge): x = 2^e m with
+// m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(f), f = (m - 1) / (m + 1), |f| < 0.172, by its series to f^23.
+__attribute__((target("avx512f"))) inline __m512d log_pd(__m512d x) {
+    __m512d e = _mm512_getexp_pd(x);
+    __m512d m = _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
+    const __mmask8 big = _mm512_cmp_pd_mask(m, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    m = _mm512_mask_mul_pd(m, big, m, _mm512_set1_pd(0.5));
+    e = _mm512_mask_add_pd(e, big, e, _mm512_set1_pd(1.0));
+    const __m512d one = _mm512_set1_pd(1.0);
+    const __m512d f = _mm512_div_pd(_mm512_sub_pd(m, one), _mm512_add_pd(m, one));
+    const __m512d s = _mm512_mul_pd(f, f);
+    // 1 + s/3 + s^2/5 + ... + s^11/23 (Horner from the top).
+    __m512d poly = _mm512_set1_pd(1.0 / 23);
+    for (int k = 10; k >= 0; --k) poly = _mm512_fmadd_pd(poly, s, _mm512_set1_pd(1.0 / (2 * k + 1)));
+    const __m512d log_m = _mm512_mul_pd(_mm512_add_pd(f, f), poly);
+    const __m512d ln2_hi = _mm512_set1_pd(0.6931471803691238), ln2_lo = _mm512_set1_pd(1.9082149292705877e-10);
+    return _mm512_add_pd(_mm512_mul_pd(e, ln2_hi), _mm512_fmadd_pd(e, ln2_lo, log_m));
+}
+
+// Conditions of a block's rows (conditions_row's values) with the four logs eight at a time; log1p(y)
+// as log(1 + y) plus the rounding of 1 + y, (y - ((1 + y) - 1)) / (1 + y).
+__attribute__((target("avx512f"))) void conditions_block_avx512(const std::int64_t* module_index,
+                                                                const double* segments, const double* edep,
+                                                                const double* momentum, std::int64_t start, int rows,
+                                                                std::int64_t n, const double* modules,
+                                                                double electrons_per_gev, float* cond,
+                                                                CellCoords* coords) {
+    alignas(64) double arg[4][kBlock + 8];
+    // The next block's module rows (both cache lines a 72-byte row may touch): a block ahead gives the
+    // misses time to land, where a few crossings ahead did not once the arithmetic was vectorised.
+    for (std::int64_t i = start + kBlock; i < std::min<std::int64_t>(start + 2 * kBlock, n); ++i) {
+        const double* row = modules + kModuleCols * module_index[i];
+        __builtin_prefetch(row);
+        __builtin_prefetch(row + kModuleCols - 1);
+    }
+    for (int r = 0; r < rows; ++r) {
+        const std::int64_t i = start + r;
+        const double* seg = segments + 4 * i;
+        const double* mod = modules + kModuleCols * module_index[i];
+        const double* p = momentum + 3 * i;
+        float* row = cond + r * kConditions;
+        const CellCoords cc = coords[r] = cell_coords(seg, mod);
+        const double cu0 = cc.cu0, cu1 = cc.cu1, cv0 = cc.cv0, cv1 = cc.cv1;
+        const auto cls = static_cast<int>(mod[kClass]);
+        for (int k = 0; k < 4; ++k) row[k] = cls == k ? 1.0f : 0.0f;
+        row[6] = static_cast<float>(frac(cu0));
+        row[7] = static_cast<float>(frac(cv0));
+        row[8] = static_cast<float>(frac(cu1));
+        row[9] = static_cast<float>(frac(cv1));
+        row[10] = static_cast<float>(frac(0.5 * (cu0 + cu1)));
+        row[11] = static_cast<float>(frac(0.5 * (cv0 + cv1)));
+        arg[0][r] = std::abs(cu1 - cu0);
+        arg[1][r] = std::abs(cv1 - cv0);
+        arg[2][r] = std::max(edep[i] * electrons_per_gev, 1.0) / mod[kThreshold];
+        arg[3][r] = std::max(std::sqrt(p[0] * p[0] + p[1] * p[1] + p[2] * p[2]), 1e-3);
+    }
+    for (int q = 0; q < 4; ++q)
+        for (int r = rows; r < (rows + 7) / 8 * 8; ++r) arg[q][r] = 1.0;
+    const __m512d one = _mm512_set1_pd(1.0);
+    constexpr int column[4] = {4, 5, 12, 13};
+    for (int q = 0; q < 4; ++q)
+        for (int r = 0; r < rows; r += 8) {
+            const __m512d x = _mm512_load_pd(arg[q] + r);
+            __m512d y;
+            if (q < 2) {
+                const __m512d u = _mm512_add_pd(one, x);
+                y = _mm512_add_pd(log_pd(u), _mm512_div_pd(_mm512_sub_pd(x, _mm512_sub_pd(u, one)), u));
+            } else {
+                y = log_pd(x);
+            }
+            alignas(64) double out[8];
+            _mm512_store_pd(out, y);
+            for (int k = 0; k < 8 && r + k < rows; ++k) cond[(r + k) * kConditions + column[q]] = static_cast<float>(out[k]);
+        }
+}
+#endif
+
 }  // namespace
 
 void generate(const std::int64_t* module_index, const double* segments, const double* edep, const double* momentum,
               std::int64_t n, const double* modules, double electrons_per_gev, const Generator& g,
-              std::uint64_t seed, float* obs, double* electrons) {
+              std::uint64_t seed, float* obs, double* electrons, double value_per_electron, RenderBuffers* cells) {
     const int width_in = kConditions + kNoise;
     std::vector<float> xin(kBlock * width_in), cond(kBlock * kConditions), a(kBlock * kMaxWidth), b(kBlock * kMaxWidth);
     const float half_width = static_cast<float>(std::sqrt(3.0));
     const float step = static_cast<float>(2.0 * std::sqrt(3.0) / 65536.0);
     const float* rows_bias[kBlock];
     double uniform[kBlock];
+    CellCoords coords[kBlock];
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+#else
+    constexpr bool avx512 = false;
+#endif
+    RenderBuffers spare;
+    BufferWriter writer{cells ? *cells : spare, module_index};
+    if (cells) {
+        // About 4 cells per crossing in <mu> = 200 events; the buffers grow past it if needed.
+        cells->cluster.reserve(n), cells->size.reserve(n), cells->charge.reserve(n), cells->local.reserve(2 * n);
+        for (auto* v : {&cells->ch0, &cells->ch1}) v->reserve(5 * n);
+        cells->value.reserve(5 * n);
+        if (cells->centres) cells->global.reserve(3 * n), cells->cell_hit.reserve(5 * n);
+    }
     for (std::int64_t start = 0; start < n; start += kBlock) {
         const int rows = static_cast<int>(std::min<std::int64_t>(kBlock, n - start));
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (avx512)
+            conditions_block_avx512(module_index, segments, edep, momentum, start, rows, n, modules,
+                                    electrons_per_gev, cond.data(), coords);
+#endif
         for (int r = 0; r < rows; ++r) {
             const std::int64_t i = start + r;
-            prefetch_module(module_index, i, n, modules);
             float* c = cond.data() + r * kConditions;
-            conditions_row(segments + 4 * i, edep[i], momentum + 3 * i, modules + kModuleCols * module_index[i],
-                           electrons_per_gev, c);
+            if (!avx512) {
+                prefetch_module(module_index, i, n, modules);
+                conditions_row(segments + 4 * i, edep[i], momentum + 3 * i, modules + kModuleCols * module_index[i],
+                               electrons_per_gev, c);
+            }
             float* x = xin.data() + r * width_in;
             std::copy(c, c + kConditions, x);
             const std::uint64_t hn = splitmix64(seed + (2 * std::uint64_t(i)) * kGolden);
@@ -494,6 +821,17 @@ void generate(const std::int64_t* module_index, const double* segments, const do
             o[0] = c[0], o[1] = c[1], o[2] = c[2];
             o[3] = y[3 * r], o[4] = y[3 * r + 1], o[5] = y[3 * r + 2];
             electrons[i] = edep[i] * electrons_per_gev * std::exp(double(o[3]));
+        }
+        if (!cells) continue;
+        // Render the block now, its module rows still in cache (the values render_typed checks first).
+        for (int r = 0; r < rows; ++r) {
+            const std::int64_t i = start + r;
+            const float* o = obs + kObservables * i;
+            for (int c = 0; c < kObservables; ++c)
+                if (!observable_in_range(c, o[c])) throw std::invalid_argument(observable_error(i, c, o[c]));
+            const double* mod = modules + kModuleCols * module_index[i];
+            render_crossing(i, avx512 ? coords[r] : cell_coords(segments + 4 * i, mod), electrons[i], o, mod,
+                            value_per_electron, writer);
         }
     }
 }

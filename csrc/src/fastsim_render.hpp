@@ -3,8 +3,11 @@
 // staircase cluster per crossing from generated observables. The numpy twin is
 // plugins/fastsim_gan/clusters.py (conditions_numpy, render_numpy); the cells must be bit-identical,
 // so the arithmetic here follows it operation for operation (no FMA contraction: see the .cpp).
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <stdexcept>
+#include <vector>
 
 namespace trackcore::fastsim {
 
@@ -71,8 +74,38 @@ constexpr int kNoise = 4;
 // electrons (n,): conditions, counter-based noise of `seed` (model.hash_uniforms), classifier,
 // class sampled by inverse CDF, generator. Float32 arithmetic, so equal to the numpy reference
 // within float tolerance (not bit for bit: its matrix products add in another order).
+// With `cells` given, each block of crossings is also rendered as soon as its observables are made
+// (while its rows are in cache, and with no counting pass): the clusters and cells render_fill would
+// give, appended to the buffers; observables that are not finite or out of range
+// (|integer observables| > kMaxObservedCells) throw std::invalid_argument naming the row.
+// With `centres` and `rotations` (the detector's module frames, (M, 3) and (M, 3, 3)) set, also each
+// cluster's global position (to_global of its local centroid, w = 0) and each cell's hit id
+// (first_hit_id + its cluster's rank), so the hit tables need no further pass over the clusters.
+struct RenderBuffers {
+    std::vector<std::int64_t> cluster, size;
+    std::vector<double> charge, local;
+    std::vector<std::int32_t> ch0, ch1;
+    std::vector<double> value;
+    const double* centres = nullptr;
+    const double* rotations = nullptr;
+    std::int64_t first_hit_id = 1;
+    std::vector<double> global;          // (K, 3), when centres and rotations are set
+    std::vector<std::int64_t> cell_hit;  // (cells,), when centres and rotations are set
+};
+constexpr double kMaxObservedCells = 2097152.0;  // 2^21
+constexpr double kMaxLogCharge = 50.0;
+
+// Whether observable c of a row is usable: finite, widths / drops / centroid residuals (cells) within
+// kMaxObservedCells, log charge within kMaxLogCharge. Beyond these the generator is broken, and
+// the cell arithmetic would leave the int64 range or allocate without bound.
+inline bool observable_in_range(int c, double v) {
+    const double bound = c == 3 ? kMaxLogCharge : kMaxObservedCells;
+    return std::abs(v) <= bound;  // false for NaN too
+}
+std::string observable_error(std::int64_t row, int c, double v);
 void generate(const std::int64_t* module_index, const double* segments, const double* edep, const double* momentum,
               std::int64_t n, const double* modules, double electrons_per_gev, const Generator& g,
-              std::uint64_t seed, float* obs, double* electrons);
+              std::uint64_t seed, float* obs, double* electrons, double value_per_electron = 1.0,
+              RenderBuffers* cells = nullptr);
 
 }  // namespace trackcore::fastsim

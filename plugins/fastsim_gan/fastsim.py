@@ -54,11 +54,13 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
         momentum = np.asarray(momentum, np.float64).reshape(-1, 3)
         if len(momentum) != n:
             raise InputError(f"fastsim: momentum has {len(momentum)} rows for {n} crossings")
-        cfg = tables.config
+        cfg, det = tables.config, tables.detector
+        # The kernel also places each cluster in the global frame and gives each cell its hit id.
         out = fused(np.asarray(crossings["module_index"], np.int64), seg, np.asarray(crossings["edep"], np.float64),
                     momentum, tables.packed, cfg.electrons_per_gev, cfg.value_per_electron,
-                    *generator.compiled_arguments(), draw_seed(rng), LEAK)
-        r = dict(zip(("cluster", "size", "ch0", "ch1", "value", "charge", "local"), out[:7]))
+                    *generator.compiled_arguments(), draw_seed(rng), LEAK, centres=det.centre,
+                    rotations=det.rotation, first_hit_id=first_hit_id)
+        r = dict(zip(("cluster", "size", "ch0", "ch1", "value", "charge", "local", "obs", "global", "cell_hit"), out))
     else:
         r = render(tables, crossings, generator.generate_raw(conditions(tables, crossings, momentum, backend=backend),
                                                              rng), backend=backend, seg=seg)
@@ -66,15 +68,19 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
     hit_xc = r["cluster"]
     hit_mod = np.asarray(crossings["module_index"], np.int64)[hit_xc]
     k = len(hit_xc)
-    local = np.zeros((k, 3))
-    local[:, :2] = r["local"]
-    be = get_backend(backend)
-    xyz = be.to_numpy(be.kernel("local_to_global")(det.centre, det.rotation, hit_mod, local))
+    if r.get("global") is not None:
+        xyz = r["global"]
+    else:
+        local = np.zeros((k, 3))
+        local[:, :2] = r["local"]
+        be = get_backend(backend)
+        xyz = be.to_numpy(be.kernel("local_to_global")(det.centre, det.rotation, hit_mod, local))
     hit_id = np.arange(first_hit_id, first_hit_id + k, dtype=np.int64)
     hits = Table({"hit_id": hit_id, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
                   "volume_id": det.volume_id[hit_mod], "layer_id": det.layer_id[hit_mod],
                   "module_id": det.module_id[hit_mod]}, name="hits")
-    cells = Table({"hit_id": np.repeat(hit_id, r["size"]), "ch0": r["ch0"], "ch1": r["ch1"], "value": r["value"]}, name="cells")
+    cell_hit = r["cell_hit"] if r.get("cell_hit") is not None else np.repeat(hit_id, r["size"])
+    cells = Table({"hit_id": cell_hit, "ch0": r["ch0"], "ch1": r["ch1"], "value": r["value"]}, name="cells")
     pidx = np.asarray(crossings["particle_index"], np.int64)[hit_xc]
     return DigitizedHits(hits, cells, pidx, hit_xc.astype(np.int64), hit_mod, r["local"], r["charge"])
 

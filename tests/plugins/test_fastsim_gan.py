@@ -18,7 +18,7 @@ from plugins.fastsim_gan.kernels import conditions_numpy, fused_kernel, render_n
 from plugins.fastsim_gan.model import LEAK, NOISE_DIM, NumpyGenerator, class_of, export_numpy  # noqa: E402
 from plugins.fastsim_gan.model import hash_uniforms, sample_classes  # noqa: E402
 from plugins.fastsim_gan.train import QUICK, simulate_full, train_gan  # noqa: E402
-from trackcore.backends import available_backends  # noqa: E402
+from trackcore.backends import available_backends, get_backend  # noqa: E402
 from trackcore.cli.main import build_parser  # noqa: E402
 from trackcore.errors import InputError, PluginError  # noqa: E402
 from trackcore.event import Event  # noqa: E402
@@ -152,6 +152,13 @@ def test_compiled_kernels_reject_bad_input(events, tables):
     obs[7, 4] = np.nan
     with pytest.raises(ValueError, match=r"obs\[7, 4\]"):
         k(m, seg, q, obs, tables.packed, 1.0)
+    # Finite but absurd: a centroid residual of 1e30 cells (this once sent the renderer's rounding
+    # into an endless loop) and a log charge of 60 (e^60 times the deposit).
+    for column, value in ((4, 1e30), (5, -3e6), (3, 60.0)):
+        far = np.zeros_like(obs)
+        far[9, column] = value
+        with pytest.raises(ValueError, match=rf"obs\[9, {column}\] = .* out of range"):
+            k(m, seg, q, far, tables.packed, 1.0)
     with pytest.raises(ValueError, match="obs"):
         k(m, seg, q, obs[:, :5], tables.packed, 1.0)
     with pytest.raises(ValueError, match="modules"):
@@ -223,6 +230,23 @@ def test_fused_kernel_equals_numpy_reference(events, tables, trained):
     for a, b, key in zip(out[4:6], want[4:6], ("value", "charge")):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=0, err_msg=key)
     np.testing.assert_allclose(out[6], want[6], rtol=0, atol=1e-12)
+    # With the module frames, the same pass places each cluster (to_global of its centroid, as the
+    # local_to_global kernel does) and numbers each cell's hit.
+    det = tables.detector
+    framed = kern(*args, *g.compiled_arguments(), 12345, LEAK, centres=det.centre, rotations=det.rotation,
+                  first_hit_id=11)
+    for a, b in zip(framed[:8], out[:8]):
+        np.testing.assert_array_equal(a, b)
+    assert out[8] is None and out[9] is None
+    local = np.zeros((len(out[0]), 3))
+    local[:, :2] = out[6]
+    xyz = get_backend("cpu").kernel("local_to_global")(det.centre, det.rotation, m[out[0]], local)
+    np.testing.assert_array_equal(framed[8], xyz)
+    np.testing.assert_array_equal(framed[9], np.repeat(np.arange(11, 11 + len(out[0])), out[1]))
+    with pytest.raises(ValueError, match="centres and rotations"):
+        kern(*args, *g.compiled_arguments(), 1, LEAK, centres=det.centre)
+    with pytest.raises(ValueError, match="rotations"):
+        kern(*args, *g.compiled_arguments(), 1, LEAK, centres=det.centre, rotations=det.rotation[:5])
     # fast_digitize takes the fused path on cpu and the numpy one elsewhere: same hits within float tolerance.
     a = fast_digitize(tables, dc, mom, g, np.random.default_rng(4), backend="cpu")
     b = fast_digitize(tables, dc, mom, g, np.random.default_rng(4), backend="numpy")
@@ -241,6 +265,11 @@ def test_fused_kernel_equals_numpy_reference(events, tables, trained):
         kern(*args, cw, cb, embed, bad, gb, classes, 1, LEAK)
     with pytest.raises(ValueError, match="classes"):
         kern(*args, cw, cb, embed, gw, gb, classes + 0.5, 1, LEAK)
+    # A generator gone wrong (finite but huge weights) overflows to inf: the row is named, nothing rendered.
+    huge = [w.copy() for w in gw]
+    huge[-1] *= np.float32(1e38)
+    with pytest.raises(ValueError, match=r"obs\[\d+, [345]\] = .* is not finite"):
+        kern(*args, cw, cb, embed, huge, gb, classes, 1, LEAK)
     with pytest.raises(ValueError, match="momentum"):
         kern(m, seg, edep, mom[:3], *args[4:], cw, cb, embed, gw, gb, classes, 1, LEAK)
 
