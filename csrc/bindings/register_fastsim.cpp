@@ -158,7 +158,7 @@ py::tuple generate(i64_array module_index, f64_array segments, f64_array edep, f
                    py::array_t<float, py::array::c_style | py::array::forcecast> embed, py::list gen_w,
                    py::list gen_b, py::array_t<float, py::array::c_style | py::array::forcecast> classes,
                    std::uint64_t seed, float leak, std::optional<f64_array> centres,
-                   std::optional<f64_array> rotations, std::int64_t first_hit_id) {
+                   std::optional<f64_array> rotations, std::int64_t first_hit_id, bool observables) {
     check_common(module_index, segments, edep, modules, "edep");
     for (const double v : {electrons_per_gev, value_per_electron})
         if (!(std::isfinite(v) && v > 0))
@@ -183,8 +183,8 @@ py::tuple generate(i64_array module_index, f64_array segments, f64_array edep, f
     if (!(std::isfinite(leak) && leak >= 0 && leak < 1)) throw py::value_error("leak must be in [0, 1)");
     const fs::Generator g{cls.data(), static_cast<int>(cls.size()), gen.data(), static_cast<int>(gen.size()),
                           embed.data(), classes.data(), static_cast<int>(n_classes), leak};
-    py::array_t<float> obs({n, static_cast<py::ssize_t>(fs::kObservables)});
-    py::array_t<double> electrons(n);
+    // The observables are returned on request only: fast_digitize does not keep them.
+    py::array_t<float> obs({observables ? n : py::ssize_t{0}, static_cast<py::ssize_t>(fs::kObservables)});
     const int64_t* idx = module_index.data();
     const double *seg = segments.data(), *q = edep.data(), *p = momentum.data(), *md = modules.data();
     fs::RenderBuffers cells;
@@ -201,14 +201,15 @@ py::tuple generate(i64_array module_index, f64_array segments, f64_array edep, f
     {
         // A generator gone wrong (huge weights) can still give inf: generate names the row (ValueError).
         py::gil_scoped_release release;
-        fs::generate(idx, seg, q, p, n, md, electrons_per_gev, g, seed, obs.mutable_data(), electrons.mutable_data(),
-                     value_per_electron, &cells);
+        fs::generate(idx, seg, q, p, n, md, electrons_per_gev, g, seed, observables ? obs.mutable_data() : nullptr,
+                     nullptr, value_per_electron, &cells);
     }
     const auto k = static_cast<py::ssize_t>(cells.cluster.size()), m = static_cast<py::ssize_t>(cells.ch0.size());
     return py::make_tuple(adopt(std::move(cells.cluster), {k}), adopt(std::move(cells.size), {k}),
                           adopt(std::move(cells.ch0), {m}), adopt(std::move(cells.ch1), {m}),
                           adopt(std::move(cells.value), {m}), adopt(std::move(cells.charge), {k}),
-                          adopt(std::move(cells.local), {k, py::ssize_t{2}}), obs,
+                          adopt(std::move(cells.local), {k, py::ssize_t{2}}),
+                          observables ? py::object(obs) : py::none(),
                           centres ? py::object(adopt(std::move(cells.global), {k, py::ssize_t{3}})) : py::none(),
                           centres ? py::object(adopt(std::move(cells.cell_hit), {m})) : py::none());
 }
@@ -232,11 +233,11 @@ void register_fastsim(py::module_& m) {
           py::arg("momentum"), py::arg("modules"), py::arg("electrons_per_gev"), py::arg("value_per_electron"),
           py::arg("class_w"), py::arg("class_b"), py::arg("embed"), py::arg("gen_w"), py::arg("gen_b"),
           py::arg("classes"), py::arg("seed"), py::arg("leak"), py::kw_only(), py::arg("centres") = py::none(),
-          py::arg("rotations") = py::none(), py::arg("first_hit_id") = 1,
+          py::arg("rotations") = py::none(), py::arg("first_hit_id") = 1, py::arg("observables") = true,
           "fastsim_conditions -> generator (classifier of the integer observables, then the GAN generator;\n"
           "plugins/fastsim_gan/model.py, normalisation folded into the float32 weights) -> fastsim_render in\n"
           "one call. Noise: counter based from seed (model.hash_uniforms). Returns fastsim_render's tuple,\n"
-          "the (N, 6) float32 observables, and with the module frames centres (M, 3) and rotations (M, 3, 3)\n"
+          "the (N, 6) float32 observables (None with observables=False), and with the module frames centres (M, 3) and rotations (M, 3, 3)\n"
           "given, each cluster's global position (K, 3) and each cell's hit id (first_hit_id + cluster rank),\n"
           "else None twice.");
 }

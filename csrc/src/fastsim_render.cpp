@@ -753,6 +753,8 @@ void generate(const std::int64_t* module_index, const double* segments, const do
     const float* rows_bias[kBlock];
     double uniform[kBlock];
     CellCoords coords[kBlock];
+    float own_obs[kBlock * kObservables];
+    double own_electrons[kBlock];
 #if defined(__x86_64__) && defined(__GNUC__)
     static const bool avx512 = __builtin_cpu_supports("avx512f");
 #else
@@ -814,23 +816,26 @@ void generate(const std::int64_t* module_index, const double* segments, const do
         }
         std::copy(xin.begin(), xin.begin() + rows * width_in, a.begin());
         const float* y = mlp(g.generator, g.n_generator, a.data(), b.data(), rows, g.leak, rows_bias);
+        // Without obs / electrons arrays the block's rows live here only (less fresh memory to fault in).
+        float* block_obs = obs ? obs + kObservables * start : own_obs;
+        double* block_electrons = electrons ? electrons + start : own_electrons;
         for (int r = 0; r < rows; ++r) {
             const std::int64_t i = start + r;
-            float* o = obs + kObservables * i;
+            float* o = block_obs + kObservables * r;
             const float* c = g.classes + 3 * cls[r];
             o[0] = c[0], o[1] = c[1], o[2] = c[2];
             o[3] = y[3 * r], o[4] = y[3 * r + 1], o[5] = y[3 * r + 2];
-            electrons[i] = edep[i] * electrons_per_gev * std::exp(double(o[3]));
+            block_electrons[r] = edep[i] * electrons_per_gev * std::exp(double(o[3]));
         }
         if (!cells) continue;
         // Render the block now, its module rows still in cache (the values render_typed checks first).
         for (int r = 0; r < rows; ++r) {
             const std::int64_t i = start + r;
-            const float* o = obs + kObservables * i;
+            const float* o = block_obs + kObservables * r;
             for (int c = 0; c < kObservables; ++c)
                 if (!observable_in_range(c, o[c])) throw std::invalid_argument(observable_error(i, c, o[c]));
             const double* mod = modules + kModuleCols * module_index[i];
-            render_crossing(i, avx512 ? coords[r] : cell_coords(segments + 4 * i, mod), electrons[i], o, mod,
+            render_crossing(i, avx512 ? coords[r] : cell_coords(segments + 4 * i, mod), block_electrons[r], o, mod,
                             value_per_electron, writer);
         }
     }

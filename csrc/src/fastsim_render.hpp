@@ -74,6 +74,7 @@ constexpr int kNoise = 4;
 // electrons (n,): conditions, counter-based noise of `seed` (model.hash_uniforms), classifier,
 // class sampled by inverse CDF, generator. Float32 arithmetic, so equal to the numpy reference
 // within float tolerance (not bit for bit: its matrix products add in another order).
+// obs and electrons may be null (not kept) when `cells` is given.
 // With `cells` given, each block of crossings is also rendered as soon as its observables are made
 // (while its rows are in cache, and with no counting pass): the clusters and cells render_fill would
 // give, appended to the buffers; observables that are not finite or out of range

@@ -59,7 +59,7 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
         out = fused(np.asarray(crossings["module_index"], np.int64), seg, np.asarray(crossings["edep"], np.float64),
                     momentum, tables.packed, cfg.electrons_per_gev, cfg.value_per_electron,
                     *generator.compiled_arguments(), draw_seed(rng), LEAK, centres=det.centre,
-                    rotations=det.rotation, first_hit_id=first_hit_id)
+                    rotations=det.rotation, first_hit_id=first_hit_id, observables=False)
         r = dict(zip(("cluster", "size", "ch0", "ch1", "value", "charge", "local", "obs", "global", "cell_hit"), out))
     else:
         r = render(tables, crossings, generator.generate_raw(conditions(tables, crossings, momentum, backend=backend),

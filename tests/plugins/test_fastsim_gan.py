@@ -238,6 +238,11 @@ def test_fused_kernel_equals_numpy_reference(events, tables, trained):
     for a, b in zip(framed[:8], out[:8]):
         np.testing.assert_array_equal(a, b)
     assert out[8] is None and out[9] is None
+    lean = kern(*args, *g.compiled_arguments(), 12345, LEAK, centres=det.centre, rotations=det.rotation,
+                first_hit_id=11, observables=False)
+    assert lean[7] is None
+    for a, b in zip(lean[:7] + lean[8:], framed[:7] + framed[8:]):
+        np.testing.assert_array_equal(a, b)
     local = np.zeros((len(out[0]), 3))
     local[:, :2] = out[6]
     xyz = get_backend("cpu").kernel("local_to_global")(det.centre, det.rotation, m[out[0]], local)
