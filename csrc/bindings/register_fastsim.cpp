@@ -214,9 +214,36 @@ py::tuple generate(i64_array module_index, f64_array segments, f64_array edep, f
                           centres ? py::object(adopt(std::move(cells.cell_hit), {m})) : py::none());
 }
 
+py::array_t<float> dense_layer(py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                               py::array_t<float, py::array::c_style | py::array::forcecast> w,
+                               py::array_t<float, py::array::c_style | py::array::forcecast> b,
+                               std::optional<py::array_t<float, py::array::c_style | py::array::forcecast>> row_bias,
+                               bool act, float leak, int isa) {
+    require_shape(x, {-1, -1}, "x");
+    const py::ssize_t rows = x.shape(0), n_in = x.shape(1);
+    require_shape(w, {n_in, -1}, "w");
+    const py::ssize_t n_out = w.shape(1);
+    require_shape(b, {n_out}, "b");
+    if (row_bias) require_shape(*row_bias, {rows, n_out}, "row_bias");
+    if (n_in < 1 || n_out < 1 || n_in > 256 || n_out > 256) throw py::value_error("layer widths must be in 1..256");
+    const int best = fs::dense_isa_available();
+    if (isa < 0) isa = best;
+    if (isa > best) throw py::value_error("isa " + std::to_string(isa) + " is not available on this CPU (best " + std::to_string(best) + ")");
+    py::array_t<float> out({rows, n_out});
+    fs::dense_rows(isa, x.data(), rows, w.data(), b.data(), static_cast<int>(n_in), static_cast<int>(n_out),
+                   row_bias ? row_bias->data() : nullptr, act, leak, out.mutable_data());
+    return out;
+}
+
 }  // namespace
 
 void register_fastsim(py::module_& m) {
+    m.def("fastsim_dense", &dense_layer, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("row_bias") = py::none(),
+          py::arg("act") = false, py::arg("leak") = 0.2f, py::arg("isa") = -1,
+          "One layer of the fastsim networks, x (R, I) @ w (I, O) + b (+ row_bias (R, O)), LeakyReLU(leak) when\n"
+          "act, with the products of instruction set isa (0 portable, 1 AVX2/FMA, 2 AVX-512; -1 the best this\n"
+          "CPU has; more than it has is a ValueError). For tests of every code path.");
+    m.def("fastsim_dense_isa", &fs::dense_isa_available, "The best instruction set of fastsim_dense on this CPU (0, 1, 2).");
     m.def("fastsim_conditions", &conditions, py::arg("module_index"), py::arg("segments"), py::arg("edep"),
           py::arg("momentum"), py::arg("modules"), py::arg("electrons_per_gev"),
           "(N, 14) float32 generator conditions of N crossings (plugins/fastsim_gan). segments: (N, 4) local\n"

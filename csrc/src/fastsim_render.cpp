@@ -597,15 +597,24 @@ void leaky(float* h, int count, float leak) {
     for (int k = 0; k < count; ++k) h[k] = std::max(h[k], leak * h[k]);
 }
 
-// out = in W + bias (+ row_bias[r] on row r when given), then LeakyReLU when `act`.
-void dense(const float* in, int rows, const float* weights, const float* bias, int n_in, int n_out,
-           const float* const* row_bias, bool act, float leak, float* out) {
+// The widest instruction set of this CPU that the products use: 2 AVX-512, 1 AVX2/FMA, 0 portable.
+int best_isa() {
 #if defined(__x86_64__) && defined(__GNUC__)
-    static const bool avx512 = __builtin_cpu_supports("avx512f");
-    if (avx512 && n_out <= kMaxWidth)
+    static const int isa = __builtin_cpu_supports("avx512f")                                      ? 2
+                           : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1
+                                                                                              : 0;
+    return isa;
+#else
+    return 0;
+#endif
+}
+
+void dense_isa(int isa, const float* in, int rows, const float* weights, const float* bias, int n_in, int n_out,
+               const float* const* row_bias, bool act, float leak, float* out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa >= 2 && n_out <= kMaxWidth)
         return dense_avx512(in, rows, weights, bias, n_in, n_out, row_bias, act, leak, out);
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2)
+    if (isa >= 1)
         dense_avx2(in, rows, weights, bias, n_in, n_out, out);
     else
 #endif
@@ -617,6 +626,12 @@ void dense(const float* in, int rows, const float* weights, const float* bias, i
             for (int k = 0; k < n_out; ++k) o[k] += add[k];
         }
     if (act) leaky(out, rows * n_out, leak);
+}
+
+// out = in W + bias (+ row_bias[r] on row r when given), then LeakyReLU when `act`.
+void dense(const float* in, int rows, const float* weights, const float* bias, int n_in, int n_out,
+           const float* const* row_bias, bool act, float leak, float* out) {
+    dense_isa(best_isa(), in, rows, weights, bias, n_in, n_out, row_bias, act, leak, out);
 }
 
 // exp(x) for x <= 0 in float32 (relative error ~2e-7, a float ulp or two): 2^n times a degree-7
@@ -838,6 +853,22 @@ void generate(const std::int64_t* module_index, const double* segments, const do
             render_crossing(i, avx512 ? coords[r] : cell_coords(segments + 4 * i, mod), block_electrons[r], o, mod,
                             value_per_electron, writer);
         }
+    }
+}
+
+int dense_isa_available() { return best_isa(); }
+
+void dense_rows(int isa, const float* in, std::int64_t rows, const float* weights, const float* bias, int n_in,
+                int n_out, const float* row_bias, bool act, float leak, float* out) {
+    if (isa > best_isa()) throw std::invalid_argument("this CPU lacks the instruction set " + std::to_string(isa));
+    if (n_in > kMaxWidth || n_out > kMaxWidth) throw std::invalid_argument("layer wider than 256");
+    const float* rb[kBlock];
+    for (std::int64_t start = 0; start < rows; start += kBlock) {
+        const int r = static_cast<int>(std::min<std::int64_t>(kBlock, rows - start));
+        if (row_bias)
+            for (int q = 0; q < r; ++q) rb[q] = row_bias + (start + q) * n_out;
+        dense_isa(isa, in + start * n_in, r, weights, bias, n_in, n_out, row_bias ? rb : nullptr, act, leak,
+                  out + start * n_out);
     }
 }
 

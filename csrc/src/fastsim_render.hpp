@@ -109,4 +109,11 @@ void generate(const std::int64_t* module_index, const double* segments, const do
               std::uint64_t seed, float* obs, double* electrons, double value_per_electron = 1.0,
               RenderBuffers* cells = nullptr);
 
+// One dense layer over `rows` rows with the products of instruction set `isa` (0 portable, 1 AVX2/FMA,
+// 2 AVX-512; std::invalid_argument beyond what this CPU has): out = in W + bias (+ row_bias rows),
+// then LeakyReLU(leak) when `act`. The kernels' own layers, exposed so tests can check every path.
+int dense_isa_available();
+void dense_rows(int isa, const float* in, std::int64_t rows, const float* weights, const float* bias, int n_in,
+                int n_out, const float* row_bias, bool act, float leak, float* out);
+
 }  // namespace trackcore::fastsim
