@@ -166,12 +166,15 @@ struct Weights {
     }
 };
 
-Weights plane(const Plan& p, bool binary, double charge_value) {
+// The plane over the cells `each_cell(f)` walks (calling f(c0, c1) for each kept cell, twice over):
+// the staircase itself, or a buffer of its cells.
+template <class EachCell>
+Weights plane_over(const Plan& p, bool binary, double charge_value, EachCell&& each_cell) {
     Weights w{};
     w.binary = binary;
     if (binary) return w;
     double sxx = 0, sxy = 0, syy = 0;
-    cells(p, [&](std::int64_t c0, std::int64_t c1) {
+    each_cell([&](std::int64_t c0, std::int64_t c1) {
         const double x = double(c0 - p.base_u), y = double(c1 - p.base_v);
         w.s += 1.0, w.sx += x, w.sy += y, sxx += x * x, sxy += x * y, syy += y * y;
     });
@@ -189,7 +192,7 @@ Weights plane(const Plan& p, bool binary, double charge_value) {
         b = rv / kyy;
     }
     double t = INFINITY;
-    cells(p, [&](std::int64_t c0, std::int64_t c1) {
+    each_cell([&](std::int64_t c0, std::int64_t c1) {
         const double xx = s * double(c0 - p.base_u) - sx, yy = s * double(c1 - p.base_v) - sy;
         t = std::min(t, a * xx + b * yy);
     });
@@ -200,6 +203,10 @@ Weights plane(const Plan& p, bool binary, double charge_value) {
     w.scale = charge_value / std::max(s, 1.0);
     w.ku = w.scale * a, w.kv = w.scale * b;
     return w;
+}
+
+Weights plane(const Plan& p, bool binary, double charge_value) {
+    return plane_over(p, binary, charge_value, [&](auto&& f) { cells(p, f); });
 }
 
 // Crossings come in particle order, so their module rows are scattered over a table larger than L2:
@@ -325,40 +332,9 @@ void render_crossing(std::int64_t i, const CellCoords& cc, double electrons, con
             ++m;
         });
         if (m == 0) return;
-        Weights w{};
-        w.binary = binary;
-        if (!binary) {
-            // plane(), reading the buffer.
-            double sxx = 0, sxy = 0, syy = 0;
-            for (int k = 0; k < m; ++k) {
-                const double x = double(b0[k] - p.base_u), y = double(b1[k] - p.base_v);
-                w.s += 1.0, w.sx += x, w.sy += y, sxx += x * x, sxy += x * y, syy += y * y;
-            }
-            const double s = w.s, sx = w.sx, sy = w.sy;
-            const double kxx = s * sxx - sx * sx, kxy = s * sxy - sx * sy, kyy = s * syy - sy * sy;
-            const double ru = s * p.tu - sx, rv = s * p.tv - sy;
-            const double det = kxx * kyy - kxy * kxy;
-            double a = 0, b = 0;
-            if (det > 0) {
-                a = (ru * kyy - rv * kxy) / det;
-                b = (rv * kxx - ru * kxy) / det;
-            } else if (kxx >= kyy && kxx > 0) {
-                a = ru / kxx;
-            } else if (kyy > 0) {
-                b = rv / kyy;
-            }
-            double t = INFINITY;
-            for (int k = 0; k < m; ++k) {
-                const double xx = s * double(b0[k] - p.base_u) - sx, yy = s * double(b1[k] - p.base_v) - sy;
-                t = std::min(t, a * xx + b * yy);
-            }
-            if (t < kMinWeight - 1.0) {
-                const double f = (1.0 - kMinWeight) / -t;
-                a = a * f, b = b * f;
-            }
-            w.scale = charge_value / std::max(s, 1.0);
-            w.ku = w.scale * a, w.kv = w.scale * b;
-        }
+        const Weights w = plane_over(p, binary, charge_value, [&](auto&& f) {
+            for (int k = 0; k < m; ++k) f(std::int64_t(b0[k]), std::int64_t(b1[k]));
+        });
         for (int k = 0; k < m; ++k) {
             const double v = w.value(b0[k] - p.base_u, b1[k] - p.base_v);
             writer.cell_at(i, b0[k], b1[k], v);
@@ -407,6 +383,13 @@ inline std::uint64_t splitmix64(std::uint64_t z) {
 // weight row is used for many crossings.
 constexpr int kBlock = 64;
 constexpr int kMaxWidth = 256;  // widest layer the block buffers hold (checked by the binding)
+
+// Columns first .. first + count of the (n_in, n_out) row-major weights, each as a contiguous row of
+// wt, for dot products along the inputs (layers too narrow for a vector of outputs).
+void transposed_columns(const float* weights, int n_in, int n_out, int first, int count, float* wt) {
+    for (int k = 0; k < count; ++k)
+        for (int i = 0; i < n_in; ++i) wt[k * n_in + i] = weights[i * n_out + first + k];
+}
 
 // out[r][o] = b[o] + sum_i in[r][i] w[i][o] for the rows of a block: the portable version, and the
 // AVX2/FMA one (chosen at run time) that keeps 4 rows x 16 outputs in registers, so the products of
@@ -475,8 +458,7 @@ __attribute__((target("avx2,fma"))) void dense_avx2(const float* __restrict in, 
     // a transposed copy of their weight columns, instead of sums chained through memory.
     const int tail = n_out - vec_out, vec_in = n_in / 8 * 8;
     float wt[8 * kMaxWidth];
-    for (int k = 0; k < tail; ++k)
-        for (int i = 0; i < n_in; ++i) wt[k * n_in + i] = weights[i * n_out + vec_out + k];
+    transposed_columns(weights, n_in, n_out, vec_out, tail, wt);
     for (int r = 0; r < rows; ++r) {
         const float* x = in + r * n_in;
         for (int k = 0; k < tail; ++k) {
@@ -560,8 +542,7 @@ __attribute__((target("avx512f"))) void dense512_narrow(const float* __restrict 
                                                         int n_in, int n_out, const float* const* row_bias, bool act,
                                                         float leak, float* __restrict out) {
     float wt[8 * kMaxWidth];
-    for (int k = 0; k < n_out; ++k)
-        for (int i = 0; i < n_in; ++i) wt[k * n_in + i] = weights[i * n_out + k];
+    transposed_columns(weights, n_in, n_out, 0, n_out, wt);
     const int vec_in = n_in / 16 * 16;
     const __mmask16 tail = __mmask16((1u << (n_in - vec_in)) - 1);
     for (int r = 0; r < rows; ++r) {
