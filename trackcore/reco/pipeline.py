@@ -155,7 +155,7 @@ class ReconstructionConfig:
     )
     #: Run the seed classifier plugin (``trackcore_classify_seeds``) when one is installed. Off by
     #: default: the shipped model is trained on trackcore's simulation and costs score on real TrackML
-    #: data (0.857 -> 0.759 on the shared real event) and ~0.006 on simulated <mu> = 200 (CKF 1.07x cheaper).
+    #: data (0.857 -> 0.777 on the shared real event) and ~0.003 on simulated <mu> = 200 (CKF 1.09x cheaper).
     classify_seeds: bool = False
     #: A track whose final fit failed is kept only with at least this many hits: on simulated
     #: <mu> = 200 a third of such short tracks are fakes (fake rate 4.7 % -> 2.9 %, score -0.003).
