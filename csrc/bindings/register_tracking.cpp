@@ -97,6 +97,12 @@ py::dict tracks_to_dict(const std::vector<TrackOut>& tracks) {
 }  // namespace
 
 void register_tracking(py::module_& m) {
+    // Registered before the functions that take it, so their signatures name the Python type.
+    py::class_<HitArrays>(m, "HitArrays", "Hits for the tracking kernels (private).")
+        .def(py::init([](i64_array module, f64_array u, f64_array v, f64_array var_u, f64_array var_v, f64_array xyz) {
+                 return HitArrays{module, u, v, var_u, var_v, xyz};
+             }),
+             py::arg("module"), py::arg("u"), py::arg("v"), py::arg("var_u"), py::arg("var_v"), py::arg("xyz"));
     m.def(
         "ckf",
         [](const Geometry& geo, HitArrays hits, i64_array seeds, f64_array layer_x0, double bz, py::object field_map,
@@ -182,9 +188,4 @@ void register_tracking(py::module_& m) {
         py::arg("geometry"), py::arg("from_module"), py::arg("params"), py::arg("to_module"), py::arg("direction"),
         py::arg("bz"), py::arg("numeric"),
         "Bound parameters on to_module, signed path and the 5x5 transport Jacobian (for tests).");
-    py::class_<HitArrays>(m, "HitArrays", "Hits for the tracking kernels (private).")
-        .def(py::init([](i64_array module, f64_array u, f64_array v, f64_array var_u, f64_array var_v, f64_array xyz) {
-                 return HitArrays{module, u, v, var_u, var_v, xyz};
-             }),
-             py::arg("module"), py::arg("u"), py::arg("v"), py::arg("var_u"), py::arg("var_v"), py::arg("xyz"));
 }
