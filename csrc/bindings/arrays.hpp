@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +15,13 @@ namespace py = pybind11;
 using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using i64_array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 using i32_array = py::array_t<int, py::array::c_style | py::array::forcecast>;
+
+// A number for an error message: "1e+30", not std::to_string's 31 digits (or 300 for 1e300).
+inline std::string fmt_g(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", x);
+    return buf;
+}
 
 inline void require_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, const char* name) {
     if (a.ndim() != static_cast<py::ssize_t>(shape.size()))
@@ -43,6 +51,24 @@ inline void require_crossings(const int64_t* idx, const double* seg, const doubl
             throw py::value_error(std::string(charge_name) + "[" + std::to_string(i) + "] = " + std::to_string(q[i]) +
                                   " must be finite and >= 0");
     }
+}
+
+// Space-point angles come from atan2: a phi of 1e30 was binned at the grid's edge without a word.
+inline void check_phi(const f64_array& phi) {
+    const double* v = phi.data();
+    for (py::ssize_t i = 0; i < phi.size(); ++i)
+        if (!(std::fabs(v[i]) <= 3.1416))
+            throw py::value_error("phi[" + std::to_string(i) + "] = " + fmt_g(v[i]) + " must be in [-pi, pi]");
+}
+
+// Material per layer (x/X0 of each layer, the transport and the track fit): finite and >= 0. NaN
+// would turn every later direction to NaN; a negative thickness would give energy to the particle.
+inline void require_layer_x0(const f64_array& x0, const char* who) {
+    const double* v = x0.data();
+    for (py::ssize_t i = 0; i < x0.size(); ++i)
+        if (!(std::isfinite(v[i]) && v[i] >= 0))
+            throw py::value_error(std::string(who) + ": layer_x0[" + std::to_string(i) + "] = " + fmt_g(v[i]) +
+                                  " must be finite and >= 0");
 }
 
 }  // namespace trackcore::py_util

@@ -26,12 +26,6 @@ constexpr long long kMaxModule = (1LL << 21) - 1;
 // tiny pitch (1e-300 mm) would otherwise loop or allocate without bound. Real sensors have < 10^4.
 constexpr double kMaxCellsPerAxis = static_cast<double>(1LL << 21);
 
-std::string fmt_g(double x) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", x);
-    return buf;
-}
-
 template <class T>
 py::array_t<T> to_array(const std::vector<T>& v) {
     py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
