@@ -10,6 +10,7 @@
 #include "../src/geometry.hpp"
 #include "../src/transport.hpp"
 #include "arrays.hpp"
+#include "field_args.hpp"
 #include "registry.hpp"
 
 namespace py = pybind11;
@@ -17,6 +18,9 @@ using namespace trackcore;
 using namespace trackcore::py_util;
 
 namespace {
+
+// Largest module coordinate or size (mm): a detector is tens of metres across.
+constexpr double kMaxExtent = 1e6;
 
 std::shared_ptr<Geometry> make_geometry(f64_array centres, f64_array rotations, f64_array half_t, f64_array min_hu,
                                         f64_array max_hu, f64_array hv, i32_array module_layer, i32_array layer_kind) {
@@ -45,7 +49,26 @@ std::shared_ptr<Geometry> make_geometry(f64_array centres, f64_array rotations, 
             throw py::value_error("module_layer[" + std::to_string(i) + "] is outside [0, n_layers)");
         if (!(m.hv > 0 && m.max_hu > 0 && m.half_t > 0))
             throw py::value_error("module " + std::to_string(i) + " has non-positive size");
+        // A module at 1e30 mm made the layer masks' bin count overflow int (then "cannot create
+        // std::vector larger than max_size()"); a skewed rotation misplaced the module silently.
+        bool sane = m.min_hu >= 0 && m.min_hu <= kMaxExtent && m.max_hu <= kMaxExtent && m.hv <= kMaxExtent &&
+                    m.half_t <= kMaxExtent;
+        for (double c : m.centre) sane = sane && std::fabs(c) <= kMaxExtent;
+        if (!sane)
+            throw py::value_error("module " + std::to_string(i) + ": centre and sizes must be within 1e6 mm, min_hu >= 0");
+        for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b) {
+                double dot = 0;  // (R R^T)_ab
+                for (int k = 0; k < 3; ++k) dot += m.rot[3 * a + k] * m.rot[3 * b + k];
+                if (!(std::fabs(dot - (a == b ? 1.0 : 0.0)) <= 1e-4))  // TrackML CSV rotations: 1.3e-6
+                    throw py::value_error("module " + std::to_string(i) + ": rotation is not orthonormal (R R^T)[" +
+                                          std::to_string(a) + ", " + std::to_string(b) + "] = " + fmt_g(dot));
+            }
     }
+    for (py::ssize_t l = 0; l < n_layers; ++l)
+        if (layer_kind.at(l) != 0 && layer_kind.at(l) != 1)
+            throw py::value_error("layer_kind[" + std::to_string(l) + "] = " + std::to_string(layer_kind.at(l)) +
+                                  " must be 0 (barrel) or 1 (endcap)");
     std::vector<int> kinds(layer_kind.data(), layer_kind.data() + n_layers);
     return std::make_shared<Geometry>(std::move(mods), std::move(kinds));
 }
@@ -53,11 +76,14 @@ std::shared_ptr<Geometry> make_geometry(f64_array centres, f64_array rotations, 
 // Most steps one particle may take (max_path / max_step): max_step = 0 or 1e-300 would never end.
 // Mirrors trackcore.sim.transport.MAX_STEPS_PER_PARTICLE.
 constexpr double kMaxStepsPerParticle = 1e7;
+// Heaviest particle (GeV) and largest momentum (GeV) transported.
+constexpr double kMaxMass = 1e4;
+constexpr double kMaxMomentum = 1e15;
 
 void check_config(double bz, double max_step, double max_path, int max_crossings, double min_p,
                   double loop_fraction) {
     auto fail = [](const std::string& what) { throw py::value_error("transport: " + what); };
-    if (!std::isfinite(bz)) fail("bz = " + std::to_string(bz) + " T must be finite");
+    check_bz(bz, "transport");
     if (!(std::isfinite(max_step) && max_step > 0)) fail("max_step = " + std::to_string(max_step) + " mm must be finite and > 0");
     if (!(std::isfinite(max_path) && max_path >= 0)) fail("max_path = " + std::to_string(max_path) + " mm must be finite and >= 0");
     if (!(max_path / max_step <= kMaxStepsPerParticle))
@@ -93,26 +119,17 @@ py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i3
         p.mass = mass.at(i);
         if (p.charge == 0 || p2 <= 0 || !(p.mass > 0))
             throw py::value_error("particle " + std::to_string(i) + " needs charge != 0, |p| > 0 and mass > 0");
+        // mass^2 of 1e300 overflows (NaN states, then a crash in the navigation); 1e30 GeV gives garbage.
+        if (!(p.mass <= kMaxMass))
+            throw py::value_error("particle " + std::to_string(i) + ": mass = " + fmt_g(p.mass) +
+                                  " GeV; at most 1e4 GeV");
+        if (!(p2 <= kMaxMomentum * kMaxMomentum))
+            throw py::value_error("particle " + std::to_string(i) + ": |p| = " + fmt_g(std::sqrt(p2)) +
+                                  " GeV; at most 1e15 GeV");
     }
-    FieldView field;
-    field.bz = bz;
+    require_layer_x0(layer_x0, "transport");
     f64_array br_grid, bz_grid;
-    if (!field_map.is_none()) {
-        auto t = field_map.cast<py::tuple>();  // (r0, dr, nr, z0, dz, nz, br (nr,nz), bz (nr,nz))
-        field.constant = false;
-        field.r0 = t[0].cast<double>(); field.dr = t[1].cast<double>(); field.nr = t[2].cast<int>();
-        field.z0 = t[3].cast<double>(); field.dz = t[4].cast<double>(); field.nz = t[5].cast<int>();
-        br_grid = t[6].cast<f64_array>();
-        bz_grid = t[7].cast<f64_array>();
-        require_shape(br_grid, {field.nr, field.nz}, "field map Br");
-        require_shape(bz_grid, {field.nr, field.nz}, "field map Bz");
-        if (field.nr < 2 || field.nz < 2 || !(field.dr > 0) || !(field.dz > 0))
-            throw py::value_error("field map needs at least 2x2 points and positive spacing");
-        field.br_grid = br_grid.data();
-        field.bz_grid = bz_grid.data();
-    } else if (!use_rk && bz == 0.0) {
-        // Straight lines are the h -> 0 limit of the helix code, so a zero field is allowed.
-    }
+    const FieldView field = parse_field(bz, field_map, br_grid, bz_grid);  // straight lines (bz = 0) are allowed
     TransportConfig cfg;
     cfg.seed = seed; cfg.max_step = max_step; cfg.max_path = max_path; cfg.max_crossings = max_crossings;
     cfg.min_p = min_p; cfg.multiple_scattering = multiple_scattering; cfg.energy_loss = energy_loss; cfg.use_rk = use_rk;
@@ -159,6 +176,11 @@ void register_propagation(py::module_& m) {
         .def_property_readonly("world_z", &Geometry::world_z)
         .def("candidates", [](const Geometry& g, int layer, double phi_a, double q_a, double phi_b, double q_b) {
             if (layer < 0 || layer >= static_cast<int>(g.layers().size())) throw py::index_error("layer out of range");
+            // The phi binning wraps angles by whole turns: an infinite or absurd angle (1e30) never wraps.
+            for (const double phi : {phi_a, phi_b})
+                if (!(std::fabs(phi) <= 1e3))
+                    throw py::value_error("candidates: phi = " + fmt_g(phi) + " rad must be finite, |phi| <= 1000");
+            if (std::isnan(q_a) || std::isnan(q_b)) throw py::value_error("candidates: q_a and q_b must not be NaN");
             std::vector<int> out;
             g.candidates(layer, phi_a, q_a, phi_b, q_b, out);
             return out;

@@ -49,7 +49,7 @@ public:
         if (r_masks_.empty()) return false;
         const auto bin = [](double x, double x0, double inv_w, int n) {
             const double f = (x - x0) * inv_w;
-            return f <= 0 ? 0 : (f >= n - 1 ? n - 1 : static_cast<int>(f));
+            return !(f > 0) ? 0 : (f >= n - 1 ? n - 1 : static_cast<int>(f));  // NaN: bin 0, never a wild index
         };
         const int nr = static_cast<int>(r_masks_.size()), nz = static_cast<int>(z_masks_.size());
         uint64_t mr = 0, mz = 0;

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <stdexcept>
 
 #include "trackcore/material.hpp"
 #include "trackcore/rng.hpp"
@@ -14,6 +16,11 @@ namespace trackcore {
 namespace {
 
 inline double momentum(const State& s) { return 1.0 / std::fabs(s.qop); }
+
+// Most steps one particle may take. The bindings allow max_path / max_step <= 1e7; bending limits
+// the step further (max_turn / curvature), so a particle of 1e-30 GeV (or a field of 1e30 T) with
+// loop protection off would step forever in 1e-30 mm steps.
+constexpr long long kMaxSteps = 20'000'000;
 
 }  // namespace
 
@@ -40,8 +47,17 @@ void transport_particles(const Geometry& geo, const FieldView& field, const std:
             if (h0 > 0) path_limit = std::min(path_limit, cfg.loop_fraction * 6.283185307179586 / h0);
         }
         int n_cross = 0, last_module = -1;
+        long long n_steps = 0;
         while (travelled < path_limit && n_cross < cfg.max_crossings) {
             const double ds = stepper.step_length(st, cfg.max_step, cfg.max_turn);
+            if (++n_steps > kMaxSteps) {
+                char msg[256];
+                std::snprintf(msg, sizeof msg,
+                              "transport: particle %zu needs more than 2e7 steps (%g mm each: |p| = %g GeV curls "
+                              "in the field); raise min_p, set loop_fraction > 0 or check the field",
+                              ip, ds, momentum(st));
+                throw std::invalid_argument(msg);
+            }
             State next;
             stepper.advance(st, ds, next);
             cand.clear();
