@@ -4,6 +4,8 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <cmath>
+#include <string>
 
 #include "../src/ckf.hpp"
 #include "arrays.hpp"
@@ -63,6 +65,27 @@ CkfConfig config_from(const py::dict& d) {
     }
     if (c.max_branches < 1 || c.max_candidates < 1 || c.min_measurements < 3 || !(c.chi2_max > 0) || !(c.mass > 0))
         throw py::value_error("CKF settings out of range (max_branches, max_candidates >= 1, min_measurements >= 3, chi2_max > 0, mass > 0)");
+    // NaN or absurd lengths, angles and widths: a zero step or turn, or a seed covariance of 1e30,
+    // made the layer search step forever; NaN and negative values silently found no track.
+    auto need = [](bool ok, const std::string& what) {
+        if (!ok) throw py::value_error("CKF setting " + what);
+    };
+    constexpr double kPi = 3.14159265358979323846;
+    need(c.mass >= 1e-6 && c.mass <= 1e4, "mass = " + fmt_g(c.mass) + " GeV must be in [1e-6, 1e4]");
+    need(std::isfinite(c.max_step) && c.max_step > 0, "max_step = " + fmt_g(c.max_step) + " mm must be finite and > 0");
+    need(c.max_turn >= 1e-3 && c.max_turn <= 2 * kPi, "max_turn = " + fmt_g(c.max_turn) + " rad must be in [1e-3, 2 pi]");
+    need(std::isfinite(c.max_path) && c.max_path >= 0, "max_path = " + fmt_g(c.max_path) + " mm must be finite and >= 0");
+    need(c.max_path / c.max_step <= 1e7, "max_path / max_step = " + fmt_g(c.max_path / c.max_step) + " steps; at most 1e7");
+    need(c.sigma_phi >= 0 && c.sigma_phi <= kPi && c.sigma_theta >= 0 && c.sigma_theta <= kPi,
+         "sigma_phi, sigma_theta = " + fmt_g(c.sigma_phi) + ", " + fmt_g(c.sigma_theta) +
+             " rad must be in [0, pi]");
+    need(c.sigma_qop_rel >= 0 && c.sigma_qop_rel <= 10, "sigma_qop_rel = " + fmt_g(c.sigma_qop_rel) + " must be in [0, 10]");
+    need(std::isfinite(c.edge_tolerance) && c.edge_tolerance >= 0,
+         "edge_tolerance = " + fmt_g(c.edge_tolerance) + " mm must be finite and >= 0");
+    need(std::isfinite(c.layer_depth) && c.layer_depth >= 0, "layer_depth = " + fmt_g(c.layer_depth) + " mm must be finite and >= 0");
+    need(c.max_holes >= 0 && c.max_shared >= 0 && c.rescue_min_measurements >= 0,
+         "max_holes, max_shared, rescue_min_measurements must be >= 0");
+    need(c.skip_used_hits >= 1 && c.skip_used_hits <= 3, "skip_used_hits = " + std::to_string(c.skip_used_hits) + " must be 1, 2 or 3");
     return c;
 }
 
@@ -110,6 +133,7 @@ void register_tracking(py::module_& m) {
             const HitsView hv = hits.view(geo);
             require_shape(seeds, {-1, 3}, "seeds");
             require_shape(layer_x0, {static_cast<py::ssize_t>(geo.layers().size())}, "layer_x0");
+            require_layer_x0(layer_x0, "ckf");
             std::vector<int64_t> s(seeds.data(), seeds.data() + seeds.size());
             for (auto x : s)
                 if (x < 0 || x >= hv.n) throw py::value_error("seed hit index outside the hits");
@@ -147,6 +171,8 @@ void register_tracking(py::module_& m) {
                 if (o[i] < o[i - 1]) throw py::value_error("offsets must be non-decreasing");
             for (auto x : hi)
                 if (x < 0 || x >= hv.n) throw py::value_error("hit index outside the hits");
+            require_shape(layer_x0, {static_cast<py::ssize_t>(geo.layers().size())}, "layer_x0");
+            require_layer_x0(layer_x0, "fit_tracks");
             f64_array brk, bzk;
             const FieldView field = parse_field(bz, field_map, brk, bzk);
             const CkfConfig cfg = config_from(settings);
@@ -169,6 +195,10 @@ void register_tracking(py::module_& m) {
             if (from_module < 0 || from_module >= nm || to_module < 0 || to_module >= nm)
                 throw py::index_error("module index outside the geometry");
             if (direction != 1 && direction != -1) throw py::value_error("direction must be +1 or -1");
+            check_bz(bz, "transport_jacobian");
+            for (int k = 0; k < 5; ++k)
+                if (!std::isfinite(params[k]))
+                    throw py::value_error("transport_jacobian: params[" + std::to_string(k) + "] is not finite");
             FieldView field;
             field.bz = bz;
             const Stepper stepper{field, false};

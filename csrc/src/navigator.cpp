@@ -159,7 +159,11 @@ bool LayerFinder::next_layer(const Stepper& stepper, const State& start, int fro
     const double world_r = geo_.world_r() + 5.0, world_z = geo_.world_z() + 5.0;
     const double tol = cfg.edge_tolerance;
     double walked = 0;
+    // A track of absurd curvature (|q/p| of 1e30 after a wild update) bends in 1e-30 mm steps: the
+    // search ends, as at max_path, after 2e7 steps (the bindings allow max_path / max_step <= 1e7).
+    long long n_steps = 0;
     while (path0 + walked < max_path) {
+        if (++n_steps > 20'000'000) return false;
         const double ds = stepper.step_length(st, cfg.max_step, cfg.max_turn);
         State next;
         stepper.advance(st, ds, next, step_turn);
