@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -30,6 +31,21 @@ void check_lsh(const f64_array& x, const f64_array& proj, const f64_array& offse
     require_finite(proj, "projections");
     require_finite(offsets, "offsets");
     if (!(width > 0) || !std::isfinite(width)) throw py::value_error("width must be finite and > 0");
+    // Quantised projections are clamped to +-2^62: a width of 1e-300 (or features of 1e300) put every
+    // point in the same bucket without a word. Bound |a . x + b| / width <= 2^52 from above.
+    double x_max = 0, b_max = 0, a_l1 = 0;
+    for (py::ssize_t i = 0; i < x.size(); ++i) x_max = std::max(x_max, std::fabs(x.data()[i]));
+    for (py::ssize_t i = 0; i < offsets.size(); ++i) b_max = std::max(b_max, std::fabs(offsets.data()[i]));
+    const auto dim = x.shape(1);
+    for (py::ssize_t r = 0; dim > 0 && r < proj.size() / dim; ++r) {
+        double l1 = 0;
+        for (py::ssize_t d = 0; d < dim; ++d) l1 += std::fabs(proj.data()[r * dim + d]);
+        a_l1 = std::max(a_l1, l1);
+    }
+    const double reach = a_l1 * x_max + b_max;
+    if (!(reach / width <= 4503599627370496.0))
+        throw py::value_error("width = " + fmt_g(width) + " is too small for projections reaching " + fmt_g(reach) +
+                              " (at most 2^52 widths): every point would share one bucket");
 }
 
 py::array_t<long long> lsh_knn(f64_array x, i64_array query, f64_array proj, f64_array offsets, double width, int k) {
@@ -72,6 +88,7 @@ py::tuple seed_buckets(f64_array x, f64_array y, f64_array z, f64_array r, f64_a
         require_finite(*a, name);
     }
     require_shape(layer, {n}, "layer");
+    check_phi(phi);
     for (py::ssize_t i = 0; i < n; ++i)
         if (!(r.data()[i] > 0)) throw py::value_error("r[" + std::to_string(i) + "] must be > 0");
     require_shape(members, {-1, -1}, "members");

@@ -40,6 +40,7 @@ void check_radius(const f64_array& r) {
 py::tuple seeding_grid(f64_array phi, f64_array z, f64_array r, py::dict params) {
     const auto n = phi.shape(0);
     check_points(n, {{&phi, "phi"}, {&z, "z"}, {&r, "r"}});
+    check_phi(phi);
     const sd::Params p = to_params(params);
     sd::Grid g;
     {
@@ -62,6 +63,7 @@ py::tuple find_seeds(f64_array x, f64_array y, f64_array z, f64_array r, f64_arr
     check_points(n, {{&x, "x"}, {&y, "y"}, {&z, "z"}, {&r, "r"}, {&phi, "phi"}});
     require_shape(layer, {n}, "layer");
     check_radius(r);
+    check_phi(phi);
     const sd::Params p = to_params(params);
     const std::uint8_t* middle_flags = nullptr;
     if (middle) {
@@ -78,7 +80,8 @@ py::tuple find_seeds(f64_array x, f64_array y, f64_array z, f64_array r, f64_arr
     }
     py::tuple out = seeds_to_arrays(seeds);
     if (!bz) return out;
-    if (!std::isfinite(*bz) || *bz == 0.0) throw py::value_error("find_seeds: bz must be finite and non-zero (T)");
+    if (!(std::fabs(*bz) <= 1e4) || *bz == 0.0)
+        throw py::value_error("find_seeds: bz must be finite and non-zero (T), |bz| <= 1e4");
     const auto k = static_cast<py::ssize_t>(seeds.size());
     py::array_t<double> track({k, static_cast<py::ssize_t>(7)});
     double* t = track.mutable_data();

@@ -4,11 +4,14 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <string>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
 #include "../src/seeding.hpp"
+#include "arrays.hpp"
 
 namespace trackcore::py_util {
 namespace py = pybind11;
@@ -65,6 +68,21 @@ inline sd::Params to_params(const py::dict& d) {
         throw py::value_error("seeding params: limits must be >= 0 and phi_neighbours >= 1");
     if (!(p.dr_min > 0) || !(p.dr_max >= p.dr_min))
         throw py::value_error("seeding params: need 0 < dr_min <= dr_max");
+    // NaN or infinite parameters made NaN seed weights or bins, or silently no seeds.
+    const std::pair<const char*, double> reals[] = {
+        {"inv_phi_bin", p.inv_phi_bin}, {"z_lo", p.z_lo}, {"inv_z_bin", p.inv_z_bin}, {"dr_max", p.dr_max},
+        {"cot_max", p.cot_max}, {"z0_min", p.z0_min}, {"z0_max", p.z0_max}, {"k_bend", p.k_bend},
+        {"d0_max", p.d0_max}, {"phi_scale", p.phi_scale}, {"phi_margin", p.phi_margin},
+        {"min_helix_diameter2", p.min_helix_diameter2}, {"var_r", p.var_r}, {"var_z", p.var_z},
+        {"scatter_per_curv2", p.scatter_per_curv2}, {"scatter_min2", p.scatter_min2},
+        {"delta_inv_helix_diameter", p.delta_inv_helix_diameter}, {"compat_weight", p.compat_weight},
+        {"impact_weight", p.impact_weight}, {"z0_weight", p.z0_weight}};
+    for (const auto& [key, value] : reals)
+        if (!std::isfinite(value))
+            throw py::value_error(std::string("seeding params: '") + key + "' = " + fmt_g(value) +
+                                  " must be finite");
+    if (!(p.inv_phi_bin > 0) || !(p.inv_z_bin > 0))
+        throw py::value_error("seeding params: inv_phi_bin and inv_z_bin must be > 0");
     return p;
 }
 

@@ -90,7 +90,9 @@ def _window_pairs(phi_a: np.ndarray, phi_b_sorted: np.ndarray, half_width: float
     ext = np.concatenate([phi_b_sorted - 2 * np.pi, phi_b_sorted, phi_b_sorted + 2 * np.pi])
     lo = np.searchsorted(ext, phi_a - half_width, side="left")
     hi = np.searchsorted(ext, phi_a + half_width, side="right")
-    count = hi - lo
+    # A window wider than 2 pi (a huge bending allowance: Bz 1e30 T) holds each b once, not up to
+    # three times: the copies multiplied at every layer until memory and time ran out.
+    count = np.minimum(hi - lo, n_b)
     a = np.repeat(np.arange(len(phi_a)), count)
     start = np.repeat(lo - np.cumsum(count) + count, count)
     b = (start + np.arange(len(a))) % n_b

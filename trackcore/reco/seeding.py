@@ -97,6 +97,11 @@ class SeedingConfig:
                 raise InputError(f"SeedingConfig.{f.name} must be >= 0, got {v!r}")
         if self.bz == 0:
             raise InputError("SeedingConfig.bz must be non-zero: seeding measures curvature")
+        # As the compiled core: |Bz| <= 1e4 T. min_pt 1e-300 GeV made the helix diameter 0 (ZeroDivisionError).
+        if abs(self.bz) > 1e4:
+            raise InputError(f"SeedingConfig.bz = {self.bz!r} T is absurd: |bz| <= 1e4 T")
+        if self.min_pt < 1e-6:
+            raise InputError(f"SeedingConfig.min_pt = {self.min_pt!r} GeV is absurd: at least 1e-6 GeV")
         if self.delta_r_max < self.delta_r_min:
             raise InputError(f"SeedingConfig: delta_r_max {self.delta_r_max} < delta_r_min {self.delta_r_min}")
         if self.z0_max < self.z0_min:
