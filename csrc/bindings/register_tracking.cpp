@@ -18,6 +18,9 @@ using namespace trackcore::py_util;
 
 namespace {
 
+// Largest |u|, |v| (mm) of a hit in its module's frame: modules are at most a few hundred mm wide.
+constexpr double kMaxLocal = 1e4;
+
 struct HitArrays {
     i64_array module;
     f64_array u, v, var_u, var_v, xyz;
@@ -32,6 +35,14 @@ struct HitArrays {
                 throw py::value_error("hit " + std::to_string(i) + " has module index outside the geometry");
             if (!(var_u.at(i) > 0 && var_v.at(i) > 0))
                 throw py::value_error("hit " + std::to_string(i) + " has a non-positive variance");
+            // A local coordinate of 1e30 (or inf) mm sent the track search into an endless walk; NaN ones
+            // and NaN/infinite variances or positions were dropped or used without a word.
+            bool ok = std::fabs(u.at(i)) <= kMaxLocal && std::fabs(v.at(i)) <= kMaxLocal && std::isfinite(var_u.at(i)) &&
+                      std::isfinite(var_v.at(i));
+            for (int k = 0; k < 3; ++k) ok = ok && std::fabs(xyz.at(i, k)) <= 1e6;
+            if (!ok)
+                throw py::value_error("hit " + std::to_string(i) + ": u = " + fmt_g(u.at(i)) + ", v = " + fmt_g(v.at(i)) +
+                                      " mm (|u|, |v| <= 1e4), variances and xyz (|x| <= 1e6 mm) must be finite");
         }
         return HitsView{static_cast<int>(n), module.data(), u.data(), v.data(), var_u.data(), var_v.data(), xyz.data()};
     }

@@ -335,3 +335,37 @@ def test_lsh_width_too_small_for_the_features_is_value_error():
         C.lsh_keys(x, a, b, 0.7)
     x[3, 1] = 0.0
     assert len(np.unique(C.lsh_keys(x, a, b, 0.7)[0])) > 10  # valid widths keep their buckets
+
+
+# -- CKF hits: a local coordinate of 1e30 or inf mm sent the track search into an endless walk ----
+def test_ckf_absurd_hit_coordinate_is_value_error():
+    out = _bounded("""
+        from trackcore.reco.measurements import Measurements
+        from trackcore.reco.ckf import CkfConfig
+        from trackcore.sim.particles import minimum_bias
+        from trackcore.sim.simulate import simulate_event
+        ev = simulate_event(det, minimum_bias(np.random.default_rng(1), pileup=5.0), seed=1)
+        meas = Measurements.from_event(ev, det)
+        cols = [np.array(a) for a in (meas.module_index, meas.u, meas.v, meas.var_u, meas.var_v, meas.xyz)]
+        seeds = np.arange(0, 30, dtype=np.int64).reshape(-1, 3)
+        for col, value in ((1, 1e30), (2, float("inf")), (1, float("nan"))):
+            bad = [c.copy() for c in cols]
+            bad[col][1] = value
+            try:
+                C.ckf(geo, C.HitArrays(*bad), seeds, x0, 2.0, None, CkfConfig().as_dict())
+                print("returned", col, value)
+            except ValueError as e:
+                print("ValueError", e)
+        """, timeout=20.0)
+    assert out.count("ValueError") == 3 and "returned" not in out, out
+    assert "hit 1: u = 1e+30" in out
+
+
+def test_ckf_hit_position_and_variance_must_be_finite(geo):
+    g, x0 = geo
+    base = [np.zeros(3, np.int64), np.zeros(3), np.zeros(3), np.full(3, 1e-4), np.full(3, 1e-4), np.zeros((3, 3))]
+    for col, value in ((5, np.nan), (3, np.inf)):
+        cols = [c.copy() for c in base]
+        cols[col][1] = value  # hit 1's position (all three) or its variance
+        with pytest.raises(ValueError, match="hit 1"):
+            C.ckf(g, C.HitArrays(*cols), np.array([[0, 1, 2]]), x0, 2.0, None, CkfConfig().as_dict())
