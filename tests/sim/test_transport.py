@@ -258,6 +258,20 @@ def test_energy_loss_is_bethe_bloch(generic, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_very_slow_heavy_particles_never_gain_energy(generic, backend):
+    # beta gamma = 0.004, below where the Bethe formula turns negative (~0.013): it used to add energy.
+    from trackcore.sim.transport_numpy import bethe_bloch_si
+
+    assert bethe_bloch_si(0.004 * 1000.0, 1000.0) == 0.0 < bethe_bloch_si(0.05 * 1000.0, 1000.0)
+    out = run(generic, central_muons(50, 4.0, 14)[:3] + (np.full(50, 1000.0),), backend, multiple_scattering=False,
+              layer_x0=thick_layers(generic))
+    k0, k1 = consecutive(out)
+    assert len(k0) > 50
+    p0, p1 = (np.linalg.norm(out["momentum"][k], axis=1) for k in (k0, k1))
+    assert np.all(p1 <= p0 * (1 + 1e-12))  # rounding of sqrt(e^2 - m^2) at m = 250 p
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_energy_deposit_is_landau_like(generic, backend):
     out = run(generic, central_muons(300, 1.0, 13), backend)
     si_um = 2 * generic.thickness[out["module_index"]] / np.abs(out["local_direction"][:, 2]) * 1e3

@@ -84,7 +84,8 @@ def bethe_bloch_si(p: float, mass: float) -> float:
     wmax = 2.0 * ELECTRON_MASS * bg * bg / (1.0 + 2.0 * g * me_ratio + me_ratio * me_ratio)
     arg = 2.0 * ELECTRON_MASS * bg * bg * wmax / (SI_I_GEV * SI_I_GEV)
     dedx_mass = K_BETHE * SI_Z_OVER_A / b2 * (0.5 * math.log(arg) - b2 - 0.5 * density_effect_si(bg))
-    return dedx_mass * SI_DENSITY * 0.1
+    # Below beta*gamma ~ 0.013 the formula (valid down to ~0.05) turns negative: never gain energy.
+    return max(dedx_mass, 0.0) * SI_DENSITY * 0.1
 
 
 def highland_theta0(p: float, mass: float, x_over_x0: float) -> float:

@@ -37,7 +37,8 @@ TC_HD double bethe_bloch_si(double p, double mass) {
     const double wmax = 2.0 * electron_mass * bg * bg / (1.0 + 2.0 * g * me_ratio + me_ratio * me_ratio);
     const double arg = 2.0 * electron_mass * bg * bg * wmax / (I_GeV * I_GeV);
     const double dedx_mass = K_bethe * Z_over_A / b2 * (0.5 * std::log(arg) - b2 - 0.5 * density_effect_si(bg));
-    return dedx_mass * density * 0.1;  // GeV cm^2/g * g/cm^3 -> GeV/cm -> GeV/mm
+    // Below beta*gamma ~ 0.013 the formula (valid down to ~0.05) turns negative: never gain energy.
+    return (dedx_mass > 0.0 ? dedx_mass : 0.0) * density * 0.1;  // GeV cm^2/g * g/cm^3 -> GeV/cm -> GeV/mm
 }
 
 // Highland width (radians) of the projected scattering angle after a path of x_over_X0.
