@@ -42,13 +42,25 @@ void check_common(const i64_array& module_index, const f64_array& segments, cons
     require_shape(edep, {n}, charge_name);
     const auto n_modules = modules.shape(0);
     const double* md = modules.data();
+    // Sizes within a metre-scale detector, whole cell counts and flags: beyond these a module row is
+    // not a module (a 1e30 mm half width silently emptied a module; a 2.5 binary flag read as true).
+    const auto whole = [](double v, double lo, double hi) { return v >= lo && v <= hi && v == std::floor(v); };
     for (py::ssize_t m = 0; m < n_modules; ++m) {
         const double* r = md + fs::kModuleCols * m;
-        for (int c = 0; c < fs::kModuleCols; ++c)
-            if (!std::isfinite(r[c]) || r[c] < 0 || ((c == 2 || c == 3 || c == 8) && r[c] <= 0) || (c == 7 && r[c] > 3))
+        for (int c = 0; c < fs::kModuleCols; ++c) {
+            const double v = r[c];
+            bool ok = std::isfinite(v);
+            if (c <= 3) ok = ok && v > 0 && v <= 1e6;                        // half sizes, pitches (mm)
+            else if (c <= 5) ok = ok && whole(v, 1, kMaxObservedCells);        // cells along u, v
+            else if (c == 6) ok = ok && (v == 0 || v == 1);                    // binary readout
+            else if (c == 7) ok = ok && whole(v, 0, 3);                        // module class
+            else ok = ok && v > 0 && v <= 1e12;                                // threshold (electrons)
+            if (!ok)
                 throw py::value_error("modules[" + std::to_string(m) + ", " + std::to_string(c) + "] = " +
-                                      std::to_string(r[c]) +
-                                      " is invalid (all finite and >= 0; pitches, threshold > 0; class 0..3)");
+                                      std::to_string(v) +
+                                      " is invalid (half sizes and pitches in (0, 1e6] mm; cell counts whole, "
+                                      "1..2^21; binary 0 or 1; class 0..3; threshold in (0, 1e12] electrons)");
+        }
     }
     const int64_t* idx = module_index.data();
     const double* seg = segments.data();

@@ -163,6 +163,13 @@ def test_compiled_kernels_reject_bad_input(events, tables):
         k(m, seg, q, obs[:, :5], tables.packed, 1.0)
     with pytest.raises(ValueError, match="modules"):
         k(m, seg, q, np.zeros((len(m), N_OBSERVABLES)), tables.packed[:, :4], 1.0)
+    # Module rows that are not modules: huge half width, fractional cell count, binary flag 2.5,
+    # class 4, threshold 1e30.
+    for column, value in ((0, 1e30), (4, 10.5), (6, 2.5), (7, 4.0), (8, 1e30)):
+        odd = tables.packed.copy()
+        odd[5, column] = value
+        with pytest.raises(ValueError, match=rf"modules\[5, {column}\] = .* is invalid"):
+            k(m, seg, q, np.zeros((len(m), N_OBSERVABLES)), odd, 1.0)
     with pytest.raises(ValueError, match=r"electrons\[0\]"):
         k(m, seg, -q, np.zeros((len(m), N_OBSERVABLES)), tables.packed, 1.0)
     with pytest.raises(ValueError, match="momentum"):
