@@ -208,6 +208,29 @@ def test_ckf_settings_out_of_range_are_value_errors(geo, key, value, match):
         C.ckf(g, hits, np.array([[0, 1, 2]]), x0, 2.0, None, _ckf_case(key, value))
 
 
+@pytest.mark.parametrize("key, value", [
+    ("max_step", 0.0), ("max_turn", 0.0), ("sigma_phi", 1e30), ("sigma_qop_rel", 1e30), ("mass", 1e30),
+    ("max_path", float("nan")), ("edge_tolerance", -1.0), ("max_shared", -1), ("skip_used_hits", 4),
+    ("min_measurements", 2), ("chi2_max", float("inf")), ("max_branches", 1.5),
+])
+def test_ckf_settings_checked_before_any_backend_runs(key, value):
+    # The same ranges in Python: the numpy twin (which has no checks of its own) would hang on the
+    # first two, and every backend now raises InputError naming the setting before any work.
+    from trackcore.reco.ckf import find_tracks, fit_tracks
+    from trackcore.reco.measurements import Measurements
+
+    det = trackml_like_detector()
+    meas = Measurements(np.zeros(3, np.int64), np.zeros(3), np.zeros(3), np.full(3, 1e-4), np.full(3, 1e-4),
+                        np.zeros((3, 3)))
+    bad = dataclasses.replace(CkfConfig(), **{key: value})
+    for backend in ("numpy", "cpu"):
+        with pytest.raises(InputError, match=f"CKF setting .*{key}"):
+            find_tracks(meas, np.array([[0, 1, 2]]), det, config=bad, backend=backend)
+    with pytest.raises(InputError, match=f"CKF setting .*{key}"):
+        fit_tracks(meas, [np.array([0, 1, 2])], det, config=bad)
+    assert CkfConfig().check() == CkfConfig()
+
+
 def test_ckf_and_fit_check_field_and_material(geo):
     g, x0 = geo
     hits = C.HitArrays(np.zeros(3, np.int64), np.zeros(3), np.zeros(3), np.full(3, 1e-4), np.full(3, 1e-4),

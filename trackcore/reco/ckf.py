@@ -48,6 +48,40 @@ class CkfConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> "CkfConfig":
+        """Raise :class:`InputError` naming a setting out of range (the ranges the compiled kernel
+        enforces, checked here for every backend: a zero step or a 1e30 seed covariance makes the
+        layer search step forever, NaN and negative values silently find no track)."""
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise InputError(f"CKF setting {what}")
+
+        for name in ("max_branches", "max_candidates", "max_holes", "min_measurements", "max_shared",
+                     "skip_used_hits", "rescue_min_measurements"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, np.integer)) and not isinstance(value, bool),
+                 f"{name} = {value!r} must be an integer")
+        need(self.max_branches >= 1 and self.max_candidates >= 1, "max_branches, max_candidates must be >= 1")
+        need(self.min_measurements >= 3, f"min_measurements = {self.min_measurements} must be >= 3")
+        need(self.max_holes >= 0 and self.max_shared >= 0 and self.rescue_min_measurements >= 0,
+             "max_holes, max_shared, rescue_min_measurements must be >= 0")
+        need(self.skip_used_hits in (1, 2, 3), f"skip_used_hits = {self.skip_used_hits} must be 1, 2 or 3")
+        f = {name: float(getattr(self, name)) for name in ("chi2_max", "mass", "max_step", "max_turn", "max_path",
+                                                            "sigma_phi", "sigma_theta", "sigma_qop_rel",
+                                                            "edge_tolerance", "layer_depth")}
+        need(f["chi2_max"] > 0 and np.isfinite(f["chi2_max"]), f"chi2_max = {f['chi2_max']:g} must be finite and > 0")
+        need(1e-6 <= f["mass"] <= 1e4, f"mass = {f['mass']:g} GeV must be in [1e-6, 1e4]")
+        need(np.isfinite(f["max_step"]) and f["max_step"] > 0, f"max_step = {f['max_step']:g} mm must be finite and > 0")
+        need(1e-3 <= f["max_turn"] <= 2 * np.pi, f"max_turn = {f['max_turn']:g} rad must be in [1e-3, 2 pi]")
+        need(np.isfinite(f["max_path"]) and f["max_path"] >= 0, f"max_path = {f['max_path']:g} mm must be finite and >= 0")
+        need(f["max_path"] / f["max_step"] <= 1e7, f"max_path / max_step = {f['max_path'] / f['max_step']:g} steps; at most 1e7")
+        need(0 <= f["sigma_phi"] <= np.pi and 0 <= f["sigma_theta"] <= np.pi,
+             f"sigma_phi, sigma_theta = {f['sigma_phi']:g}, {f['sigma_theta']:g} rad must be in [0, pi]")
+        need(0 <= f["sigma_qop_rel"] <= 10, f"sigma_qop_rel = {f['sigma_qop_rel']:g} must be in [0, 10]")
+        for name in ("edge_tolerance", "layer_depth"):
+            need(np.isfinite(f[name]) and f[name] >= 0, f"{name} = {f[name]:g} mm must be finite and >= 0")
+        return self
+
 
 def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detector, *, field=None,
                 config: CkfConfig | None = None, material: dict | None = None, backend=None) -> tuple[Tracks, dict]:
@@ -56,7 +90,7 @@ def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detecto
     Returns the tracks after ambiguity resolution (each hit on at most one track) with perigee
     parameters from the backward filter, and counters (seeds used/skipped, candidates).
     """
-    config = config or CkfConfig()
+    config = (config or CkfConfig()).check()
     seeds = np.ascontiguousarray(seeds, np.int64).reshape(-1, 3)
     if len(seeds) and (seeds.min() < 0 or seeds.max() >= len(measurements)):
         raise InputError("seeds refer to hits outside the event")
@@ -79,7 +113,7 @@ def ckf_cpu(detector: Detector, measurements: Measurements, seeds: np.ndarray, l
 def fit_tracks(measurements: Measurements, track_hits: list[np.ndarray], detector: Detector, *, field=None,
                config: CkfConfig | None = None, material: dict | None = None) -> Tracks:
     """Kalman fit (forward filter, backward filter, perigee) of given hit sequences (inner to outer)."""
-    config = config or CkfConfig()
+    config = (config or CkfConfig()).check()
     from .._corelib import core
 
     lengths = np.array([len(h) for h in track_hits], np.int64)

@@ -264,6 +264,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
     from .spacepoints import SpacePoints
 
     config = config or ReconstructionConfig()
+    config.ckf.check()  # a bad CKF setting fails here, not after the seeding
     seeding_config = config.seeding or default_seeding(detector)
     if seeding_config.middle_layers is not None:
         present = {(la.volume_id, la.layer_id) for la in detector.layers}
