@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "fastsim_mlp.hpp"
+
 namespace trackcore::fastsim {
 
 // Module table, one row per detector module: max_hu, hv, pitch_u, pitch_v (mm), cells along u and
@@ -53,11 +55,6 @@ void render_fill(const std::int64_t* module_index, const double* segments, const
 // classifier MLP (conditions -> logits of K joint integer classes), then a generator MLP
 // (conditions + noise -> log_charge, res_u, res_v) whose first layer also adds the sampled class's
 // row of `embed`. Weights are row-major (inputs x outputs) float32, Leaky-ReLU(leak) between layers.
-struct Layer {
-    const float* w;
-    const float* b;
-    int n_in, n_out;
-};
 struct Generator {
     const Layer* classifier;
     int n_classifier;
@@ -108,12 +105,5 @@ void generate(const std::int64_t* module_index, const double* segments, const do
               std::int64_t n, const double* modules, double electrons_per_gev, const Generator& g,
               std::uint64_t seed, float* obs, double* electrons, double value_per_electron = 1.0,
               RenderBuffers* cells = nullptr);
-
-// One dense layer over `rows` rows with the products of instruction set `isa` (0 portable, 1 AVX2/FMA,
-// 2 AVX-512; std::invalid_argument beyond what this CPU has): out = in W + bias (+ row_bias rows),
-// then LeakyReLU(leak) when `act`. The kernels' own layers, exposed so tests can check every path.
-int dense_isa_available();
-void dense_rows(int isa, const float* in, std::int64_t rows, const float* weights, const float* bias, int n_in,
-                int n_out, const float* row_bias, bool act, float leak, float* out);
 
 }  // namespace trackcore::fastsim
