@@ -37,6 +37,13 @@ q = np.array([1, -1, 1], np.int32)
 m = np.full(3, 0.13957)
 def field_map(bz):
     return (0.0, 100.0, 12, -3000.0, 100.0, 61, np.zeros((12, 61)), bz)
+def attempt(label, call):
+    # One line per call: "returned <label>" or "ValueError <message>".
+    try:
+        call()
+        print("returned", label)
+    except ValueError as e:
+        print("ValueError", e)
 """
 
 
@@ -70,11 +77,7 @@ def _particles():
 def test_candidates_absurd_phi_is_value_error():
     out = _bounded("""
         for phi in (1e30, -1e300, float("inf"), float("nan")):
-            try:
-                geo.candidates(0, phi, 50.0, 0.2, 60.0)
-                print("returned", phi)
-            except ValueError as e:
-                print("ValueError", e)
+            attempt(phi, lambda: geo.candidates(0, phi, 50.0, 0.2, 60.0))
         """)
     assert out.count("ValueError") == 4 and "returned" not in out, out
     assert "phi = 1e+30 rad" in out
@@ -92,11 +95,7 @@ def test_transport_field_map_values_checked():
         for value in (float("nan"), float("inf"), 1e300, 1e30, -1e30):
             bz = np.full((12, 61), 2.0)
             bz[2, 30] = value
-            try:
-                C.transport(geo, v, p, q, m, x0, field_map=field_map(bz), use_rk=True)
-                print("returned", value)
-            except ValueError as e:
-                print("ValueError", e)
+            attempt(value, lambda: C.transport(geo, v, p, q, m, x0, field_map=field_map(bz), use_rk=True))
         """)
     assert out.count("ValueError") == 5 and "returned" not in out, out
     assert "field map Bz[2, 30] = 1e+30 T" in out
@@ -120,11 +119,7 @@ def test_field_map_placement_and_constant_field_checked(geo):
 def test_transport_absurd_mass_is_value_error():
     out = _bounded("""
         for mass in (1e300, 1e30):
-            try:
-                C.transport(geo, v, p, q, np.full(3, mass), x0)
-                print("returned", mass)
-            except ValueError as e:
-                print("ValueError", e)
+            attempt(mass, lambda: C.transport(geo, v, p, q, np.full(3, mass), x0))
         """)
     assert out.count("ValueError") == 2 and "returned" not in out, out
     assert "mass = 1e+300 GeV" in out
@@ -149,17 +144,9 @@ def test_transport_curling_particle_without_loop_protection_stops():
     out = _bounded("""
         from trackcore.sim.transport import transport, TransportConfig
         p[1] = [1e-100, 0.0, 0.0]
-        try:
-            C.transport(geo, v, p, q, m, x0, min_p=0.0, loop_fraction=0.0)
-            print("returned")
-        except ValueError as e:
-            print("ValueError", e)
+        attempt(None, lambda: C.transport(geo, v, p, q, m, x0, min_p=0.0, loop_fraction=0.0))
         p[1] = [1e-30, 0.0, 0.0]
-        try:
-            transport(det, v, p, q, m, config=TransportConfig(loop_fraction=0.0))
-            print("returned")
-        except ValueError as e:
-            print("ValueError", e)
+        attempt(None, lambda: transport(det, v, p, q, m, config=TransportConfig(loop_fraction=0.0)))
         """)
     assert out.count("ValueError") == 2 and "returned" not in out, out
     assert "particle 1 needs more than 2e7 steps" in out
@@ -184,11 +171,7 @@ def test_ckf_absurd_settings_hang_no_more():
         for key, value in (("max_step", 0.0), ("max_step", 1e-300), ("max_turn", 0.0), ("sigma_phi", 1e30),
                            ("sigma_qop_rel", 1e30), ("sigma_theta", 1e30), ("mass", 1e30)):
             cfg = dataclasses.replace(CkfConfig(), **{key: value}).as_dict()
-            try:
-                C.ckf(geo, hits, seeds, x0, 2.0, None, cfg)
-                print("returned", key)
-            except ValueError as e:
-                print("ValueError", e)
+            attempt(key, lambda: C.ckf(geo, hits, seeds, x0, 2.0, None, cfg))
         """, timeout=20.0)
     assert out.count("ValueError") == 7 and "returned" not in out, out
     assert "CKF setting sigma_qop_rel = 1e+30" in out
@@ -374,11 +357,7 @@ def test_ckf_absurd_hit_coordinate_is_value_error():
         for col, value in ((1, 1e30), (2, float("inf")), (1, float("nan"))):
             bad = [c.copy() for c in cols]
             bad[col][1] = value
-            try:
-                C.ckf(geo, C.HitArrays(*bad), seeds, x0, 2.0, None, CkfConfig().as_dict())
-                print("returned", col, value)
-            except ValueError as e:
-                print("ValueError", e)
+            attempt((col, value), lambda: C.ckf(geo, C.HitArrays(*bad), seeds, x0, 2.0, None, CkfConfig().as_dict()))
         """, timeout=20.0)
     assert out.count("ValueError") == 3 and "returned" not in out, out
     assert "hit 1: u = 1e+30" in out
