@@ -28,7 +28,7 @@ inline T get_param(const py::dict& d, const char* key) {
         const char* want = std::is_floating_point<T>::value ? "a number" : "an integer in range";
         throw py::value_error(std::string("seeding params: '") + key + "' must be " + want + ", got " +
                               std::string(py::str(py::repr(value)).cast<std::string>()).substr(0, 50) + " (" +
-                              std::string(py::str(value.get_type().attr("__name__"))) + ")");
+                              std::string(py::str(py::type::handle_of(value).attr("__name__"))) + ")");
     }
 }
 

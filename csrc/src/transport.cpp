@@ -27,7 +27,6 @@ constexpr long long kMaxSteps = 20'000'000;
 void transport_particles(const Geometry& geo, const FieldView& field, const std::vector<ParticleIn>& particles,
                          const std::vector<double>& layer_x0, const TransportConfig& cfg, Crossings& out) {
     const auto& modules = geo.modules();
-    const auto& layers = geo.layers();
     const Stepper stepper{field, cfg.use_rk || !field.constant};
     const double world_r = geo.world_r() + 5.0, world_z = geo.world_z() + 5.0;
     std::vector<int> cand;
