@@ -52,6 +52,10 @@ py::array_t<long long> lsh_knn(f64_array x, i64_array query, f64_array proj, f64
     check_lsh(x, proj, offsets, width);
     require_shape(query, {-1}, "query");
     if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+    // The (queries, k) answer is allocated whole: k = 2^31 - 1 gave a bare std::bad_alloc.
+    if (static_cast<double>(query.shape(0)) * k > 2147483648.0)
+        throw py::value_error("k = " + std::to_string(k) + " neighbours of " + std::to_string(query.shape(0)) +
+                              " queries is more than 2^31 answers; ask for fewer");
     const auto n = x.shape(0);
     const auto* q = reinterpret_cast<const std::int64_t*>(query.data());
     for (py::ssize_t i = 0; i < query.shape(0); ++i)

@@ -371,3 +371,12 @@ def test_ckf_hit_position_and_variance_must_be_finite(geo):
         cols[col][1] = value  # hit 1's position (all three) or its variance
         with pytest.raises(ValueError, match="hit 1"):
             C.ckf(g, C.HitArrays(*cols), np.array([[0, 1, 2]]), x0, 2.0, None, CkfConfig().as_dict())
+
+
+def test_lsh_knn_absurd_k_is_value_error():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 3))
+    proj, offsets = rng.normal(size=(2, 4, 3)), rng.uniform(0, 1, size=(2, 4))
+    with pytest.raises(ValueError, match="more than 2\\^31 answers"):
+        C.lsh_knn(x, np.arange(10), proj, offsets, 1.0, 2**31 - 1)
+    assert C.lsh_knn(x, np.arange(10), proj, offsets, 1.0, 60).shape == (10, 60)  # more than the points: -1 pads
