@@ -380,3 +380,22 @@ def test_lsh_knn_absurd_k_is_value_error():
     with pytest.raises(ValueError, match="more than 2\\^31 answers"):
         C.lsh_knn(x, np.arange(10), proj, offsets, 1.0, 2**31 - 1)
     assert C.lsh_knn(x, np.arange(10), proj, offsets, 1.0, 60).shape == (10, 60)  # more than the points: -1 pads
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_transport_bounds_hold_for_every_backend(backend):
+    # The numpy twin has no bounds of its own: the Python entry point checks for both.
+    from trackcore.sim.transport import transport
+
+    det = trackml_like_detector()
+    v, p, q, m = np.zeros((2, 3)), np.array([[1.0, 0.0, 0.5], [0.5, 0.5, 0.0]]), np.array([1, -1], np.int32), np.full(2, 0.14)
+    with pytest.raises(InputError, match="particle 1: mass = 1e\\+30 GeV"):
+        transport(det, v, p, q, np.array([0.14, 1e30]), backend=backend)
+    big = p.copy()
+    big[0, 2] = 1e300
+    with pytest.raises(InputError, match="particle 0: a momentum component of 1e\\+300 GeV"):
+        transport(det, v, big, q, m, backend=backend)
+    from trackcore.geometry import ConstantField
+
+    with pytest.raises(InputError, match="Bz = 1e\\+30 T"):
+        transport(det, v, p, q, m, field=ConstantField(1e30), backend=backend)

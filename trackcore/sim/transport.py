@@ -137,11 +137,19 @@ def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, char
         raise InputError(f"particle {int(np.flatnonzero(charge == 0)[0])} is neutral: only charged particles are transported")
     if not np.all(mass > 0):
         raise InputError("every particle needs a mass > 0 (GeV)")
+    # The compiled kernel's bounds, here for every backend: beyond them the stepping overflows or
+    # never ends (a mass of 1e300 GeV crashed the compiled transport, |p| = 1e300 lost the particle).
+    if np.any(mass > 1e4):
+        i = int(np.flatnonzero(mass > 1e4)[0])
+        raise InputError(f"particle {i}: mass = {mass[i]:g} GeV; at most 1e4 GeV")
+    if np.any(np.abs(momentum) > 1e15):
+        i = int(np.flatnonzero((np.abs(momentum) > 1e15).any(1))[0])
+        raise InputError(f"particle {i}: a momentum component of {np.abs(momentum[i]).max():g} GeV; at most 1e15 GeV")
     if np.any(np.einsum("ij,ij->i", momentum, momentum) <= 0):
         raise InputError("every particle needs a non-zero momentum")
     bz, fmap = field_arguments(field)
-    if not np.isfinite(bz):
-        raise InputError(f"field: Bz = {bz} T must be finite")
+    if not (np.isfinite(bz) and abs(bz) <= 1e4):
+        raise InputError(f"field: Bz = {bz:g} T must be finite, |Bz| <= 1e4 T")
     if fmap is None and bz == 0.0 and config.use_rk is False and field is not None and not getattr(field, "is_constant", True):
         raise InputError("a helix needs a non-zero field")
     kernel = get_backend(backend).kernel("transport")
