@@ -46,6 +46,7 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
     """
     seg = segments(crossings)
     n = len(seg)
+    det = tables.detector
     fused = fused_kernel(backend) if hasattr(generator, "compiled_arguments") else None
     if generator is None:
         r = render(tables, crossings, baseline_observables(n), backend=backend, seg=seg)
@@ -54,7 +55,7 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
         momentum = np.asarray(momentum, np.float64).reshape(-1, 3)
         if len(momentum) != n:
             raise InputError(f"fastsim: momentum has {len(momentum)} rows for {n} crossings")
-        cfg, det = tables.config, tables.detector
+        cfg = tables.config
         # The kernel also places each cluster in the global frame and gives each cell its hit id.
         out = fused(np.asarray(crossings["module_index"], np.int64), seg, np.asarray(crossings["edep"], np.float64),
                     momentum, tables.packed, cfg.electrons_per_gev, cfg.value_per_electron,
@@ -64,7 +65,6 @@ def fast_digitize(tables: ModuleTables, crossings: dict, momentum: np.ndarray, g
     else:
         r = render(tables, crossings, generator.generate_raw(conditions(tables, crossings, momentum, backend=backend),
                                                              rng), backend=backend, seg=seg)
-    det = tables.detector
     hit_xc = r["cluster"]
     hit_mod = np.asarray(crossings["module_index"], np.int64)[hit_xc]
     k = len(hit_xc)
