@@ -257,6 +257,7 @@ def save_config(config: RunConfig | ReconstructionConfig | None, folder: str | o
 def config_hash(config: RunConfig | ReconstructionConfig | None) -> str:
     """SHA-256 of what decides the outputs' content (reconstruction and detector; not backend or formats)."""
     data = config_to_dict(config)
+    data["reconstruction"].get("ckf", {}).pop("threads", None)  # the CKF's tracks do not depend on it
     key = {"detector": data["run"]["detector"], "reconstruction": data["reconstruction"]}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=repr).encode()).hexdigest()
 

@@ -273,6 +273,9 @@ def run_dataset(source: str | os.PathLike, detector=None, output: str | os.PathL
             n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
             if isinstance(det, str) is False:
                 det = client.scatter(det, broadcast=True, hash=False)
+            if run.reconstruction.ckf.threads == 0:  # the events share the cores: one CKF thread each
+                run = copy.deepcopy(run)
+                run.reconstruction.ckf.threads = 1
             _run_on_dask(client, todo, det, run, output, chash, bool(plugins), progress, outcomes)
         else:
             _run_here(todo, det, run, output, chash, plugins, progress, outcomes)

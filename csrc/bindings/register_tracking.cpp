@@ -48,6 +48,8 @@ struct HitArrays {
     }
 };
 
+constexpr int kMaxThreads = 1024;
+
 CkfConfig config_from(const py::dict& d) {
     CkfConfig c;
     for (auto item : d) {
@@ -72,6 +74,7 @@ CkfConfig config_from(const py::dict& d) {
         else if (key == "rescue_min_measurements") c.rescue_min_measurements = val.cast<int>();
         else if (key == "layer_depth") c.layer_depth = val.cast<double>();
         else if (key == "skip_used_hits") c.skip_used_hits = val.cast<int>();
+        else if (key == "threads") c.threads = val.cast<int>();
         else throw py::value_error("unknown CKF setting '" + key + "'");
     }
     if (c.max_branches < 1 || c.max_candidates < 1 || c.min_measurements < 3 || !(c.chi2_max > 0) || !(c.mass > 0))
@@ -97,6 +100,8 @@ CkfConfig config_from(const py::dict& d) {
     need(c.max_holes >= 0 && c.max_shared >= 0 && c.rescue_min_measurements >= 0,
          "max_holes, max_shared, rescue_min_measurements must be >= 0");
     need(c.skip_used_hits >= 1 && c.skip_used_hits <= 3, "skip_used_hits = " + std::to_string(c.skip_used_hits) + " must be 1, 2 or 3");
+    need(c.threads >= 0 && c.threads <= kMaxThreads,
+         "threads = " + std::to_string(c.threads) + " must be in [0, " + std::to_string(kMaxThreads) + "] (0: one per hardware thread)");
     return c;
 }
 

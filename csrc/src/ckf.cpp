@@ -1,9 +1,15 @@
 #include "ckf.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <memory>
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 #include "trackcore/kalman_math.hpp"
 #include "trackcore/transform.hpp"
@@ -87,6 +93,30 @@ struct Option {
     double path;
 };
 
+// The event's hits grouped by module, built once per call and read by every worker.
+struct ModuleHits {
+    std::vector<int> start, hits;  // CSR: hits of each module
+    // The measurements in the same order, side by side: the compatibility test reads one module's
+    // hits from consecutive memory.
+    std::vector<Measurement> meas;
+
+    ModuleHits(const Geometry& g, const HitsView& h) {
+        const size_t nm = g.modules().size();
+        start.assign(nm + 1, 0);
+        for (int i = 0; i < h.n; ++i) ++start[h.module[i] + 1];
+        for (size_t m = 0; m < nm; ++m) start[m + 1] += start[m];
+        hits.assign(h.n, 0);
+        std::vector<int> fill(start.begin(), start.end() - 1);
+        for (int i = 0; i < h.n; ++i) hits[fill[h.module[i]]++] = i;
+        meas.resize(h.n);
+        for (int k = 0; k < h.n; ++k) {
+            const int i = hits[k];
+            meas[k] = {h.u[i], h.v[i], h.var_u[i], h.var_v[i]};
+        }
+    }
+};
+
+// One worker's view of the event (shared, read only) and its scratch (its own).
 struct Context {
     const Geometry& geo;
     const Stepper stepper;
@@ -94,11 +124,10 @@ struct Context {
     const HitsView& hits;
     const std::vector<double>& layer_x0;
     const CkfConfig& cfg;
-    std::vector<int> module_start, module_hits;  // CSR: hits of each module
-    // The measurements in the same order, side by side: the compatibility test reads one module's
-    // hits from consecutive memory.
-    std::vector<Measurement> module_meas;
-    LayerFinder finder;
+    const std::vector<int>& module_start;
+    const std::vector<int>& module_hits;
+    const std::vector<Measurement>& module_meas;
+    LayerFinder finder;  // holds per-module scratch: one per worker
     const LayerFinder::Config finder_cfg;
     std::vector<StepNode> nodes;                  // the steps of the current search
     // Scratch buffers (extend and follow do not nest): no allocation per call.
@@ -107,24 +136,13 @@ struct Context {
     std::vector<const Option*> seq;
     std::vector<int64_t> taken;
     std::vector<Trajectory> follow_children, follow_finished;
+    std::vector<Trajectory> seed_active, seed_children, seed_finished;  // follow_seed
 
-    Context(const Geometry& g, const FieldView& f, const HitsView& h, const std::vector<double>& x0,
-            const CkfConfig& c)
+    Context(const Geometry& g, const FieldView& f, const HitsView& h, const ModuleHits& mh,
+            const std::vector<double>& x0, const CkfConfig& c)
         : geo(g), stepper{f, !f.constant}, fit_stepper{f, !f.constant, true}, hits(h), layer_x0(x0), cfg(c),
-          finder(g), finder_cfg{c.max_step, c.max_turn, c.edge_tolerance, c.layer_depth} {
-        const size_t nm = g.modules().size();
-        module_start.assign(nm + 1, 0);
-        for (int i = 0; i < h.n; ++i) ++module_start[h.module[i] + 1];
-        for (size_t m = 0; m < nm; ++m) module_start[m + 1] += module_start[m];
-        module_hits.assign(h.n, 0);
-        std::vector<int> fill(module_start.begin(), module_start.end() - 1);
-        for (int i = 0; i < h.n; ++i) module_hits[fill[h.module[i]]++] = i;
-        module_meas.resize(h.n);
-        for (int k = 0; k < h.n; ++k) {
-            const int i = module_hits[k];
-            module_meas[k] = {h.u[i], h.v[i], h.var_u[i], h.var_v[i]};
-        }
-    }
+          module_start(mh.start), module_hits(mh.hits), module_meas(mh.meas), finder(g),
+          finder_cfg{c.max_step, c.max_turn, c.edge_tolerance, c.layer_depth} {}
 
     double x0_of(int module) const { return layer_x0[geo.modules()[module].layer]; }
 };
@@ -438,58 +456,164 @@ bool start_from_seed(Context& ctx, const int64_t* s, Trajectory& tr) {
     return true;
 }
 
+// What following one seed gave: its best track (when one was kept) and its counters.
+struct SeedOutcome {
+    bool has_track = false;
+    Track track;
+    int64_t candidates = 0;
+    bool rescued = false;
+};
+
+// The beam search from one seed, outward layer by layer, then the rescue of a short best trajectory.
+// It reads nothing of the other seeds' results, so seeds can be followed in any order and in parallel.
+void follow_seed(Context& ctx, const int64_t* s, SeedOutcome& out) {
+    const CkfConfig& cfg = ctx.cfg;
+    auto& active = ctx.seed_active;
+    auto& children = ctx.seed_children;
+    auto& finished = ctx.seed_finished;
+    ctx.nodes.clear();
+    Trajectory tr;
+    if (!start_from_seed(ctx, s, tr)) return;
+    active.assign(1, tr);
+    finished.clear();
+    for (int round = 0; round < 80 && !active.empty(); ++round) {
+        children.clear();
+        for (auto& a : active) extend(ctx, a, children, finished, cfg.max_branches);
+        std::sort(children.begin(), children.end(), better);
+        if (static_cast<int>(children.size()) > cfg.max_candidates) children.resize(cfg.max_candidates);
+        out.candidates += static_cast<int64_t>(children.size());
+        active.swap(children);
+    }
+    for (auto& a : active) finished.push_back(std::move(a));
+    if (finished.empty()) return;
+    auto it = std::min_element(finished.begin(), finished.end(), better);
+    // Short trajectories are dropped (unless rescued) before their steps are copied out.
+    const bool rescue = it->n_meas < cfg.min_measurements && cfg.refine && cfg.rescue_min_measurements > 0 &&
+                        it->n_meas >= cfg.rescue_min_measurements;
+    if (it->n_meas < cfg.min_measurements && !rescue) return;
+    drop_trailing_holes(ctx, *it);
+    Track best = kept(ctx, *it);
+    // A seed near the outer end of its track (wide doublets, displaced tracks) finds few hits
+    // outward; its inward hits come only with the refinement, so try that before dropping it.
+    if (rescue) {
+        best = refine(ctx, best);
+        out.rescued = true;
+    }
+    if (best.n_meas < cfg.min_measurements) return;
+    out.has_track = true;
+    out.track = std::move(best);
+}
+
+int worker_count(int threads, size_t items) {
+    size_t n = threads > 0 ? static_cast<size_t>(threads) : std::max(1u, std::thread::hardware_concurrency());
+    return static_cast<int>(std::max<size_t>(1, std::min(n, items)));
+}
+
+// The workers of one call: each has its own Context (scratch and navigation caches), made on first
+// use and kept for the call's later phases.
+class Workers {
+public:
+    Workers(int n, const Geometry& geo, const FieldView& field, const HitsView& hits, const ModuleHits& mh,
+            const std::vector<double>& x0, const CkfConfig& cfg)
+        : contexts_(n), geo_(geo), field_(field), hits_(hits), mh_(mh), x0_(x0), cfg_(cfg) {}
+
+    int size() const { return static_cast<int>(contexts_.size()); }
+
+    // Runs body(ctx, i) for i in [0, n), items handed out in increasing order to the workers (the
+    // calling thread is one of them). An exception stops the handing out and is rethrown here once
+    // every worker has stopped; a thread that cannot be started leaves its share to the others.
+    template <class Body>
+    void for_each(size_t n, Body&& body) {
+        if (n == 0) return;
+        std::atomic<size_t> next{0};
+        std::atomic<bool> failed{false};
+        std::exception_ptr error;
+        std::mutex error_mutex;
+        auto work = [&](int w) {
+            try {
+                if (!contexts_[w]) contexts_[w] = std::make_unique<Context>(geo_, field_, hits_, mh_, x0_, cfg_);
+                for (size_t i; !failed.load(std::memory_order_relaxed) && (i = next.fetch_add(1)) < n;)
+                    body(*contexts_[w], i);
+            } catch (...) {
+                failed = true;
+                std::lock_guard<std::mutex> lock(error_mutex);
+                if (!error) error = std::current_exception();
+            }
+        };
+        std::vector<std::thread> pool;
+        const int n_workers = static_cast<int>(std::min<size_t>(contexts_.size(), n));
+        for (int w = 1; w < n_workers; ++w) {
+            try {
+                pool.emplace_back(work, w);
+            } catch (const std::system_error&) {
+                break;  // no more threads: the started ones share the work
+            }
+        }
+        work(0);
+        for (auto& t : pool) t.join();
+        if (error) std::rethrow_exception(error);
+    }
+
+private:
+    std::vector<std::unique_ptr<Context>> contexts_;
+    const Geometry& geo_;
+    const FieldView& field_;
+    const HitsView& hits_;
+    const ModuleHits& mh_;
+    const std::vector<double>& x0_;
+    const CkfConfig& cfg_;
+};
+
 }  // namespace
 
 std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const HitsView& hits,
                               const std::vector<int64_t>& seeds, const std::vector<double>& layer_x0,
                               const CkfConfig& cfg, CkfStats& stats) {
-    Context ctx(geo, field, hits, layer_x0, cfg);
+    const ModuleHits module_hits(geo, hits);
     const size_t n_seeds = seeds.size() / 3;
-    std::vector<char> used(hits.n, 0);
+    Workers workers(worker_count(cfg.threads, n_seeds), geo, field, hits, module_hits, layer_x0, cfg);
+
+    // Seeds are followed in parallel but committed in seed order, so the result is that of one
+    // thread: a seed is skipped when skip_used_hits of its hits are on tracks of earlier seeds. A
+    // worker skips a seed at once when the tracks committed so far already say so (hits only ever
+    // become used, so the commit says so too); otherwise it follows the seed, and the commit drops
+    // the work when earlier seeds still in flight took its hits.
+    std::unique_ptr<std::atomic<uint8_t>[]> used(new std::atomic<uint8_t>[std::max(hits.n, 1)]);
+    for (int i = 0; i < hits.n; ++i) used[i].store(0, std::memory_order_relaxed);
+    auto skipped = [&](const int64_t* s) {
+        if (!cfg.skip_used_seeds) return false;
+        const int n = used[s[0]].load(std::memory_order_relaxed) + used[s[1]].load(std::memory_order_relaxed) +
+                      used[s[2]].load(std::memory_order_relaxed);
+        return n >= cfg.skip_used_hits;
+    };
+    std::vector<SeedOutcome> outcome(n_seeds);
+    std::vector<char> ready(n_seeds, 0);
+    std::mutex commit_mutex;
+    size_t committed = 0;
     std::vector<Track> found;
     std::vector<int> found_seed;
-    std::vector<Trajectory> active, children, finished;
-    for (size_t i = 0; i < n_seeds; ++i) {
+    workers.for_each(n_seeds, [&](Context& ctx, size_t i) {
         const int64_t* s = &seeds[3 * i];
-        if (cfg.skip_used_seeds && used[s[0]] + used[s[1]] + used[s[2]] >= cfg.skip_used_hits) {
-            ++stats.seeds_skipped;
-            continue;
+        if (!skipped(s)) follow_seed(ctx, s, outcome[i]);
+        std::lock_guard<std::mutex> lock(commit_mutex);
+        ready[i] = 1;
+        for (; committed < n_seeds && ready[committed]; ++committed) {
+            SeedOutcome o = std::move(outcome[committed]);
+            const int64_t* sc = &seeds[3 * committed];
+            if (skipped(sc)) {
+                ++stats.seeds_skipped;
+                continue;
+            }
+            ++stats.seeds_used;
+            stats.candidates += o.candidates;
+            stats.rescued += o.rescued ? 1 : 0;
+            if (!o.has_track) continue;
+            for (const auto& st : o.track.steps)
+                if (st.hit >= 0) used[st.hit].store(1, std::memory_order_relaxed);
+            found.push_back(std::move(o.track));
+            found_seed.push_back(static_cast<int>(committed));
         }
-        ++stats.seeds_used;
-        ctx.nodes.clear();
-        Trajectory tr;
-        if (!start_from_seed(ctx, s, tr)) continue;
-        active.assign(1, tr);
-        finished.clear();
-        for (int round = 0; round < 80 && !active.empty(); ++round) {
-            children.clear();
-            for (auto& a : active) extend(ctx, a, children, finished, cfg.max_branches);
-            std::sort(children.begin(), children.end(), better);
-            if (static_cast<int>(children.size()) > cfg.max_candidates) children.resize(cfg.max_candidates);
-            stats.candidates += static_cast<int64_t>(children.size());
-            active.swap(children);
-        }
-        for (auto& a : active) finished.push_back(std::move(a));
-        if (finished.empty()) continue;
-        auto it = std::min_element(finished.begin(), finished.end(), better);
-        // Short trajectories are dropped (unless rescued) before their steps are copied out.
-        const bool rescue = it->n_meas < cfg.min_measurements && cfg.refine && cfg.rescue_min_measurements > 0 &&
-                            it->n_meas >= cfg.rescue_min_measurements;
-        if (it->n_meas < cfg.min_measurements && !rescue) continue;
-        drop_trailing_holes(ctx, *it);
-        Track best = kept(ctx, *it);
-        // A seed near the outer end of its track (wide doublets, displaced tracks) finds few hits
-        // outward; its inward hits come only with the refinement, so try that before dropping it.
-        if (rescue) {
-            best = refine(ctx, best);
-            ++stats.rescued;
-        }
-        if (best.n_meas < cfg.min_measurements) continue;
-        for (const auto& st : best.steps)
-            if (st.hit >= 0) used[st.hit] = 1;
-        found.push_back(std::move(best));
-        found_seed.push_back(static_cast<int>(i));
-    }
+    });
     stats.tracks_before_ambiguity = static_cast<int64_t>(found.size());
 
     // Greedy ambiguity resolution: best tracks first; a track sharing too many hits is dropped,
@@ -520,14 +644,23 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
         accepted.push_back(idx);
     }
     // Refinement of the accepted tracks only (it is the costly part): hits inward of the seed and in
-    // layers the seed skipped. A hit stays with the track that owned it first.
+    // layers the seed skipped; then the backward filter to the perigee. Each track's own work, in
+    // parallel; which hits it keeps (a hit stays with the track that owned it first) is decided
+    // after, in order. A track that loses its hits was fitted for nothing, as it is rare.
+    std::vector<Track> refined(accepted.size());
+    std::vector<TrackOut> fitted(accepted.size());
+    workers.for_each(accepted.size(), [&](Context& ctx, size_t k) {
+        const Track& tr = found[accepted[k]];
+        refined[k] = cfg.refine && !tr.refined ? refine(ctx, tr) : tr;
+        smooth_to_perigee(ctx, refined[k], fitted[k]);
+    });
     std::vector<TrackOut> out;
     std::vector<char> final_owner(hits.n, 0);
-    for (size_t idx : accepted) {
-        const Track tr = cfg.refine && !found[idx].refined ? refine(ctx, found[idx]) : found[idx];
-        TrackOut t;
+    for (size_t k = 0; k < accepted.size(); ++k) {
+        const size_t idx = accepted[k];
+        TrackOut& t = fitted[k];
         t.seed = found_seed[idx];
-        for (const auto& st : tr.steps) {
+        for (const auto& st : refined[k].steps) {
             if (st.hit < 0 || final_owner[st.hit]) continue;
             if (owner[st.hit] >= 0 && owner[st.hit] != static_cast<int>(idx)) continue;
             final_owner[st.hit] = 1;
@@ -537,7 +670,6 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
             for (auto h : t.hits) final_owner[h] = 0;
             continue;
         }
-        smooth_to_perigee(ctx, tr, t);
         out.push_back(std::move(t));
     }
     return out;
@@ -546,31 +678,29 @@ std::vector<TrackOut> run_ckf(const Geometry& geo, const FieldView& field, const
 std::vector<TrackOut> fit_tracks(const Geometry& geo, const FieldView& field, const HitsView& hits,
                                  const std::vector<int64_t>& offsets, const std::vector<int64_t>& hit_index,
                                  const std::vector<double>& layer_x0, const CkfConfig& cfg) {
-    Context ctx(geo, field, hits, layer_x0, cfg);
-    std::vector<TrackOut> out(offsets.size() - 1);
-    for (size_t t = 0; t + 1 < offsets.size(); ++t) {
+    const ModuleHits module_hits(geo, hits);
+    const size_t n_tracks = offsets.size() - 1;
+    Workers workers(worker_count(cfg.threads, n_tracks), geo, field, hits, module_hits, layer_x0, cfg);
+    std::vector<TrackOut> out(n_tracks);
+    workers.for_each(n_tracks, [&](Context& ctx, size_t t) {
         const int64_t* h = hit_index.data() + offsets[t];
         const int64_t n = offsets[t + 1] - offsets[t];
         TrackOut& o = out[t];
         o.hits.assign(h, h + n);
         ctx.nodes.clear();
         Trajectory tr;
-        if (n < 3 || !start_from_seed(ctx, h, tr)) continue;
-        bool ok = true;
-        for (int64_t k = 3; k < n && ok; ++k) {
+        if (n < 3 || !start_from_seed(ctx, h, tr)) return;
+        for (int64_t k = 3; k < n; ++k) {
             BoundState pred;
             double path;
             const int m = static_cast<int>(hits.module[h[k]]);
             if (m == tr.state.module) continue;  // a split cluster: one hit per module crossing
-            if (!BoundTransport(geo, ctx.fit_stepper, tr.state, state_sines(tr)).to(m, +1, 3000.0, pred, path)) {
-                ok = false;
-                break;
-            }
+            if (!BoundTransport(geo, ctx.fit_stepper, tr.state, state_sines(tr)).to(m, +1, 3000.0, pred, path)) return;
             const double chi2 = kalman_update(pred, hits.u[h[k]], hits.v[h[k]], hits.var_u[h[k]], hits.var_v[h[k]], false);
             add_measurement(ctx, tr, pred, h[k], chi2);
         }
-        if (ok) smooth_to_perigee(ctx, kept(ctx, tr), o);
-    }
+        smooth_to_perigee(ctx, kept(ctx, tr), o);
+    });
     return out;
 }
 

@@ -35,6 +35,7 @@ struct CkfConfig {
     int skip_used_hits = 3;
     bool refine = true;            // search inward of the seed and re-follow the track from its first hit
     int rescue_min_measurements = 0;  // a shorter-than-min trajectory with this many hits is refined before being dropped (0: off)
+    int threads = 1;               // worker threads (0: one per hardware thread); the tracks do not depend on it
 };
 
 struct TrackOut {

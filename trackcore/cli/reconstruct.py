@@ -34,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="output format of tracks and submissions; repeat for several (default: the config's, else csv)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="run on a local Dask cluster of N processes (default: in this process)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CKF worker threads per event (default: the config's, else one per CPU; one per event "
+                        "under --workers/--scheduler); the tracks do not depend on it")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on an existing Dask cluster (e.g. tcp://host:8786); source and output must be "
                         "paths its workers see")
@@ -72,6 +75,9 @@ def run_config(args: argparse.Namespace):
         run.reconstruction = dataclasses.replace(run.reconstruction, classify_seeds=True)
     if args.split_clusters:
         run.reconstruction = dataclasses.replace(run.reconstruction, split_clusters=True)
+    if args.threads is not None:
+        ckf = dataclasses.replace(run.reconstruction.ckf, threads=args.threads).check()
+        run.reconstruction = dataclasses.replace(run.reconstruction, ckf=ckf)
     return run
 
 

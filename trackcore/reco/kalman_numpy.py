@@ -36,12 +36,13 @@ CONFIG_TYPES = {
     "max_shared": int, "mass": float, "max_step": float, "max_turn": float, "max_path": float, "sigma_phi": float,
     "sigma_theta": float, "sigma_qop_rel": float, "edge_tolerance": float, "layer_depth": float,
     "skip_used_seeds": bool, "skip_used_hits": int, "refine": bool, "rescue_min_measurements": int,
+    "threads": int,  # the compiled kernel's worker threads; the reference runs on one
 }
 CONFIG_DEFAULTS = {
     "chi2_max": 15.0, "max_branches": 2, "max_candidates": 4, "max_holes": 2, "min_measurements": 5, "max_shared": 2,
     "mass": 0.13957, "max_step": 100.0, "max_turn": 0.2, "max_path": 4500.0, "sigma_phi": 0.02, "sigma_theta": 0.02,
     "sigma_qop_rel": 0.25, "edge_tolerance": 1.0, "layer_depth": 30.0, "skip_used_seeds": True, "skip_used_hits": 3,
-    "refine": True, "rescue_min_measurements": 0,
+    "refine": True, "rescue_min_measurements": 0, "threads": 1,
 }
 
 
