@@ -68,17 +68,19 @@ class EventResult:
 
 
 def reconstruct_event(event: Event, detector: Detector, output: Path | None = None, *, backend=None,
-                      plugin_manager=None, config=None, formats=("csv",), field=None):
+                      plugin_manager=None, config=None, formats=("csv",), field=None, threads: int | None = None):
     """Reconstruct one event; write its tracks and submission when ``output`` (a folder) is given.
 
     ``field``: the magnetic field (default: uniform 2 T; :func:`trackcore.geometry.field.trackml_field_map`
     for TrackML challenge data). ``formats`` (csv, parquet, root) as in :mod:`trackcore.output`; for csv the files are
     ``<event>-submission.csv`` and ``<event>-tracks.csv`` (perigee, errors and covariance).
+    ``threads``: worker threads of the compiled seeding and CKF (None or 0: one per CPU).
     """
     from .reco.pipeline import reconstruct
 
     t0 = time.perf_counter()
-    reco = reconstruct(event, detector, config, backend=backend, plugin_manager=plugin_manager, field=field)
+    reco = reconstruct(event, detector, config, backend=backend, plugin_manager=plugin_manager, field=field,
+                       threads=threads)
     total = time.perf_counter() - t0
     if output is not None:
         from .output import write_outputs

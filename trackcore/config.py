@@ -62,8 +62,14 @@ class RunConfig:
     #: magnetic field: constant (uniform 2 T, as simulated), trackml (the solenoid map of the TrackML
     #: challenge data, weaker in the endcaps) or a field-map file
     field: str = "constant"
+    #: worker threads of the compiled seeding and CKF per event (0: one per CPU; a Dask run gives each
+    #: event one); the tracks do not depend on it
+    threads: int = 0
 
     def __post_init__(self) -> None:
+        from .reco.threads import resolve_threads
+
+        resolve_threads(self.threads)  # an InputError naming a bad value
         self.formats = tuple(self.formats)
         bad = [f for f in self.formats if f not in OUTPUT_FORMATS]
         if bad or not self.formats:
@@ -257,7 +263,6 @@ def save_config(config: RunConfig | ReconstructionConfig | None, folder: str | o
 def config_hash(config: RunConfig | ReconstructionConfig | None) -> str:
     """SHA-256 of what decides the outputs' content (reconstruction and detector; not backend or formats)."""
     data = config_to_dict(config)
-    data["reconstruction"].get("ckf", {}).pop("threads", None)  # the CKF's tracks do not depend on it
     key = {"detector": data["run"]["detector"], "reconstruction": data["reconstruction"]}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=repr).encode()).hexdigest()
 

@@ -158,7 +158,7 @@ def _process_event(path: str, event: str | None, name: str, detector, run: RunCo
         ev = read_event(path, event=event) if event is not None else read_event(path)
         reco, result = reconstruct_event(ev, _detector(detector), None, backend=run.backend_name,
                                          plugin_manager=_plugin_manager(plugins), config=run.reconstruction,
-                                         field=_field(run.field))
+                                         field=_field(run.field), threads=run.threads)
         hit_id, track_id = reco.submission()
         record = {"event": name, "config_sha256": chash, "formats": list(run.formats), "result": asdict(result)}
         marker = {result_path(out, name): json.dumps(record, indent=1, default=float).encode()}
@@ -273,9 +273,9 @@ def run_dataset(source: str | os.PathLike, detector=None, output: str | os.PathL
             n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
             if isinstance(det, str) is False:
                 det = client.scatter(det, broadcast=True, hash=False)
-            if run.reconstruction.ckf.threads == 0:  # the events share the cores: one CKF thread each
+            if run.threads == 0:  # the events share the cores: one worker thread each
                 run = copy.deepcopy(run)
-                run.reconstruction.ckf.threads = 1
+                run.threads = 1
             _run_on_dask(client, todo, det, run, output, chash, bool(plugins), progress, outcomes)
         else:
             _run_here(todo, det, run, output, chash, plugins, progress, outcomes)

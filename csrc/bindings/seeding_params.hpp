@@ -62,6 +62,11 @@ inline sd::Params to_params(const py::dict& d) {
     p.compat_limit = get_param<int>(d, "compat_limit");
     p.max_seeds_per_middle = get_param<int>(d, "max_seeds_per_middle");
     p.max_seeds = get_param<long long>(d, "max_seeds");
+    if (d.contains("threads")) {  // optional: an execution setting, not part of the seeding's definition
+        p.threads = get_param<int>(d, "threads");
+        if (p.threads < 0 || p.threads > 1024)
+            throw py::value_error("seeding params: threads = " + std::to_string(p.threads) + " must be in [0, 1024] (0: one per hardware thread)");
+    }
     if (p.n_phi < 1 || p.n_z < 1 || static_cast<long long>(p.n_phi) * p.n_z > (1LL << 26))
         throw py::value_error("seeding params: n_phi and n_z must be >= 1 and n_phi * n_z <= 2^26");
     if (p.max_seeds_per_middle < 0 || p.max_seeds < 0 || p.compat_limit < 0 || p.phi_neighbours < 1)

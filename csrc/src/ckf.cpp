@@ -4,13 +4,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <limits>
 #include <memory>
 #include <mutex>
-#include <system_error>
-#include <thread>
 
+#include "parallel.hpp"
 #include "trackcore/kalman_math.hpp"
 #include "trackcore/transform.hpp"
 
@@ -504,11 +502,6 @@ void follow_seed(Context& ctx, const int64_t* s, SeedOutcome& out) {
     out.track = std::move(best);
 }
 
-int worker_count(int threads, size_t items) {
-    size_t n = threads > 0 ? static_cast<size_t>(threads) : std::max(1u, std::thread::hardware_concurrency());
-    return static_cast<int>(std::max<size_t>(1, std::min(n, items)));
-}
-
 // The workers of one call: each has its own Context (scratch and navigation caches), made on first
 // use and kept for the call's later phases.
 class Workers {
@@ -517,41 +510,13 @@ public:
             const std::vector<double>& x0, const CkfConfig& cfg)
         : contexts_(n), geo_(geo), field_(field), hits_(hits), mh_(mh), x0_(x0), cfg_(cfg) {}
 
-    int size() const { return static_cast<int>(contexts_.size()); }
-
-    // Runs body(ctx, i) for i in [0, n), items handed out in increasing order to the workers (the
-    // calling thread is one of them). An exception stops the handing out and is rethrown here once
-    // every worker has stopped; a thread that cannot be started leaves its share to the others.
+    // body(ctx, i) for i in [0, n), handed out in increasing order (parallel_for).
     template <class Body>
     void for_each(size_t n, Body&& body) {
-        if (n == 0) return;
-        std::atomic<size_t> next{0};
-        std::atomic<bool> failed{false};
-        std::exception_ptr error;
-        std::mutex error_mutex;
-        auto work = [&](int w) {
-            try {
-                if (!contexts_[w]) contexts_[w] = std::make_unique<Context>(geo_, field_, hits_, mh_, x0_, cfg_);
-                for (size_t i; !failed.load(std::memory_order_relaxed) && (i = next.fetch_add(1)) < n;)
-                    body(*contexts_[w], i);
-            } catch (...) {
-                failed = true;
-                std::lock_guard<std::mutex> lock(error_mutex);
-                if (!error) error = std::current_exception();
-            }
-        };
-        std::vector<std::thread> pool;
-        const int n_workers = static_cast<int>(std::min<size_t>(contexts_.size(), n));
-        for (int w = 1; w < n_workers; ++w) {
-            try {
-                pool.emplace_back(work, w);
-            } catch (const std::system_error&) {
-                break;  // no more threads: the started ones share the work
-            }
-        }
-        work(0);
-        for (auto& t : pool) t.join();
-        if (error) std::rethrow_exception(error);
+        parallel_for(static_cast<int>(contexts_.size()), n, [&](int w, size_t i) {
+            if (!contexts_[w]) contexts_[w] = std::make_unique<Context>(geo_, field_, hits_, mh_, x0_, cfg_);
+            body(*contexts_[w], i);
+        });
     }
 
 private:

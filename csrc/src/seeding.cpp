@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <utility>
 
+#include "parallel.hpp"
 #include "trackcore/seeding_math.hpp"
 
 namespace trackcore::seeding {
@@ -245,173 +247,208 @@ std::vector<Seed> find_seeds(std::int64_t n, const double* x, const double* y, c
     const Index ix = build_index(n, x, y, z, r, phi, layer, p);
     const Point* pts = ix.pts.data();
     const double* key = ix.key.data();
-
-    std::vector<int> phi_bins;
-    std::vector<Doublet> bottoms, tops, tops_raw;
-    std::vector<std::pair<double, std::uint32_t>> keys;
-    std::vector<double> tcot;  // cot theta of `tops`, in their (ascending) order
-    std::vector<Triplet> triplets;
-    std::vector<Seed> candidates;
-    std::vector<std::int64_t> seen_layers;
-    std::vector<std::int64_t> pos;
-    std::vector<double> win_lo, win_hi;
-    std::vector<std::size_t> win_first;
-    std::vector<double> pz0;
-    // Per side and bucket: where the last search in that bucket ended (see lower_bound_from).
-    std::vector<std::int64_t> hint[2] = {std::vector<std::int64_t>(ix.offsets.begin(), ix.offsets.end() - 1),
-                                         std::vector<std::int64_t>(ix.offsets.begin(), ix.offsets.end() - 1)};
     const auto K = static_cast<std::size_t>(p.max_seeds_per_middle);
-    seeds.reserve(static_cast<std::size_t>(n) * std::min<std::size_t>(K, 3));
 
-    for (std::int64_t m = 0; m < n; ++m) {
-        const Point& pm_ = pts[m];
-        if (middle != nullptr && !middle[pm_.index]) continue;
-        const double xm = pm_.x, ym = pm_.y, zm = pm_.z, rm = pm_.r, pm = pm_.phi;
-        const double cos_m = xm / rm, sin_m = ym / rm;
-        const int lm = ix.layer_of[m], b_mid = sm::phi_bin(pm, p);
+    // The middles in chunks, handed out in order to the workers; each chunk's seeds are kept apart
+    // and joined in chunk order, so the seeds are those of one thread. Each worker has its scratch.
+    constexpr std::int64_t kChunk = 256;
+    const auto n_chunks = static_cast<std::size_t>((n + kChunk - 1) / kChunk);
+    std::vector<std::vector<Seed>> chunk_seeds(n_chunks);
+    const int n_workers = worker_count(p.threads, n_chunks);
+    struct Scratch {
+        std::vector<int> phi_bins;
+        std::vector<Doublet> bottoms, tops, tops_raw;
+        std::vector<std::pair<double, std::uint32_t>> keys;
+        std::vector<double> tcot;  // cot theta of `tops`, in their (ascending) order
+        std::vector<Triplet> triplets;
+        std::vector<Seed> candidates;
+        std::vector<std::int64_t> seen_layers;
+        std::vector<std::int64_t> pos;
+        std::vector<double> win_lo, win_hi;
+        std::vector<std::size_t> win_first;
+        std::vector<double> pz0;
+        // Per side and bucket: where the last search in that bucket ended (see lower_bound_from).
+        std::vector<std::int64_t> hint[2];
+        explicit Scratch(const Index& ix)
+            : hint{std::vector<std::int64_t>(ix.offsets.begin(), ix.offsets.end() - 1),
+                   std::vector<std::int64_t>(ix.offsets.begin(), ix.offsets.end() - 1)} {}
+    };
+    std::vector<std::unique_ptr<Scratch>> scratch(n_workers);
 
-        // Doublets on one side (bottom: side -1, top: +1), layer by layer.
-        auto collect = [&](int side, std::vector<Doublet>& out) {
-            out.clear();
-            const double r_lo = side < 0 ? std::max(rm - p.dr_max, 0.0) : rm + p.dr_min;
-            const double r_hi = side < 0 ? rm - p.dr_min : rm + p.dr_max;
-            const sm::Cone cone{rm, zm, side < 0 ? p.z0_min : p.z0_max, side < 0 ? p.z0_max : p.z0_min};
-            for (std::size_t l = 0; l < ix.layers.size(); ++l) {
-                const Layer& L = ix.layers[l];
-                // Partners passing the dr cut have r in [r_lo, r_hi] up to rounding (<< 1e-6 mm).
-                if (static_cast<int>(l) == lm || L.r1 < r_lo - 1e-6 || L.r0 > r_hi + 1e-6) continue;
-                const double ra = std::max(r_lo - 1e-6, L.r0), rb = std::min(r_hi + 1e-6, L.r1);
-                // Key window: the cone of lines from the collision region through the middle, over
-                // this layer's radii (z key) or at this layer's z (r key); 1 mm of slack in z.
-                double klo, khi;
-                if (L.by_z) {
-                    klo = kInf, khi = -kInf;
-                    for (double z0 : {p.z0_min, p.z0_max})
-                        for (double rr : {ra, rb}) {
-                            klo = std::min(klo, cone.at(z0, rr));
-                            khi = std::max(khi, cone.at(z0, rr));
+    parallel_for(n_workers, n_chunks, [&](int w, std::size_t chunk) {
+        if (!scratch[w]) scratch[w] = std::make_unique<Scratch>(ix);
+        Scratch& sc = *scratch[w];
+        auto& phi_bins = sc.phi_bins;
+        auto &bottoms = sc.bottoms, &tops = sc.tops, &tops_raw = sc.tops_raw;
+        auto& keys = sc.keys;
+        auto& tcot = sc.tcot;
+        auto& triplets = sc.triplets;
+        auto& candidates = sc.candidates;
+        auto &seen_layers = sc.seen_layers, &pos = sc.pos;
+        auto &win_lo = sc.win_lo, &win_hi = sc.win_hi;
+        auto& win_first = sc.win_first;
+        auto& pz0 = sc.pz0;
+        auto& hint = sc.hint;
+        std::vector<Seed>& seeds = chunk_seeds[chunk];
+        seeds.reserve(static_cast<std::size_t>(kChunk) * std::min<std::size_t>(K, 3));
+        const std::int64_t m_end = std::min<std::int64_t>(n, (static_cast<std::int64_t>(chunk) + 1) * kChunk);
+        for (std::int64_t m = static_cast<std::int64_t>(chunk) * kChunk; m < m_end; ++m) {
+            const Point& pm_ = pts[m];
+            if (middle != nullptr && !middle[pm_.index]) continue;
+            const double xm = pm_.x, ym = pm_.y, zm = pm_.z, rm = pm_.r, pm = pm_.phi;
+            const double cos_m = xm / rm, sin_m = ym / rm;
+            const int lm = ix.layer_of[m], b_mid = sm::phi_bin(pm, p);
+
+            // Doublets on one side (bottom: side -1, top: +1), layer by layer.
+            auto collect = [&](int side, std::vector<Doublet>& out) {
+                out.clear();
+                const double r_lo = side < 0 ? std::max(rm - p.dr_max, 0.0) : rm + p.dr_min;
+                const double r_hi = side < 0 ? rm - p.dr_min : rm + p.dr_max;
+                const sm::Cone cone{rm, zm, side < 0 ? p.z0_min : p.z0_max, side < 0 ? p.z0_max : p.z0_min};
+                for (std::size_t l = 0; l < ix.layers.size(); ++l) {
+                    const Layer& L = ix.layers[l];
+                    // Partners passing the dr cut have r in [r_lo, r_hi] up to rounding (<< 1e-6 mm).
+                    if (static_cast<int>(l) == lm || L.r1 < r_lo - 1e-6 || L.r0 > r_hi + 1e-6) continue;
+                    const double ra = std::max(r_lo - 1e-6, L.r0), rb = std::min(r_hi + 1e-6, L.r1);
+                    // Key window: the cone of lines from the collision region through the middle, over
+                    // this layer's radii (z key) or at this layer's z (r key); 1 mm of slack in z.
+                    double klo, khi;
+                    if (L.by_z) {
+                        klo = kInf, khi = -kInf;
+                        for (double z0 : {p.z0_min, p.z0_max})
+                            for (double rr : {ra, rb}) {
+                                klo = std::min(klo, cone.at(z0, rr));
+                                khi = std::max(khi, cone.at(z0, rr));
+                            }
+                        klo -= 1.0, khi += 1.0;
+                    } else {
+                        klo = ra, khi = rb;
+                        cone.radii(L.z0, L.z1, klo, khi);
+                        klo -= 1e-6, khi += 1e-6;
+                    }
+                    if (!(klo <= khi)) continue;
+                    // The phi window shrinks with the partner's radius below the middle and grows with
+                    // it above, so its widest value over the layer is at ra (bottoms) or rb (tops).
+                    const double reach =
+                        side < 0 ? p.phi_scale * (std::max(rm - ra, 0.0) * p.k_bend * pm_.bend + p.d0_max * (1.0 / ra - pm_.inv_r)) +
+                                       p.phi_margin
+                                 : p.phi_scale * (std::max(rb - rm, 0.0) * p.k_bend * sm::bend_of(rb, p) +
+                                                  p.d0_max * (pm_.inv_r - 1.0 / rb)) + p.phi_margin;
+                    phi_bins_within(pm, reach, b_mid, p, phi_bins);
+                    for (int pb : phi_bins) {
+                        const std::int64_t c = static_cast<std::int64_t>(l) * p.n_phi + pb;
+                        const std::int64_t last = ix.offsets[c + 1];
+                        std::int64_t& h = hint[side > 0][c];
+                        std::int64_t o = h = lower_bound_from(key, ix.offsets[c], last, h, klo);
+                        std::int64_t end = o;
+                        while (end < last && key[end] <= khi) ++end;
+                        if (end == o) continue;
+                        // Two phases: the cuts without data-dependent branches (a 60 % pass rate
+                        // mispredicts often), keeping the passing positions; then the conformal terms.
+                        if (pos.size() < static_cast<std::size_t>(end - o)) pos.resize(end - o), pz0.resize(end - o);
+                        std::size_t np = 0;
+                        for (; o < end; ++o) {
+                            const Point& q = pts[o];
+                            double z0;
+                            const bool ok = sm::doublet_passes(side, rm, zm, pm, pm_.inv_r, pm_.bend, q.r, q.z, q.phi,
+                                                               q.inv_r, q.bend, p, z0);
+                            pos[np] = o;
+                            pz0[np] = z0;
+                            np += ok;
                         }
-                    klo -= 1.0, khi += 1.0;
-                } else {
-                    klo = ra, khi = rb;
-                    cone.radii(L.z0, L.z1, klo, khi);
-                    klo -= 1e-6, khi += 1e-6;
-                }
-                if (!(klo <= khi)) continue;
-                // The phi window shrinks with the partner's radius below the middle and grows with
-                // it above, so its widest value over the layer is at ra (bottoms) or rb (tops).
-                const double reach =
-                    side < 0 ? p.phi_scale * (std::max(rm - ra, 0.0) * p.k_bend * pm_.bend + p.d0_max * (1.0 / ra - pm_.inv_r)) +
-                                   p.phi_margin
-                             : p.phi_scale * (std::max(rb - rm, 0.0) * p.k_bend * sm::bend_of(rb, p) +
-                                              p.d0_max * (pm_.inv_r - 1.0 / rb)) + p.phi_margin;
-                phi_bins_within(pm, reach, b_mid, p, phi_bins);
-                for (int pb : phi_bins) {
-                    const std::int64_t c = static_cast<std::int64_t>(l) * p.n_phi + pb;
-                    const std::int64_t last = ix.offsets[c + 1];
-                    std::int64_t& h = hint[side > 0][c];
-                    std::int64_t o = h = lower_bound_from(key, ix.offsets[c], last, h, klo);
-                    std::int64_t end = o;
-                    while (end < last && key[end] <= khi) ++end;
-                    if (end == o) continue;
-                    // Two phases: the cuts without data-dependent branches (a 60 % pass rate
-                    // mispredicts often), keeping the passing positions; then the conformal terms.
-                    if (pos.size() < static_cast<std::size_t>(end - o)) pos.resize(end - o), pz0.resize(end - o);
-                    std::size_t np = 0;
-                    for (; o < end; ++o) {
-                        const Point& q = pts[o];
-                        double z0;
-                        const bool ok = sm::doublet_passes(side, rm, zm, pm, pm_.inv_r, pm_.bend, q.r, q.z, q.phi,
-                                                           q.inv_r, q.bend, p, z0);
-                        pos[np] = o;
-                        pz0[np] = z0;
-                        np += ok;
-                    }
-                    for (std::size_t j = 0; j < np; ++j) {
-                        const Point& q = pts[pos[j]];
-                        Doublet& d = out.emplace_back();
-                        d.z0 = pz0[j];
-                        d.index = q.index;
-                        d.layer = q.layer;
-                        sm::conformal(side, xm, ym, zm, cos_m, sin_m, q.x, q.y, q.z, p, d);
+                        for (std::size_t j = 0; j < np; ++j) {
+                            const Point& q = pts[pos[j]];
+                            Doublet& d = out.emplace_back();
+                            d.z0 = pz0[j];
+                            d.index = q.index;
+                            d.layer = q.layer;
+                            sm::conformal(side, xm, ym, zm, cos_m, sin_m, q.x, q.y, q.z, p, d);
+                        }
                     }
                 }
+            };
+            // A middle without any layer in its top (or bottom) radius window cannot seed: skip it before
+            // scanning its partners (the outermost barrel layer has no tops, the innermost no bottoms).
+            auto any_layer = [&](int side) {
+                const double r_lo = side < 0 ? std::max(rm - p.dr_max, 0.0) : rm + p.dr_min;
+                const double r_hi = side < 0 ? rm - p.dr_min : rm + p.dr_max;
+                for (std::size_t l = 0; l < ix.layers.size(); ++l)
+                    if (static_cast<int>(l) != lm && ix.layers[l].r1 >= r_lo - 1e-6 && ix.layers[l].r0 <= r_hi + 1e-6) return true;
+                return false;
+            };
+            if (!any_layer(+1) || !any_layer(-1)) continue;
+            collect(-1, bottoms);
+            if (bottoms.empty()) continue;
+            collect(+1, tops_raw);
+            if (tops_raw.empty()) continue;
+            // Tops by cot theta (order among equal cot is irrelevant: the window is value based);
+            // sorting small keys and gathering once is cheaper than sorting the doublets.
+            keys.clear();
+            for (std::size_t i = 0; i < tops_raw.size(); ++i) keys.emplace_back(tops_raw[i].cot, static_cast<std::uint32_t>(i));
+            std::sort(keys.begin(), keys.end());
+            tops.clear();
+            tcot.clear();
+            for (const auto& k : keys) {
+                tops.push_back(tops_raw[k.second]);
+                tcot.push_back(k.first);
             }
-        };
-        // A middle without any layer in its top (or bottom) radius window cannot seed: skip it before
-        // scanning its partners (the outermost barrel layer has no tops, the innermost no bottoms).
-        auto any_layer = [&](int side) {
-            const double r_lo = side < 0 ? std::max(rm - p.dr_max, 0.0) : rm + p.dr_min;
-            const double r_hi = side < 0 ? rm - p.dr_min : rm + p.dr_max;
-            for (std::size_t l = 0; l < ix.layers.size(); ++l)
-                if (static_cast<int>(l) != lm && ix.layers[l].r1 >= r_lo - 1e-6 && ix.layers[l].r0 <= r_hi + 1e-6) return true;
-            return false;
-        };
-        if (!any_layer(+1) || !any_layer(-1)) continue;
-        collect(-1, bottoms);
-        if (bottoms.empty()) continue;
-        collect(+1, tops_raw);
-        if (tops_raw.empty()) continue;
-        // Tops by cot theta (order among equal cot is irrelevant: the window is value based);
-        // sorting small keys and gathering once is cheaper than sorting the doublets.
-        keys.clear();
-        for (std::size_t i = 0; i < tops_raw.size(); ++i) keys.emplace_back(tops_raw[i].cot, static_cast<std::uint32_t>(i));
-        std::sort(keys.begin(), keys.end());
-        tops.clear();
-        tcot.clear();
-        for (const auto& k : keys) {
-            tops.push_back(tops_raw[k.second]);
-            tcot.push_back(k.first);
-        }
-        double max_err_t = 0, max_inv_d_t = 0;
-        for (const auto& t : tops) {
-            max_err_t = std::max(max_err_t, t.err);
-            max_inv_d_t = std::max(max_inv_d_t, t.inv_dist);
-        }
+            double max_err_t = 0, max_inv_d_t = 0;
+            for (const auto& t : tops) {
+                max_err_t = std::max(max_err_t, t.err);
+                max_inv_d_t = std::max(max_inv_d_t, t.inv_dist);
+            }
 
-        candidates.clear();
-        // Only tops within top_cot_tolerance of b.cot can pass the triplet cuts. The windows of all
-        // bottoms are found first, in loops without data-dependent branches, so that the square roots
-        // and searches of successive bottoms overlap instead of each waiting behind the last one's
-        // mispredicted branches. The search runs over the cot values alone (8 bytes per top).
-        const std::size_t nb = bottoms.size();
-        if (win_lo.size() < nb) win_lo.resize(nb), win_hi.resize(nb), win_first.resize(nb);
-        for (std::size_t i = 0; i < nb; ++i) {
-            const double tol = sm::top_cot_tolerance(bottoms[i], max_err_t, max_inv_d_t, p);
-            win_lo[i] = bottoms[i].cot - tol;
-            win_hi[i] = bottoms[i].cot + tol;
-        }
-        for (std::size_t i = 0; i < nb; ++i)
-            win_first[i] = branchless_lower_bound(tcot.data(), tcot.data() + tcot.size(), win_lo[i]) - tcot.data();
-        for (std::size_t ib = 0; ib < nb; ++ib) {
-            const Doublet& b = bottoms[ib];
-            const std::size_t first = win_first[ib];
-            const double cot_hi = win_hi[ib];
-            triplets.clear();
-            for (std::size_t k = first; k < tops.size() && tcot[k] <= cot_hi; ++k) {
-                double curv, impact;
-                if (sm::triplet_passes(b, tops[k], rm, p, curv, impact))
-                    triplets.push_back({tops[k].index, tops[k].layer, curv, impact});
+            candidates.clear();
+            // Only tops within top_cot_tolerance of b.cot can pass the triplet cuts. The windows of all
+            // bottoms are found first, in loops without data-dependent branches, so that the square roots
+            // and searches of successive bottoms overlap instead of each waiting behind the last one's
+            // mispredicted branches. The search runs over the cot values alone (8 bytes per top).
+            const std::size_t nb = bottoms.size();
+            if (win_lo.size() < nb) win_lo.resize(nb), win_hi.resize(nb), win_first.resize(nb);
+            for (std::size_t i = 0; i < nb; ++i) {
+                const double tol = sm::top_cot_tolerance(bottoms[i], max_err_t, max_inv_d_t, p);
+                win_lo[i] = bottoms[i].cot - tol;
+                win_hi[i] = bottoms[i].cot + tol;
             }
-            // Seed filter: tops on other layers with a compatible curvature confirm each other.
-            for (const auto& ti : triplets) {
-                seen_layers.clear();
-                for (const auto& tj : triplets) {
-                    if (static_cast<int>(seen_layers.size()) >= p.compat_limit) break;
-                    if (!sm::tops_compatible(ti.layer, ti.curv, tj.layer, tj.curv, p)) continue;
-                    if (std::find(seen_layers.begin(), seen_layers.end(), tj.layer) == seen_layers.end())
-                        seen_layers.push_back(tj.layer);
+            for (std::size_t i = 0; i < nb; ++i)
+                win_first[i] = branchless_lower_bound(tcot.data(), tcot.data() + tcot.size(), win_lo[i]) - tcot.data();
+            for (std::size_t ib = 0; ib < nb; ++ib) {
+                const Doublet& b = bottoms[ib];
+                const std::size_t first = win_first[ib];
+                const double cot_hi = win_hi[ib];
+                triplets.clear();
+                for (std::size_t k = first; k < tops.size() && tcot[k] <= cot_hi; ++k) {
+                    double curv, impact;
+                    if (sm::triplet_passes(b, tops[k], rm, p, curv, impact))
+                        triplets.push_back({tops[k].index, tops[k].layer, curv, impact});
                 }
-                const double w = sm::seed_weight(static_cast<int>(seen_layers.size()), ti.impact, b.z0, p);
-                candidates.push_back({w, b.index, pm_.index, ti.top});
+                // Seed filter: tops on other layers with a compatible curvature confirm each other.
+                for (const auto& ti : triplets) {
+                    seen_layers.clear();
+                    for (const auto& tj : triplets) {
+                        if (static_cast<int>(seen_layers.size()) >= p.compat_limit) break;
+                        if (!sm::tops_compatible(ti.layer, ti.curv, tj.layer, tj.curv, p)) continue;
+                        if (std::find(seen_layers.begin(), seen_layers.end(), tj.layer) == seen_layers.end())
+                            seen_layers.push_back(tj.layer);
+                    }
+                    const double w = sm::seed_weight(static_cast<int>(seen_layers.size()), ti.impact, b.z0, p);
+                    candidates.push_back({w, b.index, pm_.index, ti.top});
+                }
             }
+            const auto keep = std::min(candidates.size(), K);
+            if (keep == candidates.size())
+                std::sort(candidates.begin(), candidates.end(), seed_less);
+            else
+                std::partial_sort(candidates.begin(), candidates.begin() + keep, candidates.end(), seed_less);
+            seeds.insert(seeds.end(), candidates.begin(), candidates.begin() + keep);
         }
-        const auto keep = std::min(candidates.size(), K);
-        if (keep == candidates.size())
-            std::sort(candidates.begin(), candidates.end(), seed_less);
-        else
-            std::partial_sort(candidates.begin(), candidates.begin() + keep, candidates.end(), seed_less);
-        seeds.insert(seeds.end(), candidates.begin(), candidates.begin() + keep);
+    });
+    std::size_t total = 0;
+    for (const auto& c : chunk_seeds) total += c.size();
+    seeds.reserve(total);
+    for (auto& c : chunk_seeds) {
+        seeds.insert(seeds.end(), c.begin(), c.end());
+        std::vector<Seed>().swap(c);
     }
     sort_seeds(seeds);
     if (static_cast<long long>(seeds.size()) > p.max_seeds) seeds.resize(static_cast<std::size_t>(p.max_seeds));

@@ -31,6 +31,7 @@ struct Params {
     int compat_limit = 0;               // at most this many compatible tops count
     int max_seeds_per_middle = 1;
     long long max_seeds = 0;            // global limit, best weight first
+    int threads = 1;                    // worker threads (0: one per hardware thread); the seeds do not depend on it
 };
 
 // Space points in cell order: cell = phi_bin * n_z + z_bin; inside a cell by (r, index).

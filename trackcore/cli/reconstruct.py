@@ -35,8 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="run on a local Dask cluster of N processes (default: in this process)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CKF worker threads per event (default: the config's, else one per CPU; one per event "
-                        "under --workers/--scheduler); the tracks do not depend on it")
+                   help="worker threads of the seeding and the CKF per event (default: the config's, else one "
+                        "per CPU; one per event under --workers/--scheduler); the tracks do not depend on it")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on an existing Dask cluster (e.g. tcp://host:8786); source and output must be "
                         "paths its workers see")
@@ -76,8 +76,10 @@ def run_config(args: argparse.Namespace):
     if args.split_clusters:
         run.reconstruction = dataclasses.replace(run.reconstruction, split_clusters=True)
     if args.threads is not None:
-        ckf = dataclasses.replace(run.reconstruction.ckf, threads=args.threads).check()
-        run.reconstruction = dataclasses.replace(run.reconstruction, ckf=ckf)
+        from ..reco.threads import resolve_threads
+
+        resolve_threads(args.threads)
+        run.threads = args.threads
     return run
 
 

@@ -1,7 +1,6 @@
 """Combinatorial Kalman filter, ambiguity resolution and track fit (compiled core)."""
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -11,19 +10,8 @@ from ..errors import InputError
 from ..geometry.detector import Detector
 from ..sim.transport import TransportConfig, compiled_geometry, field_arguments, layer_material
 from .measurements import Measurements
+from .threads import resolve_threads
 from .tracks import Tracks
-
-
-#: Most CKF worker threads (the compiled kernel's limit too).
-MAX_THREADS = 1024
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which a batch system or container sets)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass
@@ -57,19 +45,14 @@ class CkfConfig:
     #: is dropped: a seed near the outer end of its track (wide doublets, displaced tracks) finds few
     #: hits outward and its inward hits come only with the refinement. 0 turns it off.
     rescue_min_measurements: int = 0
-    #: Worker threads of the compiled CKF (seed search, refinement, fit); 0: one per CPU this process
-    #: may run on. The tracks are the same for every value: seeds are followed in parallel and
-    #: committed in seed order. The numpy reference runs on one thread.
-    threads: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def kernel_settings(self) -> dict:
-        """The settings as the ``ckf`` kernels take them, ``threads`` = 0 replaced by the CPU count."""
-        d = self.as_dict()
-        d["threads"] = int(self.threads) or usable_cpus()
-        return d
+    def kernel_settings(self, threads: int | None = None) -> dict:
+        """The settings as the ``ckf`` kernels take them, with the worker thread count
+        (:func:`~trackcore.reco.threads.resolve_threads`; the numpy reference ignores it)."""
+        return dict(self.as_dict(), threads=resolve_threads(threads))
 
     def check(self) -> "CkfConfig":
         """Raise :class:`InputError` naming a setting out of range (the ranges the compiled kernel
@@ -80,7 +63,7 @@ class CkfConfig:
                 raise InputError(f"CKF setting {what}")
 
         for name in ("max_branches", "max_candidates", "max_holes", "min_measurements", "max_shared",
-                     "skip_used_hits", "rescue_min_measurements", "threads"):
+                     "skip_used_hits", "rescue_min_measurements"):
             value = getattr(self, name)
             need(isinstance(value, (int, np.integer)) and not isinstance(value, bool),
                  f"{name} = {value!r} must be an integer")
@@ -89,7 +72,6 @@ class CkfConfig:
         need(self.max_holes >= 0 and self.max_shared >= 0 and self.rescue_min_measurements >= 0,
              "max_holes, max_shared, rescue_min_measurements must be >= 0")
         need(self.skip_used_hits in (1, 2, 3), f"skip_used_hits = {self.skip_used_hits} must be 1, 2 or 3")
-        need(0 <= self.threads <= MAX_THREADS, f"threads = {self.threads} must be in [0, {MAX_THREADS}] (0: one per CPU)")
         f = {name: float(getattr(self, name)) for name in ("chi2_max", "mass", "max_step", "max_turn", "max_path",
                                                             "sigma_phi", "sigma_theta", "sigma_qop_rel",
                                                             "edge_tolerance", "layer_depth")}
@@ -108,13 +90,17 @@ class CkfConfig:
 
 
 def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detector, *, field=None,
-                config: CkfConfig | None = None, material: dict | None = None, backend=None) -> tuple[Tracks, dict]:
+                config: CkfConfig | None = None, material: dict | None = None, backend=None,
+                threads: int | None = None) -> tuple[Tracks, dict]:
     """Follow each seed (rows of ``measurements``, shape (N, 3), best first) through the detector.
 
     Returns the tracks after ambiguity resolution (each hit on at most one track) with perigee
     parameters from the backward filter, and counters (seeds used/skipped, candidates).
+    ``threads``: worker threads of the compiled CKF (None or 0: one per CPU). Seeds are followed in
+    parallel and committed in seed order, so the tracks and counters do not depend on it.
     """
     config = (config or CkfConfig()).check()
+    settings = config.kernel_settings(threads)
     seeds = np.ascontiguousarray(seeds, np.int64).reshape(-1, 3)
     if len(seeds) and (seeds.min() < 0 or seeds.max() >= len(measurements)):
         raise InputError("seeds refer to hits outside the event")
@@ -122,7 +108,7 @@ def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detecto
         return Tracks.empty(), {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0, "rescued": 0}
     bz, fmap = field_arguments(field)
     out = get_backend(backend).kernel("ckf")(detector, measurements, seeds, layer_material(detector, material), bz,
-                                             config.kernel_settings(), fmap)
+                                             settings, fmap)
     return Tracks.from_kernel(out), dict(out["stats"])
 
 
@@ -135,9 +121,11 @@ def ckf_cpu(detector: Detector, measurements: Measurements, seeds: np.ndarray, l
 
 
 def fit_tracks(measurements: Measurements, track_hits: list[np.ndarray], detector: Detector, *, field=None,
-               config: CkfConfig | None = None, material: dict | None = None) -> Tracks:
-    """Kalman fit (forward filter, backward filter, perigee) of given hit sequences (inner to outer)."""
+               config: CkfConfig | None = None, material: dict | None = None, threads: int | None = None) -> Tracks:
+    """Kalman fit (forward filter, backward filter, perigee) of given hit sequences (inner to outer),
+    on ``threads`` worker threads (None or 0: one per CPU; the fits do not depend on it)."""
     config = (config or CkfConfig()).check()
+    settings = config.kernel_settings(threads)
     from .._corelib import core
 
     lengths = np.array([len(h) for h in track_hits], np.int64)
@@ -147,5 +135,5 @@ def fit_tracks(measurements: Measurements, track_hits: list[np.ndarray], detecto
         raise InputError("track hits refer to hits outside the event")
     bz, fmap = field_arguments(field)
     out = core().fit_tracks(compiled_geometry(detector), measurements.compiled(), offsets, flat,
-                            layer_material(detector, material), bz, fmap, config.kernel_settings())
+                            layer_material(detector, material), bz, fmap, settings)
     return Tracks.from_kernel(out)

@@ -258,8 +258,12 @@ class Pipeline:
 
 
 def build_pipeline(detector: Detector, config: ReconstructionConfig | None = None, *, field=None, backend=None,
-                   plugin_manager=None) -> Pipeline:
-    """The default chain for ``detector``; plugins (if a manager is given) may change it."""
+                   plugin_manager=None, threads: int | None = None) -> Pipeline:
+    """The default chain for ``detector``; plugins (if a manager is given) may change it. ``threads``:
+    worker threads of the compiled seeding and CKF (None or 0: one per CPU; the tracks do not depend on it)."""
+    from .threads import resolve_threads
+
+    threads = resolve_threads(threads)
     from . import seeding as seeding_mod
     from .spacepoints import SpacePoints
 
@@ -278,7 +282,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
 
     def find_seeds(sp, seed_cfg):
         if config.seeding_strategy == "grid":
-            return seeding_mod.find_seeds(sp, seed_cfg, backend=backend)
+            return seeding_mod.find_seeds(sp, seed_cfg, backend=backend, threads=threads)
         from . import hashing
 
         hcfg = dataclasses.replace(config.hashing or hashing.HashingConfig(), seeding=seed_cfg)
@@ -321,7 +325,8 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             seeds = classified["hit_index"]
         meas = state["measurements"]["measurements"]
         t0 = time.perf_counter()
-        tracks, stats = find_tracks(meas, seeds, detector, field=field, config=config.ckf, backend=backend)
+        tracks, stats = find_tracks(meas, seeds, detector, field=field, config=config.ckf, backend=backend,
+                                    threads=threads)
         tracks = _quality_filter(tracks, config)
         # Per pass: the CKF's counters, and wall seconds of its seeding (later passes) and track finding.
         passes = [dict(stats, seeding_seconds=0.0, ckf_seconds=time.perf_counter() - t0)]
@@ -348,7 +353,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             local = local_of[hit_index]
             t0 = time.perf_counter()
             more, stats2 = find_tracks(meas.take(rows), local, detector, field=field, config=ckf_config,
-                                       backend=backend)
+                                       backend=backend, threads=threads)
             tracks = tracks.concat(_quality_filter(more, config).remap_hits(rows))
             stats2 = dict(stats2, seeding_seconds=t_seeding, ckf_seconds=time.perf_counter() - t0)
             passes.append(stats2)
@@ -438,6 +443,7 @@ def _seed_classification(plugin_manager, config: ReconstructionConfig) -> StageF
 
 
 def reconstruct(event: Event, detector: Detector, config: ReconstructionConfig | None = None, *, field=None,
-                backend=None, plugin_manager=None) -> Reconstruction:
+                backend=None, plugin_manager=None, threads: int | None = None) -> Reconstruction:
     """Run the default pipeline (changed by plugins, if a plugin manager is given) on one event."""
-    return build_pipeline(detector, config, field=field, backend=backend, plugin_manager=plugin_manager).run(event)
+    return build_pipeline(detector, config, field=field, backend=backend, plugin_manager=plugin_manager,
+                          threads=threads).run(event)

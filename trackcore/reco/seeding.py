@@ -30,6 +30,7 @@ from ..backends import get_backend
 from ..errors import InputError
 from .seeding_numpy import C_LIGHT, SpacePointGrid, estimate_parameters_numpy
 from .spacepoints import SpacePoints
+from .threads import resolve_threads
 
 __all__ = ["SeedingConfig", "Seeds", "find_seeds", "build_grid", "derived_parameters", "estimate_parameters",
            "C_LIGHT"]
@@ -231,9 +232,12 @@ def build_grid(spacepoints: SpacePoints, config: SeedingConfig | None = None, ba
                           sel[np.asarray(order, np.int64)], np.asarray(offsets, np.int64))
 
 
-def find_seeds(spacepoints: SpacePoints, config: SeedingConfig | None = None, backend=None) -> Seeds:
-    """Triplet seeds from ``spacepoints`` (see the module docstring), best weight first."""
+def find_seeds(spacepoints: SpacePoints, config: SeedingConfig | None = None, backend=None,
+               threads: int | None = None) -> Seeds:
+    """Triplet seeds from ``spacepoints`` (see the module docstring), best weight first. ``threads``:
+    worker threads of the compiled kernel (None or 0: one per CPU; the seeds do not depend on it)."""
     config = config or SeedingConfig()
+    n_threads = resolve_threads(threads)
     _check_spacepoints(spacepoints)
     sel = _selection(spacepoints, config)
     if len(sel) < 3:
@@ -247,8 +251,9 @@ def find_seeds(spacepoints: SpacePoints, config: SeedingConfig | None = None, ba
         pairs = np.asarray(config.middle_layers, np.int64).reshape(-1, 2)
         key = sp.volume_id[sel].astype(np.int64) * 1_000_000 + sp.layer_id[sel]
         middle = np.isin(key, pairs[:, 0] * 1_000_000 + pairs[:, 1])
+    params = dict(_params_for(sp, sel, config), threads=n_threads)  # threads: read by the compiled kernel only
     hits, weight, track = kernel(sp.x[sel], sp.y[sel], sp.z[sel], sp.r[sel], sp.phi[sel], sp.layer_index[sel],
-                                 _params_for(sp, sel, config), bz=float(config.bz), middle=middle)
+                                 params, bz=float(config.bz), middle=middle)
     hits = sel[np.asarray(hits, np.int64).reshape(-1, 3)]
     track = np.asarray(track, np.float64).reshape(-1, 7)
     pt, charge, phi, theta, z0, d0, cot = (np.ascontiguousarray(track[:, k]) for k in range(7))
