@@ -354,9 +354,10 @@ def compare(n_events: int = 3, n_particles: int = 5000, workdir: Path | None = N
             free = tid < 0
             tid[free] = tid.max() + 1 + np.arange(int(free.sum()))
             acts_score = score_event(event, event.hits["hit_id"], tid)
-            reconstruct(event, detector, backend=backend)  # warm-up: compiled geometry views are cached
+            # One worker thread, as the ACTS sequencer here: the comparison is per thread.
+            reconstruct(event, detector, backend=backend, threads=1)  # warm-up: compiled geometry views are cached
             t0 = time.perf_counter()
-            reco = reconstruct(event, detector, backend=backend)
+            reco = reconstruct(event, detector, backend=backend, threads=1)
             seconds = time.perf_counter() - t0
             hit_id, track_id = reco.submission()
             out.append(Comparison(len(event.hits), acts_score, ev.stage_seconds, score_event(event, hit_id, track_id),

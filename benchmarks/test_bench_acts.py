@@ -67,9 +67,10 @@ def test_bench_trackcore_vs_acts(benchmark, sample):
     free = tid < 0
     tid[free] = tid.max() + 1 + np.arange(int(free.sum()))
     acts_score = score_event(event, event.hits["hit_id"], tid)
-    reconstruct(event, detector)  # warm-up: compiled geometry views are built once per detector
+    reconstruct(event, detector, threads=1)  # warm-up: compiled geometry views are built once per detector
     benchmark.group = "acts-comparison"
-    reco = benchmark.pedantic(reconstruct, args=(event, detector), rounds=3, iterations=1)
+    # One worker thread, as the single-threaded ACTS sequencer it is compared with.
+    reco = benchmark.pedantic(reconstruct, args=(event, detector), kwargs={"threads": 1}, rounds=3, iterations=1)
     score = score_event(event, *reco.submission())
     benchmark.extra_info.update(hits=len(event.hits), acts_score=acts_score, trackcore_score=score,
                                 acts_seconds=acts_event.stage_seconds["total"],

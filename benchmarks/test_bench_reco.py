@@ -3,7 +3,8 @@
 
 The event (minimum bias, fixed seed, ``trackml_like_detector``, 15% noise) is simulated once per
 session. ``test_bench_reconstruct`` times the whole default pipeline on the ``cpu`` backend;
-``test_bench_stage`` times each stage alone on the outputs of the stages before it.
+``test_bench_stage`` times each stage alone on the outputs of the stages before it (one worker
+thread per CPU, the default).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from trackcore.backends import available_backends
 from trackcore.geometry.builders import trackml_like_detector
 from trackcore.reco.pipeline import build_pipeline, reconstruct
+from trackcore.reco.threads import resolve_threads
 from trackcore.sim.particles import minimum_bias
 from trackcore.sim.simulate import simulate_event
 
@@ -33,11 +35,13 @@ def mu200_outputs(mu200):
     return dict(reconstruct(event, det, backend="cpu").outputs)
 
 
-def test_bench_reconstruct(benchmark, mu200):
+@pytest.mark.parametrize("threads", [1, 0], ids=["1-thread", "all-cpus"])
+def test_bench_reconstruct(benchmark, mu200, threads):
+    """Wall time of the whole chain on one worker thread and on one per CPU (the default)."""
     det, event = mu200
     benchmark.group = "reconstruct"
-    benchmark.extra_info["hits"] = len(event.hits)
-    reco = benchmark(reconstruct, event, det, backend="cpu")
+    benchmark.extra_info.update(hits=len(event.hits), threads=resolve_threads(threads))
+    reco = benchmark(reconstruct, event, det, backend="cpu", threads=threads)
     benchmark.extra_info["tracks"] = len(reco.tracks)
     assert len(reco.tracks) > 1000
 
