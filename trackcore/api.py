@@ -52,7 +52,8 @@ def simulate_events(args) -> Iterator[tuple[Event, Path]]:
         parts = make_particles(rng, pileup=args.pileup, gun=args.gun, gun_pt=args.gun_pt, gun_eta=args.gun_eta,
                                gun_pdg=args.gun_pdg, jets=args.jets)
         event = simulate_event(detector, parts, config=config, seed=seed, event_id=args.first_event + i,
-                               backend=args.backend, simulation_detector=sim_detector)
+                               backend=args.backend, simulation_detector=sim_detector,
+                               threads=getattr(args, "threads", None))
         write_event(event, out, gzip=args.gzip)
         yield event, out / event.name
 

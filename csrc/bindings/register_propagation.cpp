@@ -96,7 +96,7 @@ void check_config(double bz, double max_step, double max_path, int max_crossings
 py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i32_array charge, f64_array mass,
                    f64_array layer_x0, double bz, py::object field_map, uint64_t seed, double max_step,
                    double max_path, int max_crossings, double min_p, bool multiple_scattering, bool energy_loss,
-                   bool use_rk, double loop_fraction) {
+                   bool use_rk, double loop_fraction, int threads) {
     require_shape(vertex, {-1, 3}, "vertex");
     const auto n = vertex.shape(0);
     require_shape(momentum, {n, 3}, "momentum");
@@ -104,6 +104,8 @@ py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i3
     require_shape(mass, {n}, "mass");
     require_shape(layer_x0, {static_cast<py::ssize_t>(geo.layers().size())}, "layer_x0");
     check_config(bz, max_step, max_path, max_crossings, min_p, loop_fraction);
+    if (threads < 0 || threads > 1024)
+        throw py::value_error("transport: threads = " + std::to_string(threads) + " must be in [0, 1024] (0: one per hardware thread)");
     std::vector<ParticleIn> parts(n);
     for (py::ssize_t i = 0; i < n; ++i) {
         ParticleIn& p = parts[i];
@@ -134,6 +136,7 @@ py::dict transport(const Geometry& geo, f64_array vertex, f64_array momentum, i3
     cfg.seed = seed; cfg.max_step = max_step; cfg.max_path = max_path; cfg.max_crossings = max_crossings;
     cfg.min_p = min_p; cfg.multiple_scattering = multiple_scattering; cfg.energy_loss = energy_loss; cfg.use_rk = use_rk;
     cfg.loop_fraction = loop_fraction;
+    cfg.threads = threads;
     Crossings out;
     out.reserve(static_cast<size_t>(n) * 12);
     std::vector<double> x0(layer_x0.data(), layer_x0.data() + geo.layers().size());
@@ -190,5 +193,7 @@ void register_propagation(py::module_& m) {
           py::arg("seed") = 0, py::arg("max_step") = 50.0, py::arg("max_path") = 10000.0,
           py::arg("max_crossings") = 60, py::arg("min_p") = 0.05, py::arg("multiple_scattering") = true,
           py::arg("energy_loss") = true, py::arg("use_rk") = false, py::arg("loop_fraction") = 0.5,
-          "Transport particles through the geometry; returns their sensitive-module crossings in path order.");
+          py::arg("threads") = 1,
+          "Transport particles through the geometry; returns their sensitive-module crossings in path order. "
+          "threads: worker threads (0: one per hardware thread); the crossings do not depend on it.");
 }

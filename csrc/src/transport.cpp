@@ -4,8 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <limits>
+#include <memory>
 #include <stdexcept>
+
+#include "parallel.hpp"
 
 #include "trackcore/material.hpp"
 #include "trackcore/rng.hpp"
@@ -22,107 +26,148 @@ inline double momentum(const State& s) { return 1.0 / std::fabs(s.qop); }
 // loop protection off would step forever in 1e-30 mm steps.
 constexpr long long kMaxSteps = 20'000'000;
 
+// Per-worker scratch of the crossing search.
+struct TransportScratch {
+    std::vector<int> cand;
+    std::vector<uint32_t> stamp;  // per module: the last step that tested it
+    uint32_t step_id = 0;
+};
+
+// Transports particle ip and appends its crossings, in path order, to out.
+void transport_one(const Geometry& geo, const Stepper& stepper, const ParticleIn& pin, size_t ip,
+                   const std::vector<double>& layer_x0, const TransportConfig& cfg, TransportScratch& scratch,
+                   Crossings& out) {
+    const auto& modules = geo.modules();
+    const double world_r = geo.world_r() + 5.0, world_z = geo.world_z() + 5.0;
+    auto& cand = scratch.cand;
+    auto& stamp = scratch.stamp;
+    uint32_t& step_id = scratch.step_id;
+    Stream rng(cfg.seed, ip);
+    const double p0 = std::sqrt(pin.p[0] * pin.p[0] + pin.p[1] * pin.p[1] + pin.p[2] * pin.p[2]);
+    State st{{pin.vertex[0], pin.vertex[1], pin.vertex[2]},
+             {pin.p[0] / p0, pin.p[1] / p0, pin.p[2] / p0},
+             pin.charge / p0};
+    double travelled = 0, path_limit = cfg.max_path;
+    if (cfg.loop_fraction > 0) {
+        const double h0 = std::fabs(helix_h(st.qop, stepper.local_bz(st)));
+        if (h0 > 0) path_limit = std::min(path_limit, cfg.loop_fraction * 6.283185307179586 / h0);
+    }
+    int n_cross = 0, last_module = -1;
+    long long n_steps = 0;
+    while (travelled < path_limit && n_cross < cfg.max_crossings) {
+        const double ds = stepper.step_length(st, cfg.max_step, cfg.max_turn);
+        if (++n_steps > kMaxSteps) {
+            char msg[256];
+            std::snprintf(msg, sizeof msg,
+                          "transport: particle %zu needs more than 2e7 steps (%g mm each: |p| = %g GeV curls "
+                          "in the field); raise min_p, set loop_fraction > 0 or check the field",
+                          ip, ds, momentum(st));
+            throw std::invalid_argument(msg);
+        }
+        State next;
+        stepper.advance(st, ds, next);
+        cand.clear();
+        ++step_id;
+        gather_candidates(geo, st.pos, next.pos, cand);
+        double best_s = std::numeric_limits<double>::infinity();
+        int best_m = -1;
+        State best_state{};
+        for (int m : cand) {
+            if (stamp[m] == step_id || m == last_module) continue;
+            stamp[m] = step_id;
+            const Module& mod = modules[m];
+            const double normal[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
+            double s;
+            State at;
+            if (!stepper.intersect(st, mod.centre, normal, 0.0, ds, s, at) || s >= best_s) continue;
+            double loc[3];
+            to_local(mod.centre, mod.rot, at.pos, loc);
+            if (std::fabs(loc[1]) > mod.hv || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1])) continue;
+            best_s = s;
+            best_m = m;
+            best_state = at;
+        }
+        if (best_m < 0) {
+            st = next;
+            travelled += ds;
+            last_module = -1;
+        } else {
+            const Module& mod = modules[best_m];
+            State& at = best_state;
+            const double p = momentum(at);
+            double loc[3], dloc[3];
+            to_local(mod.centre, mod.rot, at.pos, loc);
+            // Direction in the local frame: R^T dir (to_local of a direction = rotation only).
+            const double zero[3] = {0, 0, 0};
+            to_local(zero, mod.rot, at.dir, dloc);
+            const double cos_inc = std::max(std::fabs(dloc[2]), 1e-3);
+            const double si_len = 2.0 * mod.half_t / cos_inc;
+            out.particle.push_back(static_cast<int64_t>(ip));
+            out.module.push_back(best_m);
+            for (int k = 0; k < 3; ++k) {
+                out.pos.push_back(at.pos[k]);
+                out.mom.push_back(at.dir[k] * p);
+                out.local.push_back(loc[k]);
+                out.dir_local.push_back(dloc[k]);
+            }
+            out.edep.push_back(landau_deposit_si(p, pin.mass, si_len, rng));
+            out.path.push_back(travelled + best_s);
+            ++n_cross;
+            // Material of the whole layer (sensor + support) is lumped at the sensor crossing.
+            const double x0 = layer_x0[mod.layer] / cos_inc;
+            if (cfg.multiple_scattering) scatter_direction(at.dir, highland_theta0(p, pin.mass, x0), rng);
+            if (cfg.energy_loss) {
+                const double e = std::sqrt(p * p + pin.mass * pin.mass) -
+                                 bethe_bloch_si(p, pin.mass) * x0 * silicon::X0_mm;
+                const double p_new = e > pin.mass ? std::sqrt(e * e - pin.mass * pin.mass) : 0.0;
+                if (p_new < cfg.min_p) break;
+                at.qop = (at.qop > 0 ? 1.0 : -1.0) / p_new;
+            }
+            st = at;
+            travelled += best_s;
+            last_module = best_m;
+        }
+        const double r = std::hypot(st.pos[0], st.pos[1]);
+        if (r > world_r || std::fabs(st.pos[2]) > world_z) break;
+    }
+}
+
+void append(Crossings& out, const Crossings& part) {
+    auto add = [](auto& to, const auto& from) { to.insert(to.end(), from.begin(), from.end()); };
+    add(out.particle, part.particle); add(out.module, part.module); add(out.pos, part.pos); add(out.mom, part.mom);
+    add(out.local, part.local); add(out.dir_local, part.dir_local); add(out.edep, part.edep); add(out.path, part.path);
+}
+
 }  // namespace
 
 void transport_particles(const Geometry& geo, const FieldView& field, const std::vector<ParticleIn>& particles,
                          const std::vector<double>& layer_x0, const TransportConfig& cfg, Crossings& out) {
-    const auto& modules = geo.modules();
     const Stepper stepper{field, cfg.use_rk || !field.constant};
-    const double world_r = geo.world_r() + 5.0, world_z = geo.world_z() + 5.0;
-    std::vector<int> cand;
-    std::vector<uint32_t> stamp(modules.size(), 0);
-    uint32_t step_id = 0;
-
-    for (size_t ip = 0; ip < particles.size(); ++ip) {
-        const ParticleIn& pin = particles[ip];
-        Stream rng(cfg.seed, ip);
-        const double p0 = std::sqrt(pin.p[0] * pin.p[0] + pin.p[1] * pin.p[1] + pin.p[2] * pin.p[2]);
-        State st{{pin.vertex[0], pin.vertex[1], pin.vertex[2]},
-                 {pin.p[0] / p0, pin.p[1] / p0, pin.p[2] / p0},
-                 pin.charge / p0};
-        double travelled = 0, path_limit = cfg.max_path;
-        if (cfg.loop_fraction > 0) {
-            const double h0 = std::fabs(helix_h(st.qop, stepper.local_bz(st)));
-            if (h0 > 0) path_limit = std::min(path_limit, cfg.loop_fraction * 6.283185307179586 / h0);
+    // Particles in chunks handed out in order to the workers; each particle draws from its own random
+    // stream, and the chunks' crossings are joined in chunk order: the output of one thread. An error
+    // is the one the first failing particle gives, as on one thread.
+    constexpr size_t kChunk = 32;
+    const size_t n_chunks = (particles.size() + kChunk - 1) / kChunk;
+    std::vector<Crossings> parts(n_chunks);
+    std::vector<std::exception_ptr> errors(n_chunks);
+    const int n_workers = worker_count(cfg.threads, n_chunks);
+    std::vector<std::unique_ptr<TransportScratch>> scratch(n_workers);
+    parallel_for(n_workers, n_chunks, [&](int w, size_t c) {
+        if (!scratch[w]) {
+            scratch[w] = std::make_unique<TransportScratch>();
+            scratch[w]->stamp.assign(geo.modules().size(), 0);
         }
-        int n_cross = 0, last_module = -1;
-        long long n_steps = 0;
-        while (travelled < path_limit && n_cross < cfg.max_crossings) {
-            const double ds = stepper.step_length(st, cfg.max_step, cfg.max_turn);
-            if (++n_steps > kMaxSteps) {
-                char msg[256];
-                std::snprintf(msg, sizeof msg,
-                              "transport: particle %zu needs more than 2e7 steps (%g mm each: |p| = %g GeV curls "
-                              "in the field); raise min_p, set loop_fraction > 0 or check the field",
-                              ip, ds, momentum(st));
-                throw std::invalid_argument(msg);
-            }
-            State next;
-            stepper.advance(st, ds, next);
-            cand.clear();
-            ++step_id;
-            gather_candidates(geo, st.pos, next.pos, cand);
-            double best_s = std::numeric_limits<double>::infinity();
-            int best_m = -1;
-            State best_state{};
-            for (int m : cand) {
-                if (stamp[m] == step_id || m == last_module) continue;
-                stamp[m] = step_id;
-                const Module& mod = modules[m];
-                const double normal[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
-                double s;
-                State at;
-                if (!stepper.intersect(st, mod.centre, normal, 0.0, ds, s, at) || s >= best_s) continue;
-                double loc[3];
-                to_local(mod.centre, mod.rot, at.pos, loc);
-                if (std::fabs(loc[1]) > mod.hv || std::fabs(loc[0]) > Geometry::half_width(mod, loc[1])) continue;
-                best_s = s;
-                best_m = m;
-                best_state = at;
-            }
-            if (best_m < 0) {
-                st = next;
-                travelled += ds;
-                last_module = -1;
-            } else {
-                const Module& mod = modules[best_m];
-                State& at = best_state;
-                const double p = momentum(at);
-                double loc[3], dloc[3];
-                to_local(mod.centre, mod.rot, at.pos, loc);
-                // Direction in the local frame: R^T dir (to_local of a direction = rotation only).
-                const double zero[3] = {0, 0, 0};
-                to_local(zero, mod.rot, at.dir, dloc);
-                const double cos_inc = std::max(std::fabs(dloc[2]), 1e-3);
-                const double si_len = 2.0 * mod.half_t / cos_inc;
-                out.particle.push_back(static_cast<int64_t>(ip));
-                out.module.push_back(best_m);
-                for (int k = 0; k < 3; ++k) {
-                    out.pos.push_back(at.pos[k]);
-                    out.mom.push_back(at.dir[k] * p);
-                    out.local.push_back(loc[k]);
-                    out.dir_local.push_back(dloc[k]);
-                }
-                out.edep.push_back(landau_deposit_si(p, pin.mass, si_len, rng));
-                out.path.push_back(travelled + best_s);
-                ++n_cross;
-                // Material of the whole layer (sensor + support) is lumped at the sensor crossing.
-                const double x0 = layer_x0[mod.layer] / cos_inc;
-                if (cfg.multiple_scattering) scatter_direction(at.dir, highland_theta0(p, pin.mass, x0), rng);
-                if (cfg.energy_loss) {
-                    const double e = std::sqrt(p * p + pin.mass * pin.mass) -
-                                     bethe_bloch_si(p, pin.mass) * x0 * silicon::X0_mm;
-                    const double p_new = e > pin.mass ? std::sqrt(e * e - pin.mass * pin.mass) : 0.0;
-                    if (p_new < cfg.min_p) break;
-                    at.qop = (at.qop > 0 ? 1.0 : -1.0) / p_new;
-                }
-                st = at;
-                travelled += best_s;
-                last_module = best_m;
-            }
-            const double r = std::hypot(st.pos[0], st.pos[1]);
-            if (r > world_r || std::fabs(st.pos[2]) > world_z) break;
+        try {
+            for (size_t ip = c * kChunk; ip < std::min(particles.size(), (c + 1) * kChunk); ++ip)
+                transport_one(geo, stepper, particles[ip], ip, layer_x0, cfg, *scratch[w], parts[c]);
+        } catch (...) {
+            errors[c] = std::current_exception();
         }
+    });
+    for (size_t c = 0; c < n_chunks; ++c) {
+        if (errors[c]) std::rethrow_exception(errors[c]);
+        append(out, parts[c]);
+        parts[c] = Crossings();  // its memory back before the next chunk is copied
     }
 }
 

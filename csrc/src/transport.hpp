@@ -21,6 +21,7 @@ struct TransportConfig {
     bool multiple_scattering = true;
     bool energy_loss = true;
     bool use_rk = false;             // Runge-Kutta stepping even in a constant field (validation)
+    int threads = 1;                 // worker threads (0: one per hardware thread); the crossings do not depend on it
 };
 
 struct Crossings {

@@ -32,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--first-event", type=int, default=0, help="id of the first event written")
     p.add_argument("--gzip", action="store_true", help="write .csv.gz files")
     p.add_argument("--backend", default=None, help="numpy or cpu (default: cpu when built)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="worker threads of the transport (default: one per CPU); the events do not depend on it")
     p.add_argument("--fastsim", action="store_true",
                    help="fast simulation: a plugin's trackcore_fast_simulate hook (e.g. fastsim_gan) replaces the "
                         "full digitisation; an error if no installed plugin answers")

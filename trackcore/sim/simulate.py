@@ -74,12 +74,13 @@ def simulation_weights(truth: Table, particles: Table) -> np.ndarray:
 
 def simulate_event(detector: Detector, particles: Table, *, field=None, config: SimulationConfig | None = None,
                    seed: int = 0, event_id: int = 0, backend=None,
-                   simulation_detector: Detector | None = None) -> Event:
+                   simulation_detector: Detector | None = None, threads: int | None = None) -> Event:
     """Simulate one event of ``particles`` (TrackML particle columns) through ``detector``.
 
     ``simulation_detector`` (default: ``detector``) is where the particles really fly, e.g. a
     misaligned copy; hits are labelled with the shared module ids. Returns an Event with hits,
-    cells, particles (``nhits`` filled) and truth (TrackML weights).
+    cells, particles (``nhits`` filled) and truth (TrackML weights). ``threads``: worker threads of
+    the compiled transport (None or 0: one per CPU); the event does not depend on it.
     """
     config = config or SimulationConfig()
     sim_det = simulation_detector or detector
@@ -93,7 +94,8 @@ def simulate_event(detector: Detector, particles: Table, *, field=None, config: 
     vertex = np.stack([particles["vx"], particles["vy"], particles["vz"]], axis=1) if n else np.zeros((0, 3))
     momentum = np.stack([particles["px"], particles["py"], particles["pz"]], axis=1) if n else np.zeros((0, 3))
     crossings = transport(sim_det, vertex, momentum, particles["q"], mass_of(particles["particle_type"]) if n else
-                          np.zeros(0), field=field, config=config.transport, seed=seed, backend=backend)
+                          np.zeros(0), field=field, config=config.transport, seed=seed, backend=backend,
+                          threads=threads)
     readout_rng = rng if config.readout_noise else None
     if not 0 < config.barrel_active_fraction <= 1:
         raise InputError(f"barrel_active_fraction must be in (0, 1], got {config.barrel_active_fraction}")

@@ -113,14 +113,20 @@ def field_arguments(field) -> tuple[float, tuple | None]:
 
 
 def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, charge: np.ndarray, mass: np.ndarray,
-              *, field=None, config: TransportConfig | None = None, seed: int = 0, backend=None) -> dict:
+              *, field=None, config: TransportConfig | None = None, seed: int = 0, backend=None,
+              threads: int | None = None) -> dict:
     """Transport particles (vertex mm (N,3), momentum GeV (N,3), charge, mass GeV) through ``detector``.
 
     Returns the sensitive-module crossings in path order per particle: ``particle_index``,
     ``module_index``, ``position`` (global, mm), ``momentum`` (GeV, before the material at that
     crossing), ``local`` (u, v, w at the module mid-plane), ``local_direction``, ``edep`` (GeV in the
-    sensor) and ``path`` (mm from the vertex).
+    sensor) and ``path`` (mm from the vertex). ``threads``: worker threads of the compiled transport
+    (None or 0: one per CPU); every particle draws from its own random stream, so the crossings do
+    not depend on it.
     """
+    from ..reco.threads import resolve_threads
+
+    n_threads = resolve_threads(threads)
     config = config or TransportConfig()
     config.validate()  # fields may have been changed after construction
     vertex = _points(vertex, "vertex")
@@ -154,7 +160,7 @@ def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, char
         raise InputError("a helix needs a non-zero field")
     kernel = get_backend(backend).kernel("transport")
     return kernel(detector, vertex, momentum, charge, mass, layer_material(detector, config.layer_x0), bz, fmap,
-                  int(seed), config)
+                  int(seed), config, threads=n_threads)
 
 
 def _points(a, name: str) -> np.ndarray:
@@ -165,12 +171,12 @@ def _points(a, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def transport_cpu(detector, vertex, momentum, charge, mass, layer_x0, bz, field_map, seed, config):
-    """The ``cpu`` kernel: the compiled transport engine."""
+def transport_cpu(detector, vertex, momentum, charge, mass, layer_x0, bz, field_map, seed, config, threads: int = 1):
+    """The ``cpu`` kernel: the compiled transport engine, on ``threads`` worker threads."""
     from .._corelib import core
 
     return core().transport(compiled_geometry(detector), vertex, momentum, charge, mass, layer_x0, bz=bz,
                             field_map=field_map, seed=seed, max_step=config.max_step, max_path=config.max_path,
                             max_crossings=config.max_crossings, min_p=config.min_p,
                             multiple_scattering=config.multiple_scattering, energy_loss=config.energy_loss,
-                            use_rk=config.use_rk, loop_fraction=config.loop_fraction)
+                            use_rk=config.use_rk, loop_fraction=config.loop_fraction, threads=threads)

@@ -408,8 +408,9 @@ def _check_inputs(geo: ReferenceGeometry, vertex, momentum, charge, mass, layer_
 
 
 def transport_numpy(detector: Detector, vertex, momentum, charge, mass, layer_x0, bz: float, field_map, seed: int,
-                    config) -> dict:
-    """Reference of the ``cpu`` kernel ``transport`` (same arguments, same output dict).
+                    config, threads: int = 1) -> dict:
+    """Reference of the ``cpu`` kernel ``transport`` (same arguments, same output dict; one thread,
+    whatever ``threads`` says).
 
     ``vertex`` (N, 3) mm, ``momentum`` (N, 3) GeV, ``charge`` (N,) e, ``mass`` (N,) GeV,
     ``layer_x0`` x/X0 per layer of ``detector``, ``bz`` Tesla (used when ``field_map`` is None),
