@@ -51,6 +51,13 @@ def problems(rng) -> dict:
         pos = rng.normal(0, 5, (n, 3))
         return (pos, d, rng.choice([-1, 1], n) / rng.uniform(0.3, 20, n), 2.0, pos + 200 * d, d, 0.0, 5000.0)
 
+    def rk(n):  # the TrackML solenoid map, planes 200 mm ahead
+        from trackcore.geometry.field import trackml_field_map
+        from trackcore.sim.transport import field_arguments
+
+        pos, d, qop, _, point, normal, s_min, _ = helix(n)
+        return (pos, d, qop, field_arguments(trackml_field_map())[1], point, normal, s_min, 1000.0)
+
     def kalman(n):
         a = rng.normal(size=(n, 5, 5)) * 0.05
         p = np.column_stack([rng.normal(0, 1, (n, 2)), rng.uniform(-3, 3, n), rng.uniform(0.2, 3, n), rng.normal(0, 1, n)])
@@ -65,6 +72,7 @@ def problems(rng) -> dict:
                          {"fast": 60.0, "reference": 60.0}),
         "find_seeds": (lambda n: seeding_inputs(n), {"fast": 60.0, "reference": 5.0}),
         "helix_to_plane": (helix, {"fast": 1_000_000, "reference": 20_000}),
+        "rk_to_plane": (rk, {"fast": 1_000_000, "reference": 5_000}),
         "kalman_update": (kalman, {"fast": 1_000_000, "reference": 200_000}),
         "lsh_keys": (lsh, {"fast": 1_000_000, "reference": 1_000_000}),
     }
@@ -72,8 +80,8 @@ def problems(rng) -> dict:
 
 def kernels_by_backend() -> dict:
     """backend label -> (kind, {kernel name: callable}, to-device function, synchronise function)."""
-    twins = {"helix_to_plane": reference.helix_to_plane_numpy, "kalman_update": reference.kalman_update_numpy,
-             "lsh_keys": reference.lsh_keys_numpy}
+    twins = {"helix_to_plane": reference.helix_to_plane_numpy, "rk_to_plane": reference.rk_to_plane_numpy,
+             "kalman_update": reference.kalman_update_numpy, "lsh_keys": reference.lsh_keys_numpy}
     status = available_backends()
     out = {"numpy": ("reference", {**get_backend("numpy").kernels, **twins}, lambda a: a, lambda: None)}
     if status["cpu"] == "ok":

@@ -92,13 +92,7 @@ struct Stepper {
 
     // Newton steps on Runge-Kutta transport from a helix guess s of the plane (c, n) crossing.
     void refine_rk(const State& st, const double* c, const double* n, double& s, State& at) const {
-        for (int it = 0; it < 8; ++it) {
-            rk4_step(st, field, s, at);
-            const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
-            const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
-            if (std::fabs(f) < 1e-10 || std::fabs(d) < 1e-12) break;
-            s -= f / d;
-        }
+        rk_plane_newton(st, field, c, n, s, at);
     }
 
     // Step length: at most max_step, and at most max_turn radians of bending.

@@ -35,7 +35,7 @@ EXPECTED = {
     "grid": ({"tc_grid_cells", "tc_grid_scatter", "tc_grid_sort"}, {"seeding_math.hpp"}),
     "seeding": ({"tc_seed_doublets", "tc_seed_triplets"}, {"seeding_math.hpp"}),
     "transform": ({"tc_global_to_local", "tc_local_to_global"}, {"transform.hpp"}),
-    "propagation": ({"tc_helix_to_plane"}, {"helix.hpp"}),
+    "propagation": ({"tc_helix_to_plane", "tc_rk_to_plane"}, {"helix.hpp", "field.hpp"}),
     "kalman": ({"tc_kalman_update"}, {"kalman_math.hpp", "track_params.hpp", "helix.hpp"}),
     "lsh": ({"tc_lsh_keys"}, {"hash_math.hpp", "rng.hpp"}),
 }

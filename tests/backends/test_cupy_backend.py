@@ -155,6 +155,70 @@ def test_helix_to_plane_equals_numpy_and_lands_on_the_plane(gpu):
     np.testing.assert_allclose(np.einsum("ij,ij->i", p[ok] - point[ok], normal[ok]), 0, atol=1e-9)
 
 
+def _tracks_and_planes(rng, n: int, reach=(20.0, 400.0)):
+    """Tracks from near the beam line (|p| 0.5-20 GeV, both charges) and planes ahead of them, a fifth behind."""
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1)[:, None]
+    pos = rng.normal(0, 5, (n, 3))
+    qop = rng.choice([-1, 1], n) / rng.uniform(0.5, 20, n)
+    normal = d + rng.normal(0, 0.2, (n, 3))
+    normal /= np.linalg.norm(normal, axis=1)[:, None]
+    point = pos + d * rng.uniform(*reach, n)[:, None] * np.where(rng.random(n) < 0.2, -1, 1)[:, None]
+    return pos, d, qop, point, normal
+
+
+def test_rk_to_plane_in_the_trackml_field_map_equals_numpy(gpu):
+    """Runge-Kutta propagation in the TrackML solenoid map (Bz and Br vary along the path)."""
+    from trackcore.geometry.field import trackml_field_map
+    from trackcore.sim.transport import field_arguments
+
+    _, fmap = field_arguments(trackml_field_map())
+    rng = np.random.default_rng(12)
+    pos, d, qop, point, normal = _tracks_and_planes(rng, 300)
+    shift = rng.uniform(-1500, 1500, len(pos))  # towards the endcaps, where Br is largest
+    pos[:, 2] += shift
+    point[:, 2] += shift
+    ok, s, p, t = gpu.kernel("rk_to_plane")(pos, d, qop, fmap, point, normal, 0.0, 1000.0)
+    rok, rs, rp, rt = reference.rk_to_plane_numpy(pos, d, qop, fmap, point, normal, 0.0, 1000.0)
+    np.testing.assert_array_equal(ok, rok)
+    assert 0.5 * len(ok) < ok.sum() < len(ok)
+    np.testing.assert_allclose(s[ok], rs[ok], rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(p[ok], rp[ok], rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(t[ok], rt[ok], rtol=1e-11, atol=1e-11)
+    assert np.all(np.isnan(s[~ok]))
+    np.testing.assert_allclose(np.einsum("ij,ij->i", p[ok] - point[ok], normal[ok]), 0, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(t[ok], axis=1), 1, atol=1e-12)
+
+
+def test_rk_to_plane_in_a_uniform_field_follows_the_helix(gpu):
+    """In a uniform 2 T map, Runge-Kutta lands where the exact helix does, up to the error of one
+    fourth-order step: s theta^4 times a constant (theta the path's turning angle; measured at most
+    s theta^4 / 57 on these tracks, so / 30 is a bound with margin, 3 um at most here)."""
+    r, z = np.arange(0.0, 1300.0, 100.0), np.arange(-3100.0, 3200.0, 100.0)
+    fmap = (0.0, 100.0, len(r), -3100.0, 100.0, len(z), np.zeros((len(r), len(z))), np.full((len(r), len(z)), 2.0))
+    pos, d, qop, point, normal = _tracks_and_planes(np.random.default_rng(13), 300, reach=(20.0, 300.0))
+    ok, s, p, t = gpu.kernel("rk_to_plane")(pos, d, qop, fmap, point, normal, 0.0, 1000.0)
+    hok, hs, hp, ht = gpu.kernel("helix_to_plane")(pos, d, qop, 2.0, point, normal, 0.0, 1000.0)
+    np.testing.assert_array_equal(ok, hok)
+    assert ok.sum() > 0.5 * len(ok)
+    turn = np.abs(qop[ok] * 0.299792458e-3 * 2.0 * s[ok])  # rad
+    assert np.all(np.linalg.norm(p[ok] - hp[ok], axis=1) <= s[ok] * turn**4 / 30 + 1e-9)
+    # the same kernel with the constant field given as a number
+    cok, cs, cp, ct = gpu.kernel("rk_to_plane")(pos, d, qop, 2.0, point, normal, 0.0, 1000.0)
+    np.testing.assert_array_equal(cok, ok)
+    np.testing.assert_allclose(cp[ok], p[ok], atol=1e-9)
+
+
+def test_rk_to_plane_rejects_a_bad_field_map(gpu):
+    pos, d, qop, point, normal = _tracks_and_planes(np.random.default_rng(14), 5)
+    good = (0.0, 100.0, 3, -100.0, 100.0, 3, np.zeros((3, 3)), np.full((3, 3), 2.0))
+    for bad, match in ((good[:6] + (np.zeros((3, 2)), good[7]), "Br has shape"),
+                       (good[:7] + (np.full((3, 3), np.nan),), "finite"),
+                       ((0.0, 0.0) + good[2:], "positive spacing"), ("2 T", "field_map must be")):
+        with pytest.raises(InputError, match=match):
+            gpu.kernel("rk_to_plane")(pos, d, qop, bad, point, normal)
+
+
 def test_kalman_update_equals_numpy(gpu):
     rng = np.random.default_rng(3)
     n = 300

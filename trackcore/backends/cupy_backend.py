@@ -3,7 +3,7 @@
 Kernels (CUDA C in csrc/cuda, glue in :mod:`trackcore.backends.cupy_kernels`) under the names and
 signatures of the numpy/cpu tables: ``global_to_local``, ``local_to_global``, ``seeding_grid``,
 ``find_seeds``; and GPU batch kernels with numpy twins in ``cupy_kernels.reference``:
-``helix_to_plane``, ``kalman_update``, ``lsh_keys``, ``lsh_buckets``. Each accepts numpy or CuPy
+``helix_to_plane``, ``rk_to_plane``, ``kalman_update``, ``lsh_keys``, ``lsh_buckets``. Each accepts numpy or CuPy
 arrays and returns CuPy arrays for CuPy inputs (no transfer) and numpy arrays for numpy inputs.
 Kernels that have no GPU version yet raise :class:`BackendError` naming them; nothing silently
 falls back to the CPU.
@@ -54,7 +54,8 @@ def kernel_table(runtime) -> dict:
     fns = {
         "global_to_local": transform.global_to_local, "local_to_global": transform.local_to_global,
         "seeding_grid": grid.seeding_grid, "find_seeds": seeding.find_seeds,
-        "helix_to_plane": propagation.helix_to_plane, "kalman_update": kalman.kalman_update,
+        "helix_to_plane": propagation.helix_to_plane, "rk_to_plane": propagation.rk_to_plane,
+        "kalman_update": kalman.kalman_update,
         "lsh_keys": lsh.lsh_keys, "lsh_buckets": lsh.lsh_buckets,
     }
     out = {}

@@ -155,4 +155,31 @@ TC_HD void rk4_step(const State& in, const Field& field, double s, State& out) {
     out.qop = in.qop;
 }
 
+// Newton steps on the plane distance of one RK4 step of length s from st, started from a guess s
+// (a helix's crossing in the local Bz): the crossing of the plane (c, n) in a field map.
+template <class Field>
+TC_HD void rk_plane_newton(const State& st, const Field& field, const double* c, const double* n, double& s,
+                           State& at) {
+    for (int it = 0; it < 8; ++it) {
+        rk4_step(st, field, s, at);
+        const double f = (at.pos[0] - c[0]) * n[0] + (at.pos[1] - c[1]) * n[1] + (at.pos[2] - c[2]) * n[2];
+        const double d = at.dir[0] * n[0] + at.dir[1] * n[1] + at.dir[2] * n[2];
+        if (std::fabs(f) < 1e-10 || std::fabs(d) < 1e-12) break;
+        s -= f / d;
+    }
+}
+
+// Where the track meets the plane (c, n) with path length s in (s_min, s_max] in the field `field`:
+// the helix crossing in the Bz at the start (Newton, no scan), refined by rk_plane_newton. The
+// track search's Stepper::intersect with Runge-Kutta transport, and the GPU batch kernel rk_to_plane.
+template <class Field>
+TC_HD bool rk_plane_intersect(const State& st, const Field& field, const double* c, const double* n, double s_min,
+                              double s_max, double& s, State& at) {
+    double b[3];
+    field(st.pos, b);
+    if (!helix_plane_intersect(st, helix_h(st.qop, b[2]), c, n, s_min - 1.0, s_max + 1.0, s, at, false)) return false;
+    rk_plane_newton(st, field, c, n, s, at);
+    return s > s_min && s <= s_max;
+}
+
 }  // namespace trackcore

@@ -1,15 +1,16 @@
 """Numpy twins of the GPU kernels that have no entry in the numpy kernel table yet.
 
-``helix_to_plane_numpy``, ``kalman_update_numpy``, ``lsh_keys_numpy`` and ``lsh_buckets_numpy``
-have the signatures of their GPU versions (without ``runtime``) and repeat the arithmetic of the
-shared headers (helix.hpp, kalman_math.hpp, hash_math.hpp) so parity tests can compare them.
+``helix_to_plane_numpy``, ``rk_to_plane_numpy``, ``kalman_update_numpy``, ``lsh_keys_numpy`` and
+``lsh_buckets_numpy`` have the signatures of their GPU versions (without ``runtime``) and repeat the
+arithmetic of the shared headers (helix.hpp, field.hpp, kalman_math.hpp, hash_math.hpp) so parity
+tests can compare them.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import InputError
-from ...sim.transport_numpy import KB, helix_plane_intersect
+from ...sim.transport_numpy import KB, Field, helix_plane_intersect, rk4_step
 from .lsh import check_lsh_inputs
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -31,6 +32,36 @@ def helix_to_plane_numpy(pos, direction, qop, bz: float, plane_point, plane_norm
             ok[i] = True
             s[i], pos_out[i], dir_out[i] = hit[0], hit[1], hit[2]
     return ok, s, pos_out, dir_out
+
+
+def rk_to_plane_numpy(pos, direction, qop, field_map, plane_point, plane_normal, s_min: float = 0.0,
+                      s_max: float = 1e3):
+    """Numpy twin of :func:`trackcore.backends.cupy_kernels.propagation.rk_to_plane`
+    (``trackcore::rk_plane_intersect``: helix guess in the starting Bz, Newton on one RK4 step)."""
+    constant = isinstance(field_map, (int, float, np.integer, np.floating))
+    field = Field(float(field_map) if constant else 0.0, None if constant else field_map)
+    pos, d = np.asarray(pos, np.float64), np.asarray(direction, np.float64)
+    qop, c, nrm = np.asarray(qop, np.float64), np.asarray(plane_point, np.float64), np.asarray(plane_normal, np.float64)
+    n = len(qop)
+    ok, s_out = np.zeros(n, bool), np.full(n, np.nan)
+    pos_out, dir_out = np.full((n, 3), np.nan), np.full((n, 3), np.nan)
+    for i in range(n):
+        p0, d0, q = pos[i].tolist(), d[i].tolist(), float(qop[i])
+        ci, ni = c[i].tolist(), nrm[i].tolist()
+        hit = helix_plane_intersect(p0, d0, q * KB * field(p0)[2], ci, ni, s_min - 1.0, s_max + 1.0)
+        if hit is None:
+            continue
+        s, at_p, at_d = hit
+        for _ in range(8):
+            at_p, at_d = rk4_step(p0, d0, q, field, s)
+            f = (at_p[0] - ci[0]) * ni[0] + (at_p[1] - ci[1]) * ni[1] + (at_p[2] - ci[2]) * ni[2]
+            dn = at_d[0] * ni[0] + at_d[1] * ni[1] + at_d[2] * ni[2]
+            if abs(f) < 1e-10 or abs(dn) < 1e-12:
+                break
+            s -= f / dn
+        if s_min < s <= s_max:
+            ok[i], s_out[i], pos_out[i], dir_out[i] = True, s, at_p, at_d
+    return ok, s_out, pos_out, dir_out
 
 
 def _wrap_phi(phi: np.ndarray) -> np.ndarray:
