@@ -173,3 +173,17 @@ def test_bad_arguments(events, tmp_path):
     with pytest.raises(InputError, match="config must be"):
         run_dataset(events, "trackml", tmp_path / "d", config=42, workers=0)
     assert not os.path.exists(tmp_path / "c" / "config.toml")
+
+
+def test_dask_events_get_one_worker_thread_each(events, client, tmp_path, monkeypatch):
+    """The cluster's processes already share the cores: an event there runs its seeding and CKF on
+    one thread unless the configuration names a count; the serial run keeps one per CPU."""
+    import trackcore.distributed as dist
+
+    seen = []
+    real = dist._run_on_dask
+    monkeypatch.setattr(dist, "_run_on_dask", lambda client, todo, det, run, *a: (seen.append(run.threads),
+                                                                                   real(client, todo, det, run, *a)))
+    run_dataset(events, "trackml", tmp_path / "auto", client=client, plugins=False)
+    run_dataset(events, "trackml", tmp_path / "three", client=client, plugins=False, config=RunConfig(threads=3))
+    assert seen == [1, 3]
