@@ -134,16 +134,21 @@ def test_transforms_equal_numpy(gpu, detector):
         gpu.kernel("global_to_local")(detector.centre, detector.rotation, np.r_[idx[:3], -1], pts[:4])
 
 
-def test_helix_to_plane_equals_numpy_and_lands_on_the_plane(gpu):
-    rng = np.random.default_rng(2)
-    n = 400
+def _tracks_and_planes(rng, n: int, reach=(20.0, 400.0), p_min: float = 0.5):
+    """Tracks from near the beam line (|p| p_min-20 GeV, both charges) and planes ahead of them, a fifth behind."""
     d = rng.normal(size=(n, 3))
     d /= np.linalg.norm(d, axis=1)[:, None]
     pos = rng.normal(0, 5, (n, 3))
-    qop = rng.choice([-1, 1], n) / rng.uniform(0.2, 20, n)
+    qop = rng.choice([-1, 1], n) / rng.uniform(p_min, 20, n)
     normal = d + rng.normal(0, 0.2, (n, 3))
     normal /= np.linalg.norm(normal, axis=1)[:, None]
-    point = pos + d * rng.uniform(20, 1000, n)[:, None] * np.where(rng.random(n) < 0.2, -1, 1)[:, None]  # some behind
+    point = pos + d * rng.uniform(*reach, n)[:, None] * np.where(rng.random(n) < 0.2, -1, 1)[:, None]
+    return pos, d, qop, point, normal
+
+
+def test_helix_to_plane_equals_numpy_and_lands_on_the_plane(gpu):
+    n = 400
+    pos, d, qop, point, normal = _tracks_and_planes(np.random.default_rng(2), n, reach=(20.0, 1000.0), p_min=0.2)
     ok, s, p, t = gpu.kernel("helix_to_plane")(pos, d, qop, 2.0, point, normal, 0.0, 5000.0)
     rok, rs, rp, rt = reference.helix_to_plane_numpy(pos, d, qop, 2.0, point, normal, 0.0, 5000.0)
     np.testing.assert_array_equal(ok, rok)
@@ -153,18 +158,6 @@ def test_helix_to_plane_equals_numpy_and_lands_on_the_plane(gpu):
     np.testing.assert_allclose(t[ok], rt[ok], rtol=1e-11, atol=1e-11)
     assert np.all(np.isnan(s[~ok]))
     np.testing.assert_allclose(np.einsum("ij,ij->i", p[ok] - point[ok], normal[ok]), 0, atol=1e-9)
-
-
-def _tracks_and_planes(rng, n: int, reach=(20.0, 400.0)):
-    """Tracks from near the beam line (|p| 0.5-20 GeV, both charges) and planes ahead of them, a fifth behind."""
-    d = rng.normal(size=(n, 3))
-    d /= np.linalg.norm(d, axis=1)[:, None]
-    pos = rng.normal(0, 5, (n, 3))
-    qop = rng.choice([-1, 1], n) / rng.uniform(0.5, 20, n)
-    normal = d + rng.normal(0, 0.2, (n, 3))
-    normal /= np.linalg.norm(normal, axis=1)[:, None]
-    point = pos + d * rng.uniform(*reach, n)[:, None] * np.where(rng.random(n) < 0.2, -1, 1)[:, None]
-    return pos, d, qop, point, normal
 
 
 def test_rk_to_plane_in_the_trackml_field_map_equals_numpy(gpu):

@@ -17,15 +17,18 @@ _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 LSH_KEY_SEED = np.uint64(0x243F6A8885A308D3)  # kLshKeySeed in hash_math.hpp
 
 
+def _tracks_to_planes(pos, direction, qop, plane_point, plane_normal) -> tuple:
+    """The inputs as float64 arrays, and the outputs of no crossing: ok False, NaN s, position, direction."""
+    arrays = tuple(np.asarray(a, np.float64) for a in (pos, direction, qop, plane_point, plane_normal))
+    n = len(arrays[2])
+    return (*arrays, (np.zeros(n, bool), np.full(n, np.nan), np.full((n, 3), np.nan), np.full((n, 3), np.nan)))
+
+
 def helix_to_plane_numpy(pos, direction, qop, bz: float, plane_point, plane_normal, s_min: float = 0.0,
                          s_max: float = 1e5):
     """Numpy twin of :func:`trackcore.backends.cupy_kernels.propagation.helix_to_plane`."""
-    pos, d = np.asarray(pos, np.float64), np.asarray(direction, np.float64)
-    qop, c, nrm = np.asarray(qop, np.float64), np.asarray(plane_point, np.float64), np.asarray(plane_normal, np.float64)
-    n = len(qop)
-    ok, s = np.zeros(n, bool), np.full(n, np.nan)
-    pos_out, dir_out = np.full((n, 3), np.nan), np.full((n, 3), np.nan)
-    for i in range(n):
+    pos, d, qop, c, nrm, (ok, s, pos_out, dir_out) = _tracks_to_planes(pos, direction, qop, plane_point, plane_normal)
+    for i in range(len(qop)):
         hit = helix_plane_intersect(pos[i].tolist(), d[i].tolist(), float(qop[i]) * KB * bz, c[i].tolist(),
                                     nrm[i].tolist(), s_min, s_max)
         if hit is not None:
@@ -40,12 +43,9 @@ def rk_to_plane_numpy(pos, direction, qop, field_map, plane_point, plane_normal,
     (``trackcore::rk_plane_intersect``: helix guess in the starting Bz, Newton on one RK4 step)."""
     constant = isinstance(field_map, (int, float, np.integer, np.floating))
     field = Field(float(field_map) if constant else 0.0, None if constant else field_map)
-    pos, d = np.asarray(pos, np.float64), np.asarray(direction, np.float64)
-    qop, c, nrm = np.asarray(qop, np.float64), np.asarray(plane_point, np.float64), np.asarray(plane_normal, np.float64)
-    n = len(qop)
-    ok, s_out = np.zeros(n, bool), np.full(n, np.nan)
-    pos_out, dir_out = np.full((n, 3), np.nan), np.full((n, 3), np.nan)
-    for i in range(n):
+    pos, d, qop, c, nrm, (ok, s_out, pos_out, dir_out) = _tracks_to_planes(pos, direction, qop, plane_point,
+                                                                          plane_normal)
+    for i in range(len(qop)):
         p0, d0, q = pos[i].tolist(), d[i].tolist(), float(qop[i])
         ci, ni = c[i].tolist(), nrm[i].tolist()
         hit = helix_plane_intersect(p0, d0, q * KB * field(p0)[2], ci, ni, s_min - 1.0, s_max + 1.0)
