@@ -2,6 +2,7 @@
 #include "navigator.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -150,9 +151,11 @@ void transport_particles(const Geometry& geo, const FieldView& field, const std:
     const size_t n_chunks = (particles.size() + kChunk - 1) / kChunk;
     std::vector<Crossings> parts(n_chunks);
     std::vector<std::exception_ptr> errors(n_chunks);
+    std::atomic<size_t> first_error{n_chunks};  // chunks after a failed one need not run
     const int n_workers = worker_count(cfg.threads, n_chunks);
     std::vector<std::unique_ptr<TransportScratch>> scratch(n_workers);
     parallel_for(n_workers, n_chunks, [&](int w, size_t c) {
+        if (c > first_error.load(std::memory_order_relaxed)) return;
         if (!scratch[w]) {
             scratch[w] = std::make_unique<TransportScratch>();
             scratch[w]->stamp.assign(geo.modules().size(), 0);
@@ -162,6 +165,8 @@ void transport_particles(const Geometry& geo, const FieldView& field, const std:
                 transport_one(geo, stepper, particles[ip], ip, layer_x0, cfg, *scratch[w], parts[c]);
         } catch (...) {
             errors[c] = std::current_exception();
+            for (size_t e = first_error.load(); c < e && !first_error.compare_exchange_weak(e, c);) {
+            }
         }
     });
     for (size_t c = 0; c < n_chunks; ++c) {
