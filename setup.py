@@ -12,9 +12,12 @@ from setuptools import setup
 ParallelCompile("TRACKCORE_BUILD_JOBS", default=os.cpu_count() or 2).install()
 
 sources = sorted(glob("csrc/bindings/*.cpp")) + sorted(glob("csrc/src/*.cpp"))
-extra = ["-O3", "-fno-math-errno", "-pthread"]  # pthread: the CKF's worker threads (std::thread)
-if os.environ.get("TRACKCORE_SANITIZE"):
-    extra = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-pthread"]
+extra = ["-O3", "-fno-math-errno", "-pthread"]  # pthread: the kernels' worker threads (std::thread)
+# TRACKCORE_SANITIZE=1: AddressSanitizer + UBSan; =thread: ThreadSanitizer (tests/reliability/scripts).
+SANITIZE = os.environ.get("TRACKCORE_SANITIZE")
+SANITIZERS = "thread" if SANITIZE == "thread" else "address,undefined"
+if SANITIZE:
+    extra = ["-O1", "-g", f"-fsanitize={SANITIZERS}", "-fno-omit-frame-pointer", "-pthread"]
 
 ext_modules = [
     Pybind11Extension(
@@ -23,7 +26,7 @@ ext_modules = [
         include_dirs=["csrc/include"],
         cxx_std=17,
         extra_compile_args=extra,
-        extra_link_args=["-pthread"] + (["-fsanitize=address,undefined"] if os.environ.get("TRACKCORE_SANITIZE") else []),
+        extra_link_args=["-pthread"] + ([f"-fsanitize={SANITIZERS}"] if SANITIZE else []),
         depends=sorted(glob("csrc/include/trackcore/*.hpp")) + sorted(glob("csrc/src/*.hpp")),
     )
 ]

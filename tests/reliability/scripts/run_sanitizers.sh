@@ -4,8 +4,10 @@
 #
 # Usage: tests/reliability/scripts/run_sanitizers.sh [pytest args...]
 #   default pytest args: tests/sim tests/reco tests/geometry tests/reliability -q
-# Env: TRACKCORE_SANITIZE_DIR (copy location, default /tmp/trackcore-sanitize/main),
-#      TRACKCORE_BUILD_JOBS (parallel compile jobs, default: all cores).
+#   (with SANITIZER=thread: the tests of the kernels' worker threads)
+# Env: SANITIZER (address, the default: ASan + UBSan; or thread: ThreadSanitizer, data races between
+#      the seeding, CKF and transport workers), TRACKCORE_SANITIZE_DIR (copy location, default
+#      /tmp/trackcore-sanitize/main), TRACKCORE_BUILD_JOBS (parallel compile jobs, default: all cores).
 # Exit status: pytest's, or 3 when a sanitizer wrote any report (reports are in $WORK/sanitizer-logs).
 set -euo pipefail
 
@@ -27,16 +29,25 @@ cd "$WORK"
 echo "== building sanitised _core in $WORK (build dir $WORK/build)"
 # setup.py's -fsanitize=undefined leaves out float-cast-overflow (double -> integer casts out of
 # range, e.g. cell and bin indices); CFLAGS/CXXFLAGS (newer setuptools compiles C++ with CXXFLAGS) add it.
-CFLAGS="${CFLAGS:-} -fsanitize=float-cast-overflow" CXXFLAGS="${CXXFLAGS:-} -fsanitize=float-cast-overflow" TRACKCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace -q --build-temp "$WORK/build/temp"
+if [ "${SANITIZER:-address}" = thread ]; then
+    TRACKCORE_SANITIZE=thread "$PY" setup.py build_ext --inplace -q --build-temp "$WORK/build/temp"
+else
+    CFLAGS="${CFLAGS:-} -fsanitize=float-cast-overflow" CXXFLAGS="${CXXFLAGS:-} -fsanitize=float-cast-overflow" TRACKCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace -q --build-temp "$WORK/build/temp"
+fi
 
-LIBASAN=$(gcc -print-file-name=libasan.so)
-LIBUBSAN=$(gcc -print-file-name=libubsan.so)
 rm -rf "$LOGS" && mkdir -p "$LOGS"
-# Python itself is not instrumented, so the ASan runtime must be loaded first; leak checking of the
-# interpreter is noise (Python never frees some of its arenas), hence detect_leaks=0.
-export LD_PRELOAD="$LIBASAN $LIBUBSAN"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:log_path=$LOGS/asan"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=$LOGS/ubsan"
+if [ "${SANITIZER:-address}" = thread ]; then
+    # Only the kernels' own threads run instrumented code; Python's are not watched.
+    export LD_PRELOAD="$(gcc -print-file-name=libtsan.so)"
+    export TSAN_OPTIONS="halt_on_error=0:report_signal_unsafe=0:log_path=$LOGS/tsan"
+    [ "$#" -eq 0 ] && set -- tests/reco/test_ckf_threads.py tests/sim/test_transport_threads.py -q -p no:cacheprovider
+else
+    # Python itself is not instrumented, so the ASan runtime must be loaded first; leak checking of the
+    # interpreter is noise (Python never frees some of its arenas), hence detect_leaks=0.
+    export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:log_path=$LOGS/asan"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=$LOGS/ubsan"
+fi
 export PYTHONPATH="$WORK"      # before the editable install's finder: import the sanitised copy
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -51,7 +62,7 @@ status=0
 reports=$(find "$LOGS" -type f | wc -l)
 echo "== sanitizer report files: $reports (in $LOGS)"
 if [ "$reports" -gt 0 ]; then
-    grep -h -E "runtime error|ERROR: AddressSanitizer|SUMMARY" "$LOGS"/* | sort | uniq -c | head -50
+    grep -h -E "runtime error|ERROR: AddressSanitizer|WARNING: ThreadSanitizer|SUMMARY" "$LOGS"/* | sort | uniq -c | head -50
     [ "$status" -eq 0 ] && status=3
 fi
 exit "$status"
