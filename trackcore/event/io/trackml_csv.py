@@ -198,6 +198,30 @@ def _infer(col: np.ndarray) -> np.ndarray:
     return col
 
 
+def _parse_arrow(body: str, names: list[str], dtypes: dict[str, np.dtype]) -> dict[str, np.ndarray] | None:
+    """The columns (all typed) parsed by pyarrow's multi-threaded CSV reader, ~10x faster than
+    np.loadtxt on an event's cells; None where it refuses the text (a bad value, a space before a
+    number, a short row...): the np.loadtxt path then reads it, or names what is wrong. Quotes and
+    null markers are turned off, so it accepts no value np.loadtxt would refuse."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(body.encode()),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
+            parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False, escape_char=False,
+                                             newlines_in_values=False, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.from_numpy_dtype(dt) for n, dt in dtypes.items()},
+                                                 null_values=[], strings_can_be_null=False,
+                                                 quoted_strings_can_be_null=False))
+    except (pa.ArrowException, ValueError):
+        return None
+    return {n: np.ascontiguousarray(table.column(n).to_numpy(), dtype=dtypes[n]) for n in names}
+
+
 def parse_csv(data: bytes | str, file: str, columns: Mapping[str, type],
               optional: Sequence[str] = ()) -> Parsed:
     """Parse a TrackML CSV table.
@@ -219,6 +243,9 @@ def parse_csv(data: bytes | str, file: str, columns: Mapping[str, type],
         out = {n: np.empty(0, dtype=dtypes.get(n, np.float64)) for n in names}
         return Parsed(Table(out, name=file), file, _locator(body))
     _check_blanks(body, names, dtypes, file)
+    fast = _parse_arrow(body, names, dtypes) if not extra else None
+    if fast is not None:
+        return Parsed(Table(fast, name=file), file, _locator(body))
     struct = np.dtype([(names[i], dtypes[names[i]]) for i in known])
     try:
         with warnings.catch_warnings():

@@ -1,0 +1,72 @@
+"""The CSV reader's pyarrow path (multi-threaded, for files whose every column is typed) gives what the
+np.loadtxt path gives: the same columns, dtypes and values, and on text it refuses, the loadtxt
+path's own answer (a value or an error naming the line and column)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trackcore.errors import InputError
+from trackcore.event.io import read_event, trackml_csv, write_event
+
+HITS = {"hit_id": np.int64, "x": np.float64, "volume_id": np.int32}
+
+
+def _without_arrow(monkeypatch, fn, *args):
+    with monkeypatch.context() as mp:
+        mp.setattr(trackml_csv, "_parse_arrow", lambda *a: None)
+        return fn(*args)
+
+
+def _outcome(fn, *args):
+    try:
+        t = fn(*args).table
+        return {c: (t[c].dtype.str, list(map(repr, t[c].tolist()))) for c in t.columns}  # repr: nan == nan
+    except InputError as exc:
+        return f"InputError: {exc}"
+
+
+@pytest.mark.parametrize("body", [
+    "1,2.5,7\n2,-3e2,8\n",                 # plain
+    "1,nan,7\n2,inf,8\n3,-inf,9\n",        # non-finite floats
+    "1,1e400,7\n",                         # overflows to inf
+    "+1,+.5,007\n",                        # signs, leading zeros
+    "1,2.5,7\n\n2,3.5,8\n",                # an empty line
+    "1,2.5,7",                             # no final newline
+    "1, 2.5,7\n",                          # a space before a number
+    "1,2.5,7.0\n",                         # a float in an int column
+    "9223372036854775808,1,1\n",           # beyond int64
+    "1,,7\n",                              # an empty value
+    '"1",2.5,7\n',                         # a quoted value
+    "1,2.5\n",                             # a short row
+    "1,2.5,7,9\n",                         # a long row
+    "1,NaN,7\n2,NA,8\n",                   # null markers are not numbers
+    "1,0x10,7\n",                          # hexadecimal
+    "1,1_000.5,7\n",                       # digit separators
+])
+def test_fast_path_agrees_with_loadtxt(monkeypatch, body):
+    text = "hit_id,x,volume_id\n" + body
+    fast = _outcome(trackml_csv.parse_csv, text, "f.csv", HITS)
+    slow = _without_arrow(monkeypatch, _outcome, trackml_csv.parse_csv, text, "f.csv", HITS)
+    assert fast == slow
+
+
+def test_fast_path_is_taken_and_reads_an_event_as_loadtxt_does(monkeypatch, tmp_path):
+    from trackcore.geometry.builders import trackml_like_detector
+    from trackcore.sim.particles import minimum_bias
+    from trackcore.sim.simulate import simulate_event
+
+    det = trackml_like_detector()
+    write_event(simulate_event(det, minimum_bias(np.random.default_rng(3), pileup=5), seed=3), tmp_path)
+    calls = []
+    real = trackml_csv._parse_arrow
+    monkeypatch.setattr(trackml_csv, "_parse_arrow", lambda *a: calls.append(1) or real(*a))
+    fast = read_event(tmp_path / "event000000000")
+    assert len(calls) >= 3  # hits, cells and truth have no untyped column
+    slow = _without_arrow(monkeypatch, read_event, tmp_path / "event000000000")
+    for part in ("hits", "cells", "particles", "truth"):
+        a, b = getattr(fast, part), getattr(slow, part)
+        assert list(a.columns) == list(b.columns)
+        for c in a.columns:
+            assert a[c].dtype == b[c].dtype, (part, c)
+            np.testing.assert_array_equal(a[c], b[c], err_msg=f"{part}.{c}")
