@@ -199,8 +199,8 @@ def _infer(col: np.ndarray) -> np.ndarray:
 
 
 def _parse_arrow(body: str, names: list[str], dtypes: dict[str, np.dtype]) -> dict[str, np.ndarray] | None:
-    """The columns (all typed) parsed by pyarrow's multi-threaded CSV reader, ~10x faster than
-    np.loadtxt on an event's cells; None where it refuses the text (a bad value, a space before a
+    """The columns (all typed) parsed by pyarrow's multi-threaded CSV reader (337k cells: 33 ms against
+    np.loadtxt's 100 ms on 2 cores); None where it refuses the text (a bad value, a space before a
     number, a short row...): the np.loadtxt path then reads it, or names what is wrong. Quotes and
     null markers are turned off, so it accepts no value np.loadtxt would refuse."""
     try:
