@@ -62,8 +62,8 @@ class RunConfig:
     #: magnetic field: constant (uniform 2 T, as simulated), trackml (the solenoid map of the TrackML
     #: challenge data, weaker in the endcaps) or a field-map file
     field: str = "constant"
-    #: worker threads of the compiled seeding and CKF per event (0: one per CPU; a Dask run gives each
-    #: event one); the tracks do not depend on it
+    #: worker threads of the compiled seeding, CKF and transport per event (0: TRACKCORE_THREADS if set,
+    #: else one per CPU; a Dask run gives each event one); the tracks do not depend on it
     threads: int = 0
 
     def __post_init__(self) -> None:

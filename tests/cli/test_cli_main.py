@@ -51,15 +51,15 @@ def test_backends(capsys):
     numpy_row = next(line for line in lines if line.startswith("numpy"))
     assert numpy_row.split()[1] == "yes" or numpy_row.split()[2] == "yes"  # "numpy (default) yes"
     assert any(line.startswith("cupy") for line in lines)
-    from trackcore.reco.threads import usable_cpus
+    from trackcore.reco.threads import default_threads
 
-    assert f"run on {usable_cpus()} worker thread(s)" in "\n".join(lines)
+    assert f"run on {default_threads()} worker thread(s)" in "\n".join(lines)
     assert main(["backends", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["backends"]["numpy"] == {"usable": True, "status": "ok"}
     assert set(data["backends"]) == set(trackcore.available_backends())
     assert data["default"] in data["backends"]
-    assert data["worker_threads"] == usable_cpus()
+    assert data["worker_threads"] == default_threads()
 
 
 def test_bad_backend_env_is_a_clean_error(monkeypatch, capsys):

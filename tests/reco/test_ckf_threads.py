@@ -123,9 +123,22 @@ def test_compiled_kernels_check_threads_themselves(reco_detector, busy):
         core().find_seeds(sp.x[sel], sp.y[sel], sp.z[sel], sp.r[sel], sp.phi[sel], sp.layer_index[sel], params)
 
 
-def test_zero_or_none_threads_means_every_usable_cpu():
+def test_zero_or_none_threads_means_every_usable_cpu(monkeypatch):
+    monkeypatch.delenv("TRACKCORE_THREADS", raising=False)
     assert resolve_threads(0) == resolve_threads(None) == usable_cpus() >= 1
     assert resolve_threads(3) == 3
+
+
+def test_environment_variable_sets_the_default(monkeypatch):
+    monkeypatch.setenv("TRACKCORE_THREADS", "1")
+    assert resolve_threads(None) == resolve_threads(0) == 1
+    assert resolve_threads(3) == 3  # an explicit count wins
+    monkeypatch.setenv("TRACKCORE_THREADS", "0")
+    assert resolve_threads(None) == usable_cpus()
+    for bad in ("-1", "two", "2000"):
+        monkeypatch.setenv("TRACKCORE_THREADS", bad)
+        with pytest.raises(InputError, match="TRACKCORE_THREADS"):
+            resolve_threads(None)
 
 
 def test_thread_count_is_not_part_of_the_configuration_hash():

@@ -20,11 +20,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..reco.threads import usable_cpus
+    from ..reco.threads import ENV_VAR as THREADS_VAR, default_threads
 
     status = available_backends()
     default = default_backend_name()
-    cpus = usable_cpus()
+    cpus = default_threads()
     if args.json:
         print(to_json({"default": default, "worker_threads": cpus, "backends": {
             name: {"usable": s == "ok", "status": s} for name, s in status.items()}}))
@@ -32,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
     rows = [[name + (" (default)" if name == default else ""), "yes" if s == "ok" else "no",
              "" if s == "ok" else s] for name, s in status.items()]
     print(format_table(["backend", "usable", "why not"], rows, align="<<<"))
-    print(f"\nThe cpu backend's seeding, CKF and transport run on {cpus} worker thread(s) by default (the CPUs "
-          "this process may use; --threads or [run] threads to change).")
+    print(f"\nThe cpu backend's seeding, CKF and transport run on {cpus} worker thread(s) by default "
+          f"({THREADS_VAR} if set, else the CPUs this process may use; --threads or [run] threads to change).")
     return 0
