@@ -336,7 +336,11 @@ def _majority(group: np.ndarray, item: np.ndarray, weight: np.ndarray, n_groups:
     g, it, w = group[order], item[order], weight[order]
     start = np.flatnonzero(np.r_[True, (g[1:] != g[:-1]) | (it[1:] != it[:-1])])
     g, it, s = g[start], it[start], np.add.reduceat(w, start)
-    best = np.lexsort((it, -s, g))
+    # (group, item) pairs are in increasing order: per group, the first item whose sum is the group's
+    # largest is the answer (ties: the smallest item), found without sorting again.
+    group_start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    is_best = s == np.repeat(np.maximum.reduceat(s, group_start), np.diff(np.r_[group_start, len(s)]))
+    best = np.flatnonzero(is_best)
     first = best[np.r_[True, g[best][1:] != g[best][:-1]]]
     out[g[first]] = it[first]
     return out
