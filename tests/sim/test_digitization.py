@@ -255,3 +255,24 @@ def test_bad_input_is_rejected_with_a_clear_message(det, backend):
         be.kernel("cluster_cells")(np.array([0, 0]), np.array([3, 1]), np.array([0, 0]))
     with pytest.raises(ValueError, match="ch0"):
         be.kernel("cluster_cells")(np.array([0, 0]), np.array([1]), np.array([0, 0]))
+
+
+def test_majority_takes_the_largest_summed_weight_and_the_smallest_item_on_ties():
+    """The truth particle of a hit: per group, the item with the largest summed weight; a tie goes to
+    the smallest item; a group without entries gets -1. Checked against a plain Python loop."""
+    from trackcore.sim.digitization import _majority
+
+    rng = np.random.default_rng(5)
+    for trial in range(100):
+        n, n_groups = int(rng.integers(0, 300)), int(rng.integers(1, 40))
+        group, item = rng.integers(0, n_groups, n), rng.integers(0, 8, n)
+        weight = rng.choice([0.5, 1.0, 1.5], n) if trial % 2 else rng.random(n)  # many exact ties, or none
+        sums: dict = {}
+        for g, i, w in zip(group.tolist(), item.tolist(), weight.tolist()):
+            sums.setdefault(g, {}).setdefault(i, []).append(w)
+        want = np.full(n_groups, -1)
+        for g, by_item in sums.items():
+            totals = {i: float(np.add.reduce(np.array(ws))) for i, ws in by_item.items()}
+            best = max(totals.values())
+            want[g] = min(i for i, t in totals.items() if t == best)
+        np.testing.assert_array_equal(_majority(group, item, weight, n_groups), want, err_msg=f"trial {trial}")
