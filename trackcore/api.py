@@ -66,6 +66,7 @@ class EventResult:
     timings: dict
     score: float | None = None
     rates: dict | None = None
+    threads: int | None = None  #: worker threads of the compiled kernels (None: the numpy reference, one)
 
 
 def reconstruct_event(event: Event, detector: Detector, output: Path | None = None, *, backend=None,
@@ -77,7 +78,9 @@ def reconstruct_event(event: Event, detector: Detector, output: Path | None = No
     ``<event>-submission.csv`` and ``<event>-tracks.csv`` (perigee, errors and covariance).
     ``threads``: worker threads of the compiled seeding and CKF (None or 0: one per CPU).
     """
+    from .backends import get_backend
     from .reco.pipeline import reconstruct
+    from .reco.threads import resolve_threads
 
     t0 = time.perf_counter()
     reco = reconstruct(event, detector, config, backend=backend, plugin_manager=plugin_manager, field=field,
@@ -89,6 +92,8 @@ def reconstruct_event(event: Event, detector: Detector, output: Path | None = No
         hit_id, track_id = reco.submission()
         write_outputs(output, event.name, reco.tracks, hit_id, track_id, formats)
     result = EventResult(event.name, len(event.hits), len(reco.tracks), dict(reco.timings, total=total))
+    if get_backend(backend).name == "cpu":
+        result.threads = resolve_threads(threads)
     if event.truth is not None and len(event.hits):
         hit_id, track_id = reco.submission()
         result.score = score_event(event, hit_id, track_id)
@@ -101,6 +106,8 @@ def summarize(results: list[EventResult]) -> str:
     lines = []
     for r in results:
         t = " ".join(f"{k}={v * 1000:.0f}ms" for k, v in r.timings.items())
+        if r.threads:
+            t += f", {r.threads} thread{'s' if r.threads > 1 else ''}"
         s = f"  score={r.score:.4f}" if r.score is not None else ""
         lines.append(f"{r.name}: {r.n_hits} hits, {r.n_tracks} tracks{s}  [{t}]")
     return "\n".join(lines)
