@@ -33,6 +33,11 @@ def test_simulate_reconstruct_score(tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 1 and results[0]["n_hits"] == len(event.hits) and results[0]["n_tracks"] > 10
     assert set(results[0]["timings"]) >= {"measurements", "spacepoints", "seeding", "track_finding", "total"}
+    from trackcore.reco.threads import default_threads
+
+    assert results[0]["threads"] == default_threads()
+    assert main(["reconstruct", str(sim), "--output", str(tmp_path / "one"), "--quiet", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(", 1 thread]")
     sub = read_submission(reco / "event000000000-submission.csv")
     assert np.array_equal(np.sort(sub["hit_id"]), np.sort(event.hits["hit_id"]))
     tracks_csv = (reco / "event000000000-tracks.csv").read_text().splitlines()
