@@ -41,7 +41,8 @@ def _outcome(fn, *args):
     "1,2.5\n",                             # a short row
     "1,2.5,7,9\n",                         # a long row
     "1,NaN,7\n2,NA,8\n",                   # null markers are not numbers
-    "1,0x10,7\n",                          # hexadecimal
+    "1,0x10,7\n",                          # hexadecimal float
+    "0x10,1,7\n",                          # hexadecimal integer: pyarrow reads it, np.loadtxt refuses it
     "1,1_000.5,7\n",                       # digit separators
 ])
 def test_fast_path_agrees_with_loadtxt(monkeypatch, body):
@@ -70,3 +71,25 @@ def test_fast_path_is_taken_and_reads_an_event_as_loadtxt_does(monkeypatch, tmp_
         for c in a.columns:
             assert a[c].dtype == b[c].dtype, (part, c)
             np.testing.assert_array_equal(a[c], b[c], err_msg=f"{part}.{c}")
+
+
+#: Values a TrackML file should never hold but a damaged or hand-edited one may.
+ODD_VALUES = ["1", "-2", "+3", "007", "2.5", "-3e2", "1e400", "nan", "NaN", "inf", "-inf", "Infinity", "", " ", " 5",
+              "5 ", "\t5", "5.", ".5", "1_000", "0x10", "0X1F", "0b101", "1e", "e5", "--1", "9223372036854775808",
+              "2147483648", '"5"', "NA", "null", "true", "5\x00", "\u00a05", "\uff15", "4.9e-324", "-.5", "+.e1", "1 2",
+              "-", ".", "5.5.5", "1e-310", "123456789012345678901234567890", "0000000000000000000001"]
+
+
+def test_fast_path_agrees_with_loadtxt_on_random_odd_text(monkeypatch):
+    """A differential fuzz: 600 small files mixing odd values, row widths and empty lines. (A longer run,
+    4 x 4000 files, found pyarrow reading hexadecimal integers, now sent to np.loadtxt; then no difference.)"""
+    import random
+
+    rng = random.Random(7)
+    for trial in range(600):
+        rows = [",".join(rng.choice(ODD_VALUES) if rng.random() < 0.5 else rng.choice(["1", "2", "3.5", "-7"])
+                         for _ in range(rng.choice([3, 3, 3, 2, 4]))) for _ in range(rng.randint(1, 4))]
+        text = "hit_id,x,volume_id\n" + rng.choice(["\n", "\n\n"]).join(rows) + rng.choice(["\n", ""])
+        fast = _outcome(trackml_csv.parse_csv, text, "f.csv", HITS)
+        slow = _without_arrow(monkeypatch, _outcome, trackml_csv.parse_csv, text, "f.csv", HITS)
+        assert fast == slow, (trial, text)

@@ -203,6 +203,8 @@ def _parse_arrow(body: str, names: list[str], dtypes: dict[str, np.dtype]) -> di
     np.loadtxt's 100 ms on 2 cores); None where it refuses the text (a bad value, a space before a
     number, a short row...): the np.loadtxt path then reads it, or names what is wrong. Quotes and
     null markers are turned off, so it accepts no value np.loadtxt would refuse."""
+    if "0x" in body or "0X" in body:  # pyarrow reads hexadecimal integers; np.loadtxt refuses them
+        return None
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv
