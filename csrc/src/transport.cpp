@@ -70,6 +70,12 @@ void transport_one(const Geometry& geo, const Stepper& stepper, const ParticleIn
         cand.clear();
         ++step_id;
         gather_candidates(geo, st.pos, next.pos, cand);
+        // The step's arc stays within its sagitta, ds^2 |h| / 8, of the chord st -> next: a module whose
+        // plane both chord ends clear by more, on one side, cannot be crossed in this step, and is left
+        // out before the Newton intersection (most candidates are). Runge-Kutta steps in a map get 4x
+        // the helix sagitta of the starting Bz plus 10 um: the field changes little over one step.
+        const double h_start = std::fabs(helix_h(st.qop, stepper.local_bz(st)));
+        const double margin = stepper.rk ? 4.0 * ds * ds * h_start / 8.0 + 1e-2 : ds * ds * h_start / 8.0 * (1.0 + 1e-9) + 1e-6;
         double best_s = std::numeric_limits<double>::infinity();
         int best_m = -1;
         State best_state{};
@@ -78,6 +84,11 @@ void transport_one(const Geometry& geo, const Stepper& stepper, const ParticleIn
             stamp[m] = step_id;
             const Module& mod = modules[m];
             const double normal[3] = {mod.rot[2], mod.rot[5], mod.rot[8]};
+            const double da = (st.pos[0] - mod.centre[0]) * normal[0] + (st.pos[1] - mod.centre[1]) * normal[1] +
+                              (st.pos[2] - mod.centre[2]) * normal[2];
+            const double db = (next.pos[0] - mod.centre[0]) * normal[0] + (next.pos[1] - mod.centre[1]) * normal[1] +
+                              (next.pos[2] - mod.centre[2]) * normal[2];
+            if ((da > margin && db > margin) || (da < -margin && db < -margin)) continue;
             double s;
             State at;
             if (!stepper.intersect(st, mod.centre, normal, 0.0, ds, s, at) || s >= best_s) continue;
