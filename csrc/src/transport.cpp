@@ -43,6 +43,7 @@ void transport_one(const Geometry& geo, const Stepper& stepper, const ParticleIn
     auto& cand = scratch.cand;
     auto& stamp = scratch.stamp;
     uint32_t& step_id = scratch.step_id;
+    TurnCache turn;  // cos and sin of the last step's turning angle
     Stream rng(cfg.seed, ip);
     const double p0 = std::sqrt(pin.p[0] * pin.p[0] + pin.p[1] * pin.p[1] + pin.p[2] * pin.p[2]);
     State st{{pin.vertex[0], pin.vertex[1], pin.vertex[2]},
@@ -66,7 +67,7 @@ void transport_one(const Geometry& geo, const Stepper& stepper, const ParticleIn
             throw std::invalid_argument(msg);
         }
         State next;
-        stepper.advance(st, ds, next);
+        stepper.advance(st, ds, next, turn);  // steps between crossings repeat their turning angle
         cand.clear();
         ++step_id;
         gather_candidates(geo, st.pos, next.pos, cand);
