@@ -9,7 +9,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['ABI_VERSION', 'Geometry', 'HitArrays', 'ckf', 'cluster_cells', 'digitize_segments', 'fastsim_conditions', 'fastsim_dense', 'fastsim_dense_isa', 'fastsim_generate', 'fastsim_render', 'find_seeds', 'fit_tracks', 'global_to_local', 'local_to_global', 'lsh_keys', 'lsh_knn', 'seed_buckets', 'seeding_grid', 'transport', 'transport_jacobian']
+__all__: list[str] = ['ABI_VERSION', 'Geometry', 'HitArrays', 'ckf', 'cluster_cells', 'digitize_segments', 'fastsim_conditions', 'fastsim_dense', 'fastsim_dense_isa', 'fastsim_generate', 'fastsim_render', 'find_seeds', 'fit_tracks', 'float_repr', 'format_csv_rows', 'global_to_local', 'local_to_global', 'lsh_keys', 'lsh_knn', 'seed_buckets', 'seeding_grid', 'transport', 'transport_jacobian']
 class Geometry:
     """
     Modules and per-layer lookup grids (private).
@@ -88,6 +88,14 @@ def find_seeds(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: ty
 def fit_tracks(geometry: Geometry, hits: HitArrays, offsets: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], hit_index: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], layer_x0: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], bz: typing.SupportsFloat | typing.SupportsIndex, field_map: typing.Any, settings: dict) -> dict:
     """
     Kalman fit (forward + backward filter) of given hit sequences, perigee parameters and covariance.
+    """
+def float_repr(x: typing.SupportsFloat | typing.SupportsIndex) -> str:
+    """
+    Python's repr of a float, as the compiled CSV writer makes it (for tests).
+    """
+def format_csv_rows(columns: list) -> bytes:
+    """
+    CSV rows (bytes, one line per row, no header) of float64 columns (as Python's repr) and int64 columns.
     """
 def global_to_local(centres: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], rotations: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], module_index: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], points: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
     """

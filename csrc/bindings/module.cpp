@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
     register_seeding(m);
     register_hashing(m);
     register_fastsim(m);
+    register_io(m);
 }

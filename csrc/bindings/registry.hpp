@@ -9,3 +9,4 @@ void register_seeding(pybind11::module_& m);
 void register_hashing(pybind11::module_& m);
 void register_tracking(pybind11::module_& m);
 void register_fastsim(pybind11::module_& m);
+void register_io(pybind11::module_& m);

@@ -93,3 +93,67 @@ def test_fast_path_agrees_with_loadtxt_on_random_odd_text(monkeypatch):
         fast = _outcome(trackml_csv.parse_csv, text, "f.csv", HITS)
         slow = _without_arrow(monkeypatch, _outcome, trackml_csv.parse_csv, text, "f.csv", HITS)
         assert fast == slow, (trial, text)
+
+
+# -- writing: the compiled formatting gives the bytes of the Python one ---------------------------
+needs_core = pytest.mark.skipif(not __import__("trackcore._corelib", fromlist=["x"]).core_available(),
+                                reason="compiled core not built")
+
+
+@needs_core
+def test_compiled_float_repr_is_pythons_repr():
+    """Random bit patterns (every exponent, subnormals, both signs), physics-like values and the
+    layout's edges (where repr switches to exponent notation, adds '.0', pads the exponent)."""
+    from trackcore._corelib import core
+
+    rng = np.random.default_rng(11)
+    bits = rng.integers(0, 2**63, 60_000, dtype=np.int64).view(np.uint64) | (
+        rng.integers(0, 2, 60_000).astype(np.uint64) << np.uint64(63))
+    values = np.concatenate([bits.view(np.float64), rng.normal(0, 1e3, 20_000),
+                             rng.uniform(-1, 1, 20_000) * 10.0 ** rng.integers(-30, 30, 20_000)]).tolist()
+    values += [0.0, -0.0, np.nan, np.inf, -np.inf, 1e16, 1e15, 9.999999999999999e15, 1e-4, 1e-5, 5e-324, 1e22,
+               1.7976931348623157e308, 100.0, 123456789.0, 0.1, 1.5e-7, 1e-310, 0.30000000000000004, -2.5e-100]
+    wrong = [v for v in values if core().float_repr(v) != repr(v)]
+    assert not wrong, wrong[:5]
+
+
+@needs_core
+def test_compiled_csv_rows_are_the_python_ones(monkeypatch):
+    from trackcore.event.table import Table
+
+    rng = np.random.default_rng(12)
+    n = 500
+    table = Table({"f64": rng.normal(size=n) * 10.0 ** rng.integers(-20, 20, n), "f32": rng.normal(size=n).astype(np.float32),
+                   "i32": rng.integers(-2**31, 2**31, n).astype(np.int32), "i64": rng.integers(-2**62, 2**62, n),
+                   "u64": rng.integers(0, 2**62, n).astype(np.uint64), "flag": rng.random(n) < 0.5,
+                   "nan": np.where(rng.random(n) < 0.3, np.nan, 1.0)}, name="t")
+    fast = trackml_csv.format_csv(table)
+    assert trackml_csv._format_rows_compiled(table) is not None  # every column kind above is compiled
+    slow = _without_compiled(monkeypatch, trackml_csv.format_csv, table)
+    assert fast == slow
+    # Kinds left to the Python formatting: text, and unsigned integers beyond int64.
+    for odd in ({"s": np.array(["a", "b"]), "x": np.array([1.0, 2.0])}, {"u": np.array([2**64 - 1, 1], np.uint64)}):
+        t = Table(odd, name="t")
+        assert trackml_csv._format_rows_compiled(t) is None
+        assert trackml_csv.format_csv(t) == _without_compiled(monkeypatch, trackml_csv.format_csv, t)
+    empty = Table({"a": np.zeros(0), "b": np.zeros(0, np.int64)}, name="t")
+    assert trackml_csv.format_csv(empty) == b"a,b\n"
+
+
+def _without_compiled(monkeypatch, fn, *args):
+    with monkeypatch.context() as mp:
+        mp.setattr(trackml_csv, "_format_rows_compiled", lambda table: None)
+        return fn(*args)
+
+
+@needs_core
+@pytest.mark.parametrize("bad, match", [([[1.0, 2.0]], "numpy arrays"), ([np.zeros((2, 2))], "1-D"),
+                                        ([np.zeros(3), np.zeros(2)], "differ in length"),
+                                        ([np.zeros(3, np.float32)], "float64 or int64"),
+                                        ([np.zeros(6)[::2]], "C-contiguous"), ([None], "numpy arrays")])
+def test_compiled_csv_rows_refuse_bad_columns(bad, match):
+    """Direct ``_core`` callers get an error, not a read of memory that is not an array."""
+    from trackcore._corelib import core
+
+    with pytest.raises(ValueError, match=match):
+        core().format_csv_rows(bad)
