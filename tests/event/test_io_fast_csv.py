@@ -157,3 +157,18 @@ def test_compiled_csv_rows_refuse_bad_columns(bad, match):
 
     with pytest.raises(ValueError, match=match):
         core().format_csv_rows(bad)
+
+
+def test_event_validation_helpers_match_numpy_set_operations():
+    """Event.validate's sorted fast paths give np.sort's and np.setdiff1d's answers (so the messages
+    naming unknown or duplicate ids are unchanged), sorted input or not."""
+    from trackcore.event.event import _not_in, _sorted
+
+    rng = np.random.default_rng(13)
+    for _ in range(300):
+        ref = np.unique(rng.integers(0, 200, rng.integers(0, 50)))
+        values = rng.integers(-5, 210, rng.integers(0, 80))
+        np.testing.assert_array_equal(_not_in(values, ref), np.setdiff1d(values, ref))
+        ids = rng.integers(0, 100, rng.integers(0, 30))
+        for arr in (ids, np.sort(ids)):
+            np.testing.assert_array_equal(_sorted(arr), np.sort(arr))
