@@ -281,7 +281,12 @@ def _read(src, ev: _EventFiles, parts: Iterable[str], validate: bool, fmt: str |
     if unknown:
         raise InputError(f"parts: unknown part(s) {sorted(unknown)}; choose from {list(PARTS)}")
     fmt, chosen, blobs = _read_consistent(src, ev, wanted, fmt)
-    parsed = {p: _parse(data, src.display(chosen[p]), p) for p, data in blobs.items()}
+    # The parts parse side by side: decompression and pyarrow's parsing let go of the GIL.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(blobs) or 1) as pool:
+        futures = {p: pool.submit(_parse, data, src.display(chosen[p]), p) for p, data in blobs.items()}
+        parsed = {p: f.result() for p, f in futures.items()}
     event = Event(**{p: parsed[p].table if p in parsed else None for p in PARTS},
                   event_id=ev.event_id,
                   meta={"source": src.label, "format": fmt,
