@@ -14,7 +14,7 @@ import pytest
 from trackcore.backends import available_backends
 from trackcore.geometry.builders import trackml_like_detector
 from trackcore.reco.pipeline import build_pipeline, reconstruct
-from trackcore.reco.threads import resolve_threads
+from trackcore.threads import resolve_threads
 from trackcore.sim.particles import minimum_bias
 from trackcore.sim.simulate import simulate_event
 

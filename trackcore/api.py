@@ -80,7 +80,7 @@ def reconstruct_event(event: Event, detector: Detector, output: Path | None = No
     """
     from .backends import get_backend
     from .reco.pipeline import reconstruct
-    from .reco.threads import resolve_threads
+    from .threads import resolve_threads
 
     t0 = time.perf_counter()
     reco = reconstruct(event, detector, config, backend=backend, plugin_manager=plugin_manager, field=field,

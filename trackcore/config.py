@@ -67,7 +67,7 @@ class RunConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        from .reco.threads import resolve_threads
+        from .threads import resolve_threads
 
         resolve_threads(self.threads)  # an InputError naming a bad value
         self.formats = tuple(self.formats)

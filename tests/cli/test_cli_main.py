@@ -51,7 +51,7 @@ def test_backends(capsys):
     numpy_row = next(line for line in lines if line.startswith("numpy"))
     assert numpy_row.split()[1] == "yes" or numpy_row.split()[2] == "yes"  # "numpy (default) yes"
     assert any(line.startswith("cupy") for line in lines)
-    from trackcore.reco.threads import default_threads
+    from trackcore.threads import default_threads
 
     assert f"run on {default_threads()} worker thread(s)" in "\n".join(lines)
     assert main(["backends", "--json"]) == 0

@@ -33,7 +33,7 @@ def test_simulate_reconstruct_score(tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 1 and results[0]["n_hits"] == len(event.hits) and results[0]["n_tracks"] > 10
     assert set(results[0]["timings"]) >= {"measurements", "spacepoints", "seeding", "track_finding", "total"}
-    from trackcore.reco.threads import default_threads
+    from trackcore.threads import default_threads
 
     assert results[0]["threads"] == default_threads()
     assert main(["reconstruct", str(sim), "--output", str(tmp_path / "one"), "--quiet", "--threads", "1"]) == 0

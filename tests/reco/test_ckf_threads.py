@@ -21,7 +21,7 @@ from trackcore.reco.measurements import Measurements
 from trackcore.reco.pipeline import default_ckf, default_seeding, reconstruct
 from trackcore.reco.seeding import find_seeds
 from trackcore.reco.spacepoints import SpacePoints
-from trackcore.reco.threads import resolve_threads, usable_cpus
+from trackcore.threads import resolve_threads, usable_cpus
 
 TRACK_ARRAYS = ("offsets", "hits", "perigee", "covariance", "chi2", "ndf", "seed", "fitted")
 

@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..reco.threads import ENV_VAR as THREADS_VAR, default_threads
+    from ..threads import ENV_VAR as THREADS_VAR, default_threads
 
     status = available_backends()
     default = default_backend_name()

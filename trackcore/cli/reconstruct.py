@@ -76,7 +76,7 @@ def run_config(args: argparse.Namespace):
     if args.split_clusters:
         run.reconstruction = dataclasses.replace(run.reconstruction, split_clusters=True)
     if args.threads is not None:
-        from ..reco.threads import resolve_threads
+        from ..threads import resolve_threads
 
         resolve_threads(args.threads)
         run.threads = args.threads

@@ -10,7 +10,7 @@ from ..errors import InputError
 from ..geometry.detector import Detector
 from ..sim.transport import TransportConfig, compiled_geometry, field_arguments, layer_material
 from .measurements import Measurements
-from .threads import resolve_threads
+from ..threads import resolve_threads
 from .tracks import Tracks
 
 
@@ -51,7 +51,7 @@ class CkfConfig:
 
     def kernel_settings(self, threads: int | None = None) -> dict:
         """The settings as the ``ckf`` kernels take them, with the worker thread count
-        (:func:`~trackcore.reco.threads.resolve_threads`; the numpy reference ignores it)."""
+        (:func:`~trackcore.threads.resolve_threads`; the numpy reference ignores it)."""
         return dict(self.as_dict(), threads=resolve_threads(threads))
 
     def check(self) -> "CkfConfig":

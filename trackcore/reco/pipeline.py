@@ -261,7 +261,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
                    plugin_manager=None, threads: int | None = None) -> Pipeline:
     """The default chain for ``detector``; plugins (if a manager is given) may change it. ``threads``:
     worker threads of the compiled seeding and CKF (None or 0: one per CPU; the tracks do not depend on it)."""
-    from .threads import resolve_threads
+    from ..threads import resolve_threads
 
     threads = resolve_threads(threads)
     from . import seeding as seeding_mod

@@ -30,7 +30,7 @@ from ..backends import get_backend
 from ..errors import InputError
 from .seeding_numpy import C_LIGHT, SpacePointGrid, estimate_parameters_numpy
 from .spacepoints import SpacePoints
-from .threads import resolve_threads
+from ..threads import resolve_threads
 
 __all__ = ["SeedingConfig", "Seeds", "find_seeds", "build_grid", "derived_parameters", "estimate_parameters",
            "C_LIGHT"]

@@ -124,7 +124,7 @@ def transport(detector: Detector, vertex: np.ndarray, momentum: np.ndarray, char
     (None or 0: one per CPU); every particle draws from its own random stream, so the crossings do
     not depend on it.
     """
-    from ..reco.threads import resolve_threads
+    from ..threads import resolve_threads
 
     n_threads = resolve_threads(threads)
     config = config or TransportConfig()

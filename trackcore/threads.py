@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 
-from ..errors import InputError
+import numpy as np
+
+from .errors import InputError
 
 #: Most worker threads a kernel takes (the compiled core's limit too).
 MAX_THREADS = 1024
@@ -44,8 +46,6 @@ def resolve_threads(threads: int | None) -> int:
     """The thread count a kernel gets: ``threads``, or :func:`default_threads` for None or 0."""
     if threads is None:
         return default_threads()
-    import numpy as np
-
     if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not 0 <= threads <= MAX_THREADS:
         raise InputError(f"threads = {threads!r} must be an integer in [0, {MAX_THREADS}] (0 or None: "
                          f"{ENV_VAR}, else one per CPU)")
