@@ -49,14 +49,14 @@ class CupyBackend(Backend):
 
 def kernel_table(runtime) -> dict:
     """The GPU kernels bound to ``runtime`` (a CuPy runtime, or the host emulation in tests)."""
-    from .cupy_kernels import grid, kalman, lsh, propagation, seeding, transform
+    from .cupy_kernels import ckf, grid, kalman, lsh, propagation, seeding, transform
 
     fns = {
         "global_to_local": transform.global_to_local, "local_to_global": transform.local_to_global,
         "seeding_grid": grid.seeding_grid, "find_seeds": seeding.find_seeds,
         "helix_to_plane": propagation.helix_to_plane, "rk_to_plane": propagation.rk_to_plane,
         "kalman_update": kalman.kalman_update,
-        "lsh_keys": lsh.lsh_keys, "lsh_buckets": lsh.lsh_buckets,
+        "lsh_keys": lsh.lsh_keys, "lsh_buckets": lsh.lsh_buckets, "ckf": ckf.ckf,
     }
     out = {}
     for name, fn in fns.items():

@@ -85,6 +85,9 @@ class HostRuntime:
 
     xp = np
     compiler = "g++ (host emulation)"
+    #: Seeds per CKF wave (ckf.WAVE on a GPU): threads run one by one here, so a small wave keeps
+    #: the scratch memory small; the tracks do not depend on it.
+    ckf_wave = 128
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "trackcore-cuda-emu")

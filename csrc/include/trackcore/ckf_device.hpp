@@ -1,0 +1,808 @@
+#pragma once
+// The combinatorial Kalman filter of the cupy backend (csrc/cuda/ckf.cu), one seed per GPU thread:
+// the navigation to the next layer, the beam search from a triplet seed, the refinement and the
+// backward filter to the perigee. It follows the C++ core's ckf_search.cpp and navigator.cpp step
+// for step, with fixed-capacity buffers (a thread's Scratch, in device memory) in place of their
+// std::vectors; its host build gives the core's tracks bit for bit (tests/backends/test_cupy_ckf.py).
+// A search that outgrows a buffer sets a bit of Scratch::overflow and its seed gives no track; the
+// glue reports such seeds (none at the capacities below on <mu> = 200 events).
+#include <cmath>
+#include <cstdint>
+
+#include "trackcore/bound_transport.hpp"
+#include "trackcore/hostdevice.hpp"
+
+namespace trackcore {
+namespace dev {
+
+constexpr int kMaxCand = 1024;     // candidate modules of one chord
+constexpr int kMaxCrossed = 64;    // modules crossed in one layer
+constexpr int kMaxOptions = 256;   // compatible hits in one layer
+constexpr int kMaxNodes = 4096;    // steps of one search's trajectories
+constexpr int kMaxSteps = 256;     // steps of one kept track
+constexpr int kMaxCandidates = 8;  // max_candidates the buffers hold
+constexpr int kMaxBranches = 4;    // max_branches the buffers hold
+constexpr int kMaxChildren = kMaxCandidates * kMaxBranches;
+
+enum OverflowBit { kCandFull = 1, kCrossedFull = 2, kOptionsFull = 4, kNodesFull = 8, kStepsFull = 16 };
+
+// The CKF settings as the glue passes them: a float64 array in this order (trackcore/backends/
+// cupy_kernels/ckf.py CONFIG_KEYS).
+constexpr int kConfigSize = 19;
+struct Config {
+    double chi2_max;
+    int max_branches, max_candidates, max_holes, min_measurements, max_shared;
+    double mass, max_step, max_turn, max_path, sigma_phi, sigma_theta, sigma_qop_rel, edge_tolerance, layer_depth;
+    bool skip_used_seeds;
+    int skip_used_hits;
+    bool refine;
+    int rescue_min_measurements;
+};
+
+TC_HD Config config_from(const double* c) {
+    Config k;
+    k.chi2_max = c[0];
+    k.max_branches = static_cast<int>(c[1]);
+    k.max_candidates = static_cast<int>(c[2]);
+    k.max_holes = static_cast<int>(c[3]);
+    k.min_measurements = static_cast<int>(c[4]);
+    k.max_shared = static_cast<int>(c[5]);
+    k.mass = c[6], k.max_step = c[7], k.max_turn = c[8], k.max_path = c[9];
+    k.sigma_phi = c[10], k.sigma_theta = c[11], k.sigma_qop_rel = c[12];
+    k.edge_tolerance = c[13], k.layer_depth = c[14];
+    k.skip_used_seeds = c[15] != 0;
+    k.skip_used_hits = static_cast<int>(c[16]);
+    k.refine = c[17] != 0;
+    k.rescue_min_measurements = static_cast<int>(c[18]);
+    return k;
+}
+
+// The event's hits, and the same grouped by module (CSR, hits of a module in increasing order).
+struct HitsView {
+    int64_t n;
+    const int64_t* module;  // module row of each hit
+    const double *u, *v, *var_u, *var_v;
+    const double* xyz;          // (n, 3)
+    const int* module_start;    // (M + 1,)
+    const int* module_hits;     // hit of each CSR entry
+    const double* module_meas;  // (n, 4): u, v, var_u, var_v of each CSR entry
+};
+
+// Everything a kernel reads, written once per call into device memory by tc_ckf_setup.
+struct Context {
+    GeometryView geo;
+    HitsView hits;
+    FieldView field;
+    Config cfg;
+
+    TC_HD Stepper stepper() const { return Stepper{field, !field.constant, false}; }
+    TC_HD Stepper fit_stepper() const { return Stepper{field, !field.constant, true}; }
+    TC_HD double x0_of(int module) const { return geo.layer_x0[geo.layer[module]]; }
+};
+
+struct Node {
+    int64_t hit;  // -1: a hole
+    int module;
+    int prev;  // -1: the first step
+};
+
+// path_limit of a trajectory without one of its own (the config's max_path, finite, applies).
+constexpr double kNoPathLimit = 1e300;
+
+struct Trajectory {
+    int last;       // its last step in Scratch::nodes; -1: none
+    Bound state;    // on the last module, after its material
+    Bound meas;     // the filtered state of its last measured step (the backward filter starts there)
+    double chi2;
+    int n_meas, holes;
+    double path, path_limit;
+    int eloss;  // +1 following the particle, -1 following it backwards
+};
+
+TC_HD void reset(Trajectory& t) {
+    t.last = -1;
+    t.chi2 = 0;
+    t.n_meas = 0;
+    t.holes = 0;
+    t.path = 0;
+    t.path_limit = kNoPathLimit;
+    t.eloss = +1;
+    t.state.module = -1;
+    t.meas.module = -1;
+}
+
+// A kept track: its steps in path order and the filtered state at its last measured step.
+struct TrackRec {
+    int64_t hit[kMaxSteps];
+    int module[kMaxSteps];
+    int n_steps;
+    int n_meas;
+    int eloss;
+    int refined;
+    Bound last;
+    double chi2;
+    // Outcome of following a seed: a track was kept, it was rescued, buffers overflowed; candidates.
+    int has_track, rescued, overflow, pad;
+    int64_t candidates;
+};
+
+struct Crossing {
+    double s;
+    int module;
+};
+
+struct Option {
+    double chi2;
+    int64_t hit;
+    int meas;  // CSR entry of the hit
+    int slot;  // its module's prediction in Scratch::pred
+    double path;
+};
+
+// A set of finished trajectories that keeps the one the search reads: the best (the first of the
+// best, as std::min_element) or the last.
+struct Finished {
+    Trajectory t;
+    bool any;
+    bool keep_last;
+};
+
+// One thread's buffers.
+struct Scratch {
+    int cand[kMaxCand];
+    int n_cand;
+    Crossing crossed[kMaxCrossed];
+    int n_crossed;
+    Bound pred[kMaxCrossed];
+    Option options[kMaxOptions];
+    int n_options;
+    int order[kMaxOptions];
+    int seq[kMaxCrossed];
+    int64_t taken[kMaxOptions];
+    Node nodes[kMaxNodes];
+    int n_nodes;
+    Trajectory active[kMaxCandidates];
+    int n_active;
+    Trajectory children[kMaxChildren];
+    int n_children;
+    Finished fin_seed, fin_follow;
+    Trajectory work[3];  // follow's current trajectory, refine's inward and outward ones
+    TrackRec track;      // follow_seed's best before its rescue
+    int overflow;
+};
+
+TC_HD bool better(const Trajectory& a, const Trajectory& b) {
+    if (a.n_meas != b.n_meas) return a.n_meas > b.n_meas;
+    return a.chi2 < b.chi2;
+}
+
+TC_HD void push_finished(Finished& f, const Trajectory& t) {
+    if (f.keep_last || !f.any || better(t, f.t)) f.t = t;
+    f.any = true;
+}
+
+// ---- navigation (navigator.cpp) ---------------------------------------------------------------
+
+TC_HD double grid_wrap(double phi) {
+    while (phi < -kPi) phi += kTwoPi;
+    while (phi >= kPi) phi -= kTwoPi;
+    return phi;
+}
+
+TC_HD int phi_bin(double phi, int nphi) {
+    const int b = static_cast<int>(std::floor((grid_wrap(phi) + kPi) / kTwoPi * nphi));
+    return imin(imax(b, 0), nphi - 1);
+}
+
+// Geometry::candidates: the modules of `layer` in the bins spanned by (phi_a, q_a) and (phi_b, q_b).
+TC_HDI void layer_candidates(const GeometryView& g, int l, double phi_a, double q_a, double phi_b, double q_b,
+                             Scratch& sc) {
+    const int nphi = g.layer_grid[3 * l], nq = g.layer_grid[3 * l + 1], first = g.layer_grid[3 * l + 2];
+    if (nphi < 1 || nq < 1) return;
+    const double q_lo = g.layer_extent[6 * l + 4], q_hi = g.layer_extent[6 * l + 5];
+    const double q_step = (q_hi - q_lo) / nq;
+    int q0 = static_cast<int>(std::floor((dmin(q_a, q_b) - q_lo) / q_step));
+    int q1 = static_cast<int>(std::floor((dmax(q_a, q_b) - q_lo) / q_step));
+    q0 = imax(q0, 0);
+    q1 = imin(q1, nq - 1);
+    if (q0 > q1) return;
+    const double d = grid_wrap(phi_b - phi_a);
+    const double lo = d >= 0 ? phi_a : phi_b;
+    const int p0 = phi_bin(lo, nphi);
+    const int p1 = phi_bin(lo + std::fabs(d), nphi);
+    const int nb = (p1 - p0 + nphi) % nphi + 1;
+    for (int k = 0; k < nb; ++k) {
+        const int p = (p0 + k) % nphi;
+        for (int q = q0; q <= q1; ++q) {
+            const int b = first + p * nq + q;
+            for (int j = g.bin_start[b]; j < g.bin_start[b + 1]; ++j) {
+                if (sc.n_cand >= kMaxCand) { sc.overflow |= kCandFull; return; }
+                sc.cand[sc.n_cand++] = g.bin_modules[j];
+            }
+        }
+    }
+}
+
+// The candidates of every layer whose shell the chord a->b (r monotonic along it) passes through.
+TC_HDI void gather_monotonic(const GeometryView& g, const double* a, const double* b, Scratch& sc) {
+    const double ra = std::sqrt(a[0] * a[0] + a[1] * a[1]), rb = std::sqrt(b[0] * b[0] + b[1] * b[1]);
+    const double za = a[2], zb = b[2];
+    const double rmin = dmin(ra, rb) - 1.0, rmax = dmax(ra, rb) + 1.0;
+    const double zmin = dmin(za, zb) - 1.0, zmax = dmax(za, zb) + 1.0;
+    for (int l = 0; l < g.n_layers; ++l) {
+        const double* e = g.layer_extent + 6 * l;
+        const double r_lo = e[0], r_hi = e[1], z_lo = e[2], z_hi = e[3];
+        if (rmax < r_lo || rmin > r_hi || zmax < z_lo || zmin > z_hi) continue;
+        const bool barrel = g.layer_kind[l] == 0;
+        double fa = 0, fb = 1;
+        const double qa = barrel ? ra : za, qb = barrel ? rb : zb;
+        const double lo = barrel ? r_lo : z_lo, hi = barrel ? r_hi : z_hi;
+        if (std::fabs(qb - qa) > 1e-12) {
+            double f1 = (lo - qa) / (qb - qa), f2 = (hi - qa) / (qb - qa);
+            if (f1 > f2) { const double t = f1; f1 = f2; f2 = t; }
+            fa = dmax(0.0, f1);
+            fb = dmin(1.0, f2);
+            if (fa > fb) {
+                const double m = 0.5 * (f1 + f2);
+                fa = fb = m < 0.0 ? 0.0 : (1.0 < m ? 1.0 : m);  // std::clamp(m, 0, 1)
+            }
+        }
+        double pa[3], pb[3];
+        for (int k = 0; k < 3; ++k) {
+            pa[k] = a[k] + fa * (b[k] - a[k]);
+            pb[k] = a[k] + fb * (b[k] - a[k]);
+        }
+        const double sa = barrel ? pa[2] : std::sqrt(pa[0] * pa[0] + pa[1] * pa[1]);
+        const double sb = barrel ? pb[2] : std::sqrt(pb[0] * pb[0] + pb[1] * pb[1]);
+        layer_candidates(g, l, std::atan2(pa[1], pa[0]), sa, std::atan2(pb[1], pb[0]), sb, sc);
+    }
+}
+
+TC_HDI void gather_candidates(const GeometryView& g, const double* a, const double* b, Scratch& sc) {
+    const double dx = b[0] - a[0], dy = b[1] - a[1], d2 = dx * dx + dy * dy;
+    const double t = d2 > 0 ? -(a[0] * dx + a[1] * dy) / d2 : 0.0;
+    if (t > 0 && t < 1) {
+        const double m[3] = {a[0] + t * dx, a[1] + t * dy, a[2] + t * (b[2] - a[2])};
+        gather_monotonic(g, a, m, sc);
+        gather_monotonic(g, m, b, sc);
+        return;
+    }
+    gather_monotonic(g, a, b, sc);
+}
+
+// LayerFinder::chord_may_hit: false when the arc a->b (within `margin` of its chord) cannot cross
+// module m within its bounds plus tol.
+TC_HDI bool chord_may_hit(const GeometryView& g, const double* a, const double* b, const double* d, double len,
+                          int m, double margin, double tol) {
+    const double* c = g.c(m);
+    const double* r = g.r(m);
+    const double n[3] = {r[2], r[5], r[8]};
+    const double fa = (a[0] - c[0]) * n[0] + (a[1] - c[1]) * n[1] + (a[2] - c[2]) * n[2];
+    const double fb = (b[0] - c[0]) * n[0] + (b[1] - c[1]) * n[1] + (b[2] - c[2]) * n[2];
+    if ((fa > margin && fb > margin) || (fa < -margin && fb < -margin)) return false;
+    const double sin_a = len > 0 ? std::fabs(fb - fa) / len : 0.0;
+    if (sin_a < 0.05 || (fa > 0) == (fb > 0)) return true;
+    const double U[3] = {r[0], r[3], r[6]}, V[3] = {r[1], r[4], r[7]};
+    const double t = fa / (fa - fb);
+    const double p[3] = {a[0] + t * d[0] - c[0], a[1] + t * d[1] - c[1], a[2] + t * d[2] - c[2]};
+    const double u = p[0] * U[0] + p[1] * U[1] + p[2] * U[2], v = p[0] * V[0] + p[1] * V[1] + p[2] * V[2];
+    const double slack = margin * (1.0 + 1.0 / sin_a) + tol + 1.0;
+    return std::fabs(v) <= g.hv[m] + slack && std::fabs(u) <= dmax(g.min_hu[m], g.max_hu[m]) + slack;
+}
+
+// Insertion sort of the crossings by (path, module), as std::sort of (double, int) pairs.
+TC_HD void sort_crossed(Scratch& sc) {
+    for (int i = 1; i < sc.n_crossed; ++i) {
+        const Crossing x = sc.crossed[i];
+        int j = i - 1;
+        while (j >= 0 && (x.s < sc.crossed[j].s || (!(sc.crossed[j].s < x.s) && x.module < sc.crossed[j].module))) {
+            sc.crossed[j + 1] = sc.crossed[j];
+            --j;
+        }
+        sc.crossed[j + 1] = x;
+    }
+}
+
+// The candidates of sc.cand that the arc from st over `reach` crosses (of `layer`, any when < 0),
+// appended to sc.crossed at path walked + s. A module listed twice is looked at once, and modules
+// already in sc.crossed not again (the core's per-module stamps).
+TC_HDI void search_crossings(const Context& ctx, const Stepper& stepper, const State& st, const State& end,
+                             double reach, int layer, int from, double walked, double h_abs, Scratch& sc) {
+    const GeometryView& g = ctx.geo;
+    const double margin = reach * reach * h_abs / 8.0 + 0.01;
+    const double* a = st.pos;
+    const double* b = end.pos;
+    const double d[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
+    const double len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    const double tol = ctx.cfg.edge_tolerance;
+    for (int i = 0; i < sc.n_cand; ++i) {
+        const int m = sc.cand[i];
+        if (m == from || (layer >= 0 && g.layer[m] != layer)) continue;
+        bool seen = false;
+        for (int j = 0; j < i && !seen; ++j) seen = sc.cand[j] == m;
+        for (int j = 0; j < sc.n_crossed && !seen; ++j) seen = sc.crossed[j].module == m;
+        if (seen) continue;
+        if (!chord_may_hit(g, a, b, d, len, m, margin, tol)) continue;
+        double n[3];
+        normal_of(g, m, n);
+        double s;
+        State at;
+        if (!stepper.intersect(st, g.c(m), n, 1e-9, reach, s, at)) continue;
+        double loc[3];
+        to_local(g.c(m), g.r(m), at.pos, loc);
+        if (std::fabs(loc[1]) > g.hv[m] + tol || std::fabs(loc[0]) > g.half_width(m, loc[1]) + tol) continue;
+        if (sc.n_crossed >= kMaxCrossed) { sc.overflow |= kCrossedFull; return; }
+        sc.crossed[sc.n_crossed++] = {walked + s, m};
+    }
+}
+
+// LayerFinder::next_layer: sc.crossed gets the crossings (path from `start`, module) of the first
+// layer the track from `start` (on module `from`) meets, in path order; false when the track
+// leaves the detector first or path0 + the path walked reaches max_path.
+TC_HDI bool next_layer(const Context& ctx, const Stepper& stepper, const State& start, int from, double path0,
+                       double max_path, Scratch& sc) {
+    const GeometryView& g = ctx.geo;
+    const Config& cfg = ctx.cfg;
+    State st = start;
+    const double world_r = g.world_r + 5.0, world_z = g.world_z + 5.0;
+    double walked = 0;
+    long long n_steps = 0;
+    sc.n_crossed = 0;
+    while (path0 + walked < max_path) {
+        if (++n_steps > 20000000LL) return false;
+        const double ds = stepper.step_length(st, cfg.max_step, cfg.max_turn);
+        State next;
+        stepper.advance(st, ds, next);
+        const double h_abs = std::fabs(helix_h(st.qop, stepper.local_bz(st)));
+        sc.n_cand = 0;
+        gather_candidates(g, st.pos, next.pos, sc);
+        sc.n_crossed = 0;
+        search_crossings(ctx, stepper, st, next, ds, -1, from, walked, h_abs, sc);
+        if (sc.n_crossed > 0) {
+            sort_crossed(sc);
+            const int layer = g.layer[sc.crossed[0].module];
+            const double reach = sc.crossed[0].s - walked + cfg.layer_depth;
+            if (reach > ds) {
+                State ext;
+                stepper.advance(st, reach, ext);
+                sc.n_cand = 0;
+                gather_candidates(g, st.pos, ext.pos, sc);
+                search_crossings(ctx, stepper, st, ext, reach, layer, from, walked, h_abs, sc);
+                sort_crossed(sc);
+            }
+            int kept = 0;
+            for (int i = 0; i < sc.n_crossed; ++i)
+                if (g.layer[sc.crossed[i].module] == layer) sc.crossed[kept++] = sc.crossed[i];
+            sc.n_crossed = kept;
+            return true;
+        }
+        st = next;
+        walked += ds;
+        if (st.pos[0] * st.pos[0] + st.pos[1] * st.pos[1] > world_r * world_r || std::fabs(st.pos[2]) > world_z)
+            return false;
+    }
+    return false;
+}
+
+// ---- the track search (ckf_search.cpp) --------------------------------------------------------
+
+// True only when the 2-D chi2 of x against the prediction is surely >= chi2_max (no divisions).
+TC_HD bool surely_incompatible(const double* p, const double* C, const double* x, double chi2_max) {
+    const double r0 = x[0] - p[0], r1 = x[1] - p[1];
+    const double s00 = C[0] + x[2], s01 = C[1], s11 = C[6] + x[3];
+    const double det = s00 * s11 - s01 * s01;
+    return r0 * r0 + r1 * r1 > chi2_max * (s00 + s11) * (1.0 + 1e-6) && det > 1e-3 * s00 * s11;
+}
+
+// The bound state at the bottom hit from the circle through the seed's three space points.
+TC_HDI bool seed_state(const Context& ctx, int64_t b, int64_t m, int64_t t, Bound& out) {
+    const HitsView& h = ctx.hits;
+    const double* pb = h.xyz + 3 * b;
+    const double* pm = h.xyz + 3 * m;
+    const double* pt = h.xyz + 3 * t;
+    const double ax = pm[0] - pb[0], ay = pm[1] - pb[1], bx = pt[0] - pb[0], by = pt[1] - pb[1];
+    const double la = std::hypot(ax, ay), lb = std::hypot(bx, by), lc = std::hypot(bx - ax, by - ay);
+    if (la < 1e-6 || lb < 1e-6 || lc < 1e-6) return false;
+    const double kappa = 2.0 * (ax * by - ay * bx) / (la * lb * lc);
+    const double k_abs = dmax(std::fabs(kappa), 1e-7);
+    const double phi = std::atan2(ay, ax) - std::asin(dmin(1.0, la * kappa / 2.0));
+    const double arc = 2.0 * std::asin(dmin(1.0, lb * k_abs / 2.0)) / k_abs;
+    const double theta = std::atan2(arc, pt[2] - pb[2]);
+    const double bz = ctx.field.constant ? ctx.field.bz : 2.0;
+    const int q = (kappa > 0) == (bz > 0) ? -1 : 1;
+    const double pt_gev = kB * std::fabs(bz) / k_abs;
+    const double p = pt_gev / std::sin(theta);
+    out.module = static_cast<int>(h.module[b]);
+    out.p[0] = h.u[b], out.p[1] = h.v[b], out.p[2] = phi, out.p[3] = theta, out.p[4] = q / p;
+    for (int k = 0; k < 25; ++k) out.C[k] = 0;
+    out.C[0] = h.var_u[b];
+    out.C[6] = h.var_v[b];
+    out.C[12] = ctx.cfg.sigma_phi * ctx.cfg.sigma_phi;
+    out.C[18] = ctx.cfg.sigma_theta * ctx.cfg.sigma_theta;
+    const double sig_hit = std::sqrt(dmax(h.var_u[m], 1e-6));
+    const double sig_qop_curv = 8.0 * sig_hit / (lb * lb) * std::sin(theta) / (kB * std::fabs(bz));
+    const double rel = ctx.cfg.sigma_qop_rel * out.p[4];  // std::pow(rel, 2) in the core: GCC folds it to rel * rel
+    out.C[24] = rel * rel + sig_qop_curv * sig_qop_curv;
+    return true;
+}
+
+TC_HD void push_step(Scratch& sc, Trajectory& tr, int module, int64_t hit) {
+    if (sc.n_nodes >= kMaxNodes) { sc.overflow |= kNodesFull; return; }
+    sc.nodes[sc.n_nodes] = {hit, module, tr.last};
+    tr.last = sc.n_nodes++;
+}
+
+TC_HD void drop_trailing_holes(const Scratch& sc, Trajectory& tr) {
+    while (tr.last >= 0 && sc.nodes[tr.last].hit < 0) tr.last = sc.nodes[tr.last].prev;
+}
+
+TC_HDI void add_measurement(const Context& ctx, Scratch& sc, Trajectory& tr, const Bound& filtered, int64_t hit,
+                            double chi2) {
+    push_step(sc, tr, filtered.module, hit);
+    tr.chi2 += chi2;
+    tr.n_meas += 1;
+    tr.holes = 0;
+    tr.state = filtered;
+    tr.meas = filtered;
+    apply_material(ctx.geo, tr.state, ctx.x0_of(filtered.module), ctx.cfg.mass, tr.eloss);
+}
+
+// The trajectory's steps in path order, into out (its outcome fields untouched).
+TC_HDI void kept(const Scratch& sc, const Trajectory& tr, TrackRec& out) {
+    int n = 0;
+    for (int i = tr.last; i >= 0; i = sc.nodes[i].prev) ++n;
+    if (n > kMaxSteps) { out.overflow |= kStepsFull; n = 0; }
+    out.n_steps = n;
+    int k = n - 1;
+    for (int i = tr.last; i >= 0 && k >= 0; i = sc.nodes[i].prev, --k) {
+        out.hit[k] = sc.nodes[i].hit;
+        out.module[k] = sc.nodes[i].module;
+    }
+    out.last = tr.meas;
+    out.chi2 = tr.chi2;
+    out.n_meas = tr.n_meas;
+    out.eloss = tr.eloss;
+    out.refined = 0;
+}
+
+TC_HD void copy_track(const TrackRec& in, TrackRec& out) {
+    for (int k = 0; k < in.n_steps; ++k) out.hit[k] = in.hit[k], out.module[k] = in.module[k];
+    out.n_steps = in.n_steps;
+    out.n_meas = in.n_meas;
+    out.eloss = in.eloss;
+    out.refined = in.refined;
+    out.last = in.last;
+    out.chi2 = in.chi2;
+}
+
+// Insertion sort of idx[0..n) by key (stable: std::sort's result for the short lists it gets here).
+template <class Less>
+TC_HDI void insertion_sort(int* idx, int n, Less less) {
+    for (int i = 1; i < n; ++i) {
+        const int x = idx[i];
+        int j = i - 1;
+        while (j >= 0 && less(x, idx[j])) {
+            idx[j + 1] = idx[j];
+            --j;
+        }
+        idx[j + 1] = x;
+    }
+}
+
+// Extends tr by one layer: children (branches on compatible hits, or one with a hole) appended to
+// sc.children, or tr to `fin` when it stops.
+TC_HDI void extend(const Context& ctx, const Stepper& stepper, Scratch& sc, const Trajectory& tr, Finished& fin,
+                   int max_branches) {
+    const GeometryView& g = ctx.geo;
+    const HitsView& h = ctx.hits;
+    const Config& cfg = ctx.cfg;
+    State start;
+    state_of(g, tr.state, start);
+    if (!next_layer(ctx, stepper, start, tr.state.module, tr.path, dmin(cfg.max_path, tr.path_limit), sc)) {
+        push_finished(fin, tr);
+        return;
+    }
+    sc.n_options = 0;
+    int hole_slot = -1;
+    int n_slots = 0;
+    double slot_path[kMaxCrossed];
+    for (int c = 0; c < sc.n_crossed; ++c) {
+        const int m = sc.crossed[c].module;
+        if (hole_slot >= 0 && h.module_start[m] == h.module_start[m + 1]) continue;
+        Bound& pred = sc.pred[n_slots];
+        double s;
+        if (!transport_bound(g, stepper, tr.state, m, +1, sc.crossed[c].s + 100.0, pred, s)) continue;
+        const int slot = n_slots++;
+        slot_path[slot] = s;
+        if (hole_slot < 0) hole_slot = slot;
+        for (int k = h.module_start[m]; k < h.module_start[m + 1]; ++k) {
+            const double* x = h.module_meas + 4 * k;
+            if (surely_incompatible(pred.p, pred.C, x, cfg.chi2_max)) continue;
+            const double chi2 = kalman_chi2_2d(pred.p, pred.C, x[0], x[1], x[2], x[3]);
+            if (chi2 < cfg.chi2_max) {
+                if (sc.n_options >= kMaxOptions) { sc.overflow |= kOptionsFull; break; }
+                sc.options[sc.n_options++] = {chi2, static_cast<int64_t>(h.module_hits[k]), k, slot, s};
+            }
+        }
+    }
+    if (hole_slot < 0) {
+        push_finished(fin, tr);
+        return;
+    }
+    int* order = sc.order;
+    for (int i = 0; i < sc.n_options; ++i) order[i] = i;
+    insertion_sort(order, sc.n_options, [&](int a, int b) { return sc.options[a].chi2 < sc.options[b].chi2; });
+    // Each branch takes one hit, then the best compatible hit on every other module of the layer
+    // that the track crosses too.
+    int n_taken = 0, n_take = 0;
+    for (int i = 0; i < sc.n_options && n_take < max_branches; ++i) {
+        const Option& o = sc.options[order[i]];
+        bool was_taken = false;
+        for (int t = 0; t < n_taken && !was_taken; ++t) was_taken = sc.taken[t] == o.hit;
+        if (was_taken) continue;
+        const int o_module = sc.pred[o.slot].module;
+        int n_seq = 0;
+        sc.seq[n_seq++] = order[i];
+        for (int c = 0; c < sc.n_crossed; ++c) {
+            const int m = sc.crossed[c].module;
+            if (m == o_module) continue;
+            for (int j = 0; j < sc.n_options; ++j)
+                if (sc.pred[sc.options[order[j]].slot].module == m) {
+                    if (n_seq < kMaxCrossed) sc.seq[n_seq++] = order[j];
+                    break;
+                }
+        }
+        insertion_sort(sc.seq, n_seq, [&](int a, int b) { return sc.options[a].path < sc.options[b].path; });
+        if (sc.n_children >= kMaxChildren) break;  // cannot happen: max_candidates * max_branches are checked
+        Trajectory& child = sc.children[sc.n_children];
+        child = tr;
+        bool first = true;
+        for (int q = 0; q < n_seq; ++q) {
+            const Option& x = sc.options[sc.seq[q]];
+            Bound st;
+            double s;
+            if (first) {
+                st = sc.pred[x.slot];
+                s = x.path;
+            } else if (!transport_bound(g, stepper, child.state, sc.pred[x.slot].module, +1, 200.0, st, s)) {
+                continue;
+            }
+            const double* me = h.module_meas + 4 * x.meas;
+            const double chi2 = kalman_update(st, me[0], me[1], me[2], me[3], first);
+            if (!first && chi2 >= cfg.chi2_max) continue;
+            if (first) kalman_update(st, me[0], me[1], me[2], me[3], false);
+            child.path += s;
+            add_measurement(ctx, sc, child, st, x.hit, chi2);
+            if (n_taken < kMaxOptions) sc.taken[n_taken++] = x.hit;
+            first = false;
+        }
+        ++sc.n_children;
+        ++n_take;
+    }
+    if (n_take == 0) {
+        if (sc.n_children >= kMaxChildren) return;
+        Trajectory& child = sc.children[sc.n_children];
+        child = tr;
+        const Bound& hole = sc.pred[hole_slot];
+        push_step(sc, child, hole.module, -1);
+        child.state = hole;
+        apply_material(g, child.state, ctx.x0_of(hole.module), cfg.mass, child.eloss);
+        child.path += slot_path[hole_slot];
+        child.holes += 1;
+        if (child.holes > cfg.max_holes) push_finished(fin, tr);
+        else ++sc.n_children;
+    }
+}
+
+// Steps the backward filter may fail to reach (left out of the fit) before the fit fails.
+constexpr int kMaxUnreachableSteps = 2;
+
+// Backward filter over the track's steps, from the last measured one (covariance inflated) to the first.
+TC_HDI bool backward_filter(const Context& ctx, const TrackRec& tr, Bound& first, double& chi2, int& n_meas) {
+    const Stepper fit = ctx.fit_stepper();
+    int last = tr.n_steps - 1;
+    while (last >= 0 && tr.hit[last] < 0) --last;
+    if (last < 0) return false;
+    Bound st = tr.last;
+    for (int k = 0; k < 25; ++k) st.C[k] *= 100.0;
+    chi2 = 0;
+    n_meas = 0;
+    int unreachable = 0;
+    for (int k = last; k >= 0; --k) {
+        if (k != last) {
+            Bound pred;
+            double s;
+            if (!transport_bound(ctx.geo, fit, st, tr.module[k], -1, 3000.0, pred, s)) {
+                if (++unreachable > kMaxUnreachableSteps) return false;
+                continue;
+            }
+            st = pred;
+            apply_material(ctx.geo, st, ctx.x0_of(st.module), ctx.cfg.mass, -tr.eloss);
+        }
+        if (tr.hit[k] >= 0) {
+            const int64_t hh = tr.hit[k];
+            chi2 += kalman_update(st, ctx.hits.u[hh], ctx.hits.v[hh], ctx.hits.var_u[hh], ctx.hits.var_v[hh], false);
+            ++n_meas;
+        }
+    }
+    first = st;
+    return true;
+}
+
+// The perigee fit of a track: chi2 and ndf of the backward filter, perigee parameters and covariance.
+struct FitOut {
+    double perigee[5];
+    double cov[25];
+    double chi2;
+    int ndf;
+    int has_perigee;
+};
+
+TC_HDI void smooth_to_perigee(const Context& ctx, const TrackRec& tr, FitOut& out) {
+    for (int k = 0; k < 5; ++k) out.perigee[k] = 0;
+    for (int k = 0; k < 25; ++k) out.cov[k] = 0;
+    out.chi2 = 0, out.ndf = 0, out.has_perigee = 0;
+    Bound first;
+    double chi2;
+    int n_meas;
+    if (!backward_filter(ctx, tr, first, chi2, n_meas)) return;
+    out.chi2 = chi2;
+    out.ndf = 2 * n_meas - 5;
+    out.has_perigee = to_perigee(ctx.geo, ctx.stepper(), first, out.perigee, out.cov) ? 1 : 0;
+}
+
+// The same track seen by a particle of opposite charge flying the other way.
+TC_HD Bound reversed(const Bound& b) {
+    Bound r = b;
+    r.p[2] = wrap_phi(b.p[2] + kPi);
+    r.p[3] = kPi - b.p[3];
+    r.p[4] = -b.p[4];
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 5; ++j)
+            if ((i >= 3) != (j >= 3)) r.C[5 * i + j] = -r.C[5 * i + j];
+    return r;
+}
+
+// Follows tr greedily (one branch) until it stops; the result replaces tr.
+TC_HDI void follow(const Context& ctx, const Stepper& stepper, Scratch& sc, Trajectory& tr) {
+    Finished& fin = sc.fin_follow;
+    fin.any = false;
+    fin.keep_last = true;
+    for (int round = 0; round < 80; ++round) {
+        sc.n_children = 0;
+        extend(ctx, stepper, sc, tr, fin, 1);
+        if (sc.n_children == 0) break;
+        tr = sc.children[0];
+    }
+    if (fin.any) tr = fin.t;
+    drop_trailing_holes(sc, tr);
+}
+
+// Helix path from the state back to the beam line, plus slack (ckf_search.cpp's path_to_beam_line).
+TC_HDI double path_to_beam_line(const Context& ctx, const Stepper& stepper, const Bound& b) {
+    State st;
+    state_of(ctx.geo, b, st);
+    const double r = std::sqrt(st.pos[0] * st.pos[0] + st.pos[1] * st.pos[1]);
+    const double sin_t = dmax(1e-3, std::sqrt(st.dir[0] * st.dir[0] + st.dir[1] * st.dir[1]));
+    const double hh = std::fabs(helix_h(st.qop, stepper.local_bz(st)));
+    const double x = r * hh / (2.0 * sin_t);
+    const double s = hh > 1e-12 ? 2.0 * std::asin(dmin(1.0, x)) / hh : r / sin_t;
+    return 1.1 * s + 10.0;
+}
+
+// refine(): with the full-information state at the first hit, the hits inward of the seed, then the
+// track followed outward again from its innermost hit; `out` gets the result (or best itself).
+TC_HDI void refine(const Context& ctx, Scratch& sc, const TrackRec& best, TrackRec& out) {
+    const Stepper stepper = ctx.stepper();
+    Bound first;
+    double chi2;
+    int n_meas;
+    bool same = true;
+    if (backward_filter(ctx, best, first, chi2, n_meas)) {
+        int64_t first_hit = -1;
+        for (int k = 0; k < best.n_steps; ++k)
+            if (best.hit[k] >= 0) { first_hit = best.hit[k]; break; }
+        sc.n_nodes = 0;
+        Trajectory& inward = sc.work[1];
+        reset(inward);
+        inward.eloss = -1;
+        inward.state = reversed(first);
+        inward.path_limit = path_to_beam_line(ctx, stepper, first);
+        follow(ctx, stepper, sc, inward);
+        Bound start = first;
+        int64_t start_hit = first_hit;
+        if (inward.last >= 0) {
+            start = reversed(inward.meas);
+            start_hit = sc.nodes[inward.last].hit;
+        }
+        for (int k = 0; k < 25; ++k) start.C[k] *= 10.0;
+        Trajectory& fwd = sc.work[2];
+        reset(fwd);
+        add_measurement(ctx, sc, fwd, start, start_hit, 0.0);
+        follow(ctx, stepper, sc, fwd);
+        if (fwd.n_meas >= best.n_meas) {
+            kept(sc, fwd, out);
+            int n_kept = 0;
+            for (int a = 0; a < best.n_steps; ++a) {
+                if (best.hit[a] < 0) continue;
+                for (int b = 0; b < out.n_steps; ++b)
+                    if (out.hit[b] == best.hit[a]) { ++n_kept; break; }
+            }
+            same = n_kept < best.n_meas - 1;
+        }
+    }
+    if (same) copy_track(best, out);
+    out.refined = 1;
+}
+
+// start_from_seed: the first three steps of a trajectory from the seed's hits.
+TC_HDI bool start_from_seed(const Context& ctx, const Stepper& stepper, Scratch& sc, const int64_t* s,
+                            Trajectory& tr) {
+    Bound st;
+    if (!seed_state(ctx, s[0], s[1], s[2], st)) return false;
+    reset(tr);
+    add_measurement(ctx, sc, tr, st, s[0], 0.0);
+    for (int k = 1; k < 3; ++k) {
+        Bound pred;
+        double path;
+        const int m = static_cast<int>(ctx.hits.module[s[k]]);
+        if (m == tr.state.module) return false;
+        if (!transport_bound(ctx.geo, stepper, tr.state, m, +1, 2000.0, pred, path)) return false;
+        const int64_t hk = s[k];
+        const double chi2 = kalman_update(pred, ctx.hits.u[hk], ctx.hits.v[hk], ctx.hits.var_u[hk], ctx.hits.var_v[hk],
+                                          false);
+        tr.path += path;
+        add_measurement(ctx, sc, tr, pred, s[k], chi2);
+    }
+    return true;
+}
+
+// The beam search from one seed, outward layer by layer, then the rescue of a short best
+// trajectory; the outcome (and the track when one is kept) goes to `out`.
+TC_HDI void follow_seed(const Context& ctx, Scratch& sc, const int64_t* s, TrackRec& out) {
+    const Config& cfg = ctx.cfg;
+    const Stepper stepper = ctx.stepper();
+    out.has_track = 0, out.rescued = 0, out.overflow = 0, out.candidates = 0, out.n_steps = 0;
+    sc.overflow = 0;
+    sc.n_nodes = 0;
+    Trajectory& tr = sc.work[0];
+    if (!start_from_seed(ctx, stepper, sc, s, tr)) { out.overflow = sc.overflow; return; }
+    sc.active[0] = tr;
+    sc.n_active = 1;
+    Finished& fin = sc.fin_seed;
+    fin.any = false;
+    fin.keep_last = false;
+    int idx[kMaxChildren];
+    for (int round = 0; round < 80 && sc.n_active > 0; ++round) {
+        sc.n_children = 0;
+        for (int a = 0; a < sc.n_active; ++a) extend(ctx, stepper, sc, sc.active[a], fin, cfg.max_branches);
+        for (int i = 0; i < sc.n_children; ++i) idx[i] = i;
+        insertion_sort(idx, sc.n_children, [&](int a, int b) { return better(sc.children[a], sc.children[b]); });
+        const int n_keep = imin(sc.n_children, cfg.max_candidates);
+        out.candidates += n_keep;
+        for (int i = 0; i < n_keep; ++i) sc.active[i] = sc.children[idx[i]];
+        sc.n_active = n_keep;
+    }
+    for (int a = 0; a < sc.n_active; ++a) push_finished(fin, sc.active[a]);
+    if (!fin.any || sc.overflow) { out.overflow = sc.overflow; return; }
+    Trajectory& it = fin.t;
+    const bool rescue = it.n_meas < cfg.min_measurements && cfg.refine && cfg.rescue_min_measurements > 0 &&
+                        it.n_meas >= cfg.rescue_min_measurements;
+    if (it.n_meas < cfg.min_measurements && !rescue) return;
+    drop_trailing_holes(sc, it);
+    if (rescue) {
+        sc.track.overflow = 0;
+        kept(sc, it, sc.track);
+        out.overflow |= sc.track.overflow;
+        refine(ctx, sc, sc.track, out);
+        out.rescued = 1;
+    } else {
+        kept(sc, it, out);
+    }
+    out.overflow |= sc.overflow;
+    if (out.overflow || out.n_meas < cfg.min_measurements) return;
+    out.has_track = 1;
+}
+
+}  // namespace dev
+}  // namespace trackcore
