@@ -149,6 +149,11 @@ class Detector:
                 return lay
         raise GeometryError(f"{self.name}: no layer (volume {volume_id}, layer {layer_id})")
 
+    @property
+    def module_layer_index(self) -> np.ndarray:
+        """Index into :attr:`layers` of every module row (:meth:`layer_index` of all rows)."""
+        return self._module_layer
+
     def layer_index(self, module_index: np.ndarray) -> np.ndarray:
         """Index into :attr:`layers` of each module row."""
         return self._module_layer[np.asarray(module_index)]

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..backends import get_backend
+from ..backends.arrays import namespace_of
 from ..errors import InputError
 from ..geometry.detector import Detector
 from ..sim.transport import TransportConfig, compiled_geometry, field_arguments, layer_material
@@ -101,11 +102,12 @@ def find_tracks(measurements: Measurements, seeds: np.ndarray, detector: Detecto
     """
     config = (config or CkfConfig()).check()
     settings = config.kernel_settings(threads)
-    seeds = np.ascontiguousarray(seeds, np.int64).reshape(-1, 3)
-    if len(seeds) and (seeds.min() < 0 or seeds.max() >= len(measurements)):
+    xp = namespace_of(measurements.xyz)  # device arrays stay on the device (the cupy backend's chain)
+    seeds = xp.ascontiguousarray(xp.asarray(seeds), dtype=xp.int64).reshape(-1, 3)
+    if len(seeds) and (int(seeds.min()) < 0 or int(seeds.max()) >= len(measurements)):
         raise InputError("seeds refer to hits outside the event")
     if len(measurements) == 0 or len(seeds) == 0:
-        return Tracks.empty(), {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0, "rescued": 0}
+        return Tracks.empty(xp), {"seeds_used": 0, "seeds_skipped": 0, "candidates": 0, "tracks_before_ambiguity": 0, "rescued": 0}
     bz, fmap = field_arguments(field)
     out = get_backend(backend).kernel("ckf")(detector, measurements, seeds, layer_material(detector, material), bz,
                                              settings, fmap)

@@ -20,6 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..backends.arrays import namespace_of, repeat_index
 from ..errors import InputError
 from ..geometry.detector import Detector
 from .seeding_numpy import C_LIGHT
@@ -83,39 +84,41 @@ def barrel_layers(detector: Detector, volumes: Iterable[int] | None = None) -> l
     return [index for _, index in sorted(found)]
 
 
-def _window_pairs(phi_a: np.ndarray, phi_b_sorted: np.ndarray, half_width: float | np.ndarray):
+def _window_pairs(phi_a, phi_b_sorted, half_width):
     """(index into a, index into sorted b) of every pair with |phi_b - phi_a| <= half_width, across +-pi."""
+    xp = namespace_of(phi_a, phi_b_sorted)
     n_b = len(phi_b_sorted)
     # b repeated at -2pi and +2pi so a window crossing +-pi is one contiguous range.
-    ext = np.concatenate([phi_b_sorted - 2 * np.pi, phi_b_sorted, phi_b_sorted + 2 * np.pi])
-    lo = np.searchsorted(ext, phi_a - half_width, side="left")
-    hi = np.searchsorted(ext, phi_a + half_width, side="right")
+    ext = xp.concatenate([phi_b_sorted - 2 * np.pi, phi_b_sorted, phi_b_sorted + 2 * np.pi])
+    lo = xp.searchsorted(ext, phi_a - half_width, side="left")
+    hi = xp.searchsorted(ext, phi_a + half_width, side="right")
     # A window wider than 2 pi (a huge bending allowance: Bz 1e30 T) holds each b once, not up to
     # three times: the copies multiplied at every layer until memory and time ran out.
-    count = np.minimum(hi - lo, n_b)
-    a = np.repeat(np.arange(len(phi_a)), count)
-    start = np.repeat(lo - np.cumsum(count) + count, count)
-    b = (start + np.arange(len(a))) % n_b
+    count = xp.minimum(hi - lo, n_b)
+    a = repeat_index(count, xp)
+    start = (lo - xp.cumsum(count) + count)[a]
+    b = (start + xp.arange(len(a))) % n_b
     return a, b
 
 
-def _wrap(d: np.ndarray) -> np.ndarray:
+def _wrap(d):
     return (d + np.pi) % (2 * np.pi) - np.pi
 
 
 def find_tracklets(sp: SpacePoints, layers: list[int], bz: float, z_window: tuple[float, float],
-                   config: CollisionRegionConfig) -> np.ndarray:
+                   config: CollisionRegionConfig):
     """z0 (mm) of the tracklets through the four innermost barrel ``layers`` (three when there are
-    only three) whose line meets the beam inside ``z_window`` (mm)."""
-    l1, l2 = (np.flatnonzero(sp.layer_index == layer) for layer in layers[:2])
+    only three) whose line meets the beam inside ``z_window`` (mm); on the device for device space points."""
+    xp = namespace_of(sp.r)
+    l1, l2 = (xp.flatnonzero(sp.layer_index == layer) for layer in layers[:2])
     if len(l1) > config.max_inner_points:  # evenly thinned: the estimate needs hundreds, not thousands
-        l1 = l1[np.linspace(0, len(l1) - 1, config.max_inner_points).astype(np.int64)]
+        l1 = l1[xp.linspace(0, len(l1) - 1, config.max_inner_points).astype(xp.int64)]
     if not len(l1) or not len(l2):
-        return np.empty(0)
-    l2 = l2[np.argsort(sp.phi[l2], kind="stable")]
+        return xp.empty(0)
+    l2 = l2[xp.argsort(sp.phi[l2], kind="stable")]
     # Bending between the layers at min_pt: dphi = dr / (2 R) with R = pT / (c B), plus resolution.
     k_bend = C_LIGHT * abs(bz) / (2.0 * config.min_pt)
-    half_width = k_bend * (np.median(sp.r[l2]) - np.median(sp.r[l1])) * 1.2 + 0.002
+    half_width = k_bend * (xp.median(sp.r[l2]) - xp.median(sp.r[l1])) * 1.2 + 0.002
     a, b = _window_pairs(sp.phi[l1], sp.phi[l2], half_width)
     i, j = l1[a], l2[b]
     dr = sp.r[j] - sp.r[i]
@@ -130,19 +133,19 @@ def find_tracklets(sp: SpacePoints, layers: list[int], bz: float, z_window: tupl
         # The next hit, predicted at its own radius: straight in (r, z), phi linear in r (a circle
         # through the beam line at small angles). Candidates come from the phi window at the layer's
         # median radius, widened by the bending over the layer's radial spread.
-        ln = np.flatnonzero(sp.layer_index == layer)
+        ln = xp.flatnonzero(sp.layer_index == layer)
         if not len(ln) or not len(j):
-            return np.empty(0)
-        ln = ln[np.argsort(sp.phi[ln], kind="stable")]
-        r_med, r_half_spread = np.median(sp.r[ln]), 0.5 * np.ptp(sp.r[ln])
+            return xp.empty(0)
+        ln = ln[xp.argsort(sp.phi[ln], kind="stable")]
+        r_med, r_half_spread = xp.median(sp.r[ln]), 0.5 * xp.ptp(sp.r[ln])
         reach = config.phi_tolerance + k_bend * 2.4 * r_half_spread
         pa, pb = _window_pairs(_wrap(sp.phi[j] + slope * (r_med - sp.r[j])), sp.phi[ln], reach)
         k = ln[pb]
         dr_next = sp.r[k] - sp.r[j[pa]]
-        hit = (np.abs(sp.z[k] - (sp.z[j[pa]] + cot[pa] * dr_next)) <= config.z_tolerance) & (
-            np.abs(_wrap(sp.phi[k] - sp.phi[j[pa]] - slope[pa] * dr_next)) <= config.phi_tolerance)
+        hit = (xp.abs(sp.z[k] - (sp.z[j[pa]] + cot[pa] * dr_next)) <= config.z_tolerance) & (
+            xp.abs(_wrap(sp.phi[k] - sp.phi[j[pa]] - slope[pa] * dr_next)) <= config.phi_tolerance)
         # One continuation per tracklet (module overlaps can give two).
-        chain, first = np.unique(pa[hit], return_index=True)
+        chain, first = xp.unique(pa[hit], return_index=True)
         k = k[hit][first]
         j, slope, cot, z0 = k, slope[chain], cot[chain], z0[chain]
     return z0
@@ -169,8 +172,9 @@ def estimate_collision_region(sp: SpacePoints, detector: Detector, z0_min: float
     z0 = find_tracklets(sp, layers, bz, (z0_min, z0_max), config)
     if len(z0) < config.min_tracklets:
         return CollisionRegion(float(z0_min), float(z0_max), float("nan"), float("nan"), len(z0), False)
-    centre = float(np.median(z0))
-    sigma = float(1.4826 * np.median(np.abs(z0 - centre)))
+    xp = namespace_of(z0)
+    centre = float(xp.median(z0))
+    sigma = float(1.4826 * xp.median(xp.abs(z0 - centre)))
     half = config.n_sigma * sigma + config.margin
     return CollisionRegion(max(float(z0_min), centre - half), min(float(z0_max), centre + half), centre, sigma,
                            len(z0), True)

@@ -163,20 +163,37 @@ class Measurements:
             z = np.zeros(0)
             return cls(np.zeros(0, np.int64), z, z.copy(), z.copy(), z.copy(), xyz)
         module = detector.index(hits["volume_id"], hits["layer_id"], hits["module_id"])
-        local = detector.global_to_local(module, xyz, backend=backend)
-        # A hit far off its module's plane or outside its area belongs to another geometry.
-        off = np.abs(local[:, 2]) > detector.thickness[module] + 1.0
-        off |= ~detector.contains_local(module, np.c_[local[:, :2], np.zeros(n)], tolerance=1.0)
-        if off.any():
-            row = int(np.flatnonzero(off)[0])
-            raise InputError(
-                f"{event.name}: {int(off.sum())} hit(s) lie outside their module (first: hit_id {hits['hit_id'][row]}, "
-                f"local u,v,w = {np.round(local[row], 3).tolist()} mm); is this the detector the event was made with?")
         errors = hit_error_model(errors)
         k = resolution_in_pitch(detector, module, cluster_widths(hits, event.cells), errors.table)
-        su = np.maximum(detector.pitch_u[module] * k[:, 0] * resolution_scale, errors.floor)
-        sv = np.maximum(detector.pitch_v[module] * k[:, 1] * resolution_scale, errors.floor)
-        return cls(module.astype(np.int64), local[:, 0].copy(), local[:, 1].copy(), su * su, sv * sv, xyz)
+        from ..backends import get_backend
+        from ..backends.arrays import detector_array
+
+        be = get_backend(backend)
+        xp = be.xp
+        if xp is not np:
+            # A device backend: the chain's one upload of the event (module rows, positions, resolution
+            # in pitch units); everything after stays on the device until the tracks come back.
+            module, xyz, k = xp.asarray(module), xp.asarray(xyz), xp.asarray(k)
+
+        def table(name):
+            return detector_array(detector, name, xp)
+
+        local = be.kernel("global_to_local")(table("centre"), table("rotation"), module, xyz)
+        # A hit far off its module's plane or outside its area belongs to another geometry.
+        u, v, w = local[:, 0], local[:, 1], local[:, 2]
+        hv = table("hv")[module]
+        half_u = table("min_hu")[module] + (table("max_hu")[module] - table("min_hu")[module]) * ((v + hv) / (2 * hv))
+        off = (xp.abs(w) > table("thickness")[module] + 1.0) | ~((xp.abs(v) <= hv + 1.0) & (xp.abs(u) <= half_u + 1.0))
+        if bool(off.any()):
+            row = int(xp.flatnonzero(off)[0])
+            n_off = int(off.sum())
+            at = [round(float(c), 3) for c in local[row]]
+            raise InputError(
+                f"{event.name}: {n_off} hit(s) lie outside their module (first: hit_id {hits['hit_id'][row]}, "
+                f"local u,v,w = {at} mm); is this the detector the event was made with?")
+        su = xp.maximum(table("pitch_u")[module] * k[:, 0] * resolution_scale, errors.floor)
+        sv = xp.maximum(table("pitch_v")[module] * k[:, 1] * resolution_scale, errors.floor)
+        return cls(module.astype(xp.int64), u.copy(), v.copy(), su * su, sv * sv, xyz)
 
     def take(self, index) -> "Measurements":
         return Measurements(self.module_index[index], self.u[index], self.v[index], self.var_u[index],

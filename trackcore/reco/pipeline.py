@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..backends.arrays import is_device, namespace_of, to_host
 from ..errors import InputError, PluginError
 from ..event import Event
 from ..geometry.detector import Detector
@@ -266,6 +267,7 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
     threads = resolve_threads(threads)
     from . import seeding as seeding_mod
     from .spacepoints import SpacePoints
+    from .spacepoints import from_measurements as spacepoints_from_measurements
 
     config = config or ReconstructionConfig()
     config.ckf.check()  # a bad CKF setting fails here, not after the seeding
@@ -298,6 +300,9 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
                                      + [dict(p).get("volumes", seeding_config.volumes) for p in config.extra_passes])
 
     def spacepoints(event: Event, state: dict):
+        meas = state["measurements"]["measurements"]
+        if is_device(meas.xyz):  # a device chain: from the measurements already on the device
+            return {"spacepoints": spacepoints_from_measurements(meas, detector, volumes=seed_volumes)}
         return {"spacepoints": SpacePoints.from_event(event, detector, volumes=seed_volumes)}
 
     def collision_region(event: Event, state: dict):
@@ -316,7 +321,8 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
     def seeding(event: Event, state: dict):
         sp = state["spacepoints"]["spacepoints"]
         seeds = find_seeds(sp, event_seeding_config(state))
-        return {"seeds": seeds, "hit_index": sp.hit_index[seeds.hits] if len(seeds) else np.zeros((0, 3), np.int64)}
+        xp = namespace_of(sp.x)
+        return {"seeds": seeds, "hit_index": sp.hit_index[seeds.hits] if len(seeds) else xp.zeros((0, 3), xp.int64)}
 
     def track_finding(event: Event, state: dict):
         seeds = state["seeding"]["hit_index"]
@@ -331,15 +337,16 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
         # Per pass: the CKF's counters, and wall seconds of its seeding (later passes) and track finding.
         passes = [dict(stats, seeding_seconds=0.0, ckf_seconds=time.perf_counter() - t0)]
         sp_all = state["spacepoints"]["spacepoints"]
+        xp = namespace_of(meas.xyz)
         for overrides in config.extra_passes:
             overrides = dict(overrides)
             overrides.setdefault("middle_layers", None)  # later passes take middles on every layer
             ckf_config = dataclasses.replace(config.ckf, **overrides.pop("ckf", {}))
             # Later passes see only the hits no track took: fresh seeds among them, a CKF on them.
-            free = np.ones(len(meas), bool)
+            free = xp.ones(len(meas), bool)
             free[tracks.hits] = False
-            rows = np.flatnonzero(free)
-            sp = sp_all.take(np.flatnonzero(free[sp_all.hit_index]))
+            rows = xp.flatnonzero(free)
+            sp = sp_all.take(xp.flatnonzero(free[sp_all.hit_index]))
             t0 = time.perf_counter()
             seeds2 = find_seeds(sp, dataclasses.replace(event_seeding_config(state), **overrides))
             t_seeding = time.perf_counter() - t0
@@ -348,8 +355,8 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             hit_index = sp.hit_index[seeds2.hits]
             if classify_seeds:
                 hit_index = _classify(plugin_manager, config, event, seeds2, hit_index)["hit_index"]
-            local_of = np.full(len(meas), -1, np.int64)  # measurement row -> row among the free ones
-            local_of[rows] = np.arange(len(rows))
+            local_of = xp.full(len(meas), -1, xp.int64)  # measurement row -> row among the free ones
+            local_of[rows] = xp.arange(len(rows))
             local = local_of[hit_index]
             t0 = time.perf_counter()
             more, stats2 = find_tracks(meas.take(rows), local, detector, field=field, config=ckf_config,
@@ -357,7 +364,9 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
             tracks = tracks.concat(_quality_filter(more, config).remap_hits(rows))
             stats2 = dict(stats2, seeding_seconds=t_seeding, ckf_seconds=time.perf_counter() - t0)
             passes.append(stats2)
-        return {"tracks": tracks, "stats": {k: sum(p[k] for p in passes) for k in passes[0]}, "passes": passes}
+        # The end of a device chain: the tracks come back to the host (a no-op on host arrays).
+        return {"tracks": tracks.to_host(), "stats": {k: sum(p[k] for p in passes) for k in passes[0]},
+                "passes": passes}
 
     classify_seeds = (config.classify_seeds and plugin_manager is not None
                       and bool(plugin_manager.hook.trackcore_classify_seeds.get_hookimpls()))
@@ -407,21 +416,33 @@ def _union_of_volumes(volume_sets: list) -> tuple[int, ...] | None:
 def _quality_filter(tracks: Tracks, config: ReconstructionConfig) -> Tracks:
     """Drops short tracks whose fit failed, badly fitted low-pT tracks and badly fitted short tracks
     (their hits go back to the pool of the next pass)."""
+    xp = namespace_of(tracks.offsets)
     keep = tracks.fitted | (tracks.n_hits >= config.min_hits_unfitted)
     if len(tracks):
         theta, qop = tracks.perigee[:, 3], tracks.perigee[:, 4]
         with np.errstate(divide="ignore", invalid="ignore"):
-            pt = np.abs(np.sin(theta) / qop)
-            chi2_ndf = tracks.chi2 / np.maximum(tracks.ndf, 1)
+            pt = xp.abs(xp.sin(theta) / qop)
+            chi2_ndf = tracks.chi2 / xp.maximum(tracks.ndf, 1)
         keep &= ~(tracks.fitted & (pt < config.low_pt_threshold) & (chi2_ndf > config.low_pt_max_chi2_ndf))
         keep &= ~(tracks.fitted & (tracks.n_hits <= config.short_track_max_hits)
                   & (chi2_ndf > config.short_track_max_chi2_ndf))
-    return tracks if keep.all() else tracks.take(keep)
+    return tracks if bool(keep.all()) else tracks.take(keep)
 
 
 def _classify(plugin_manager, config: ReconstructionConfig, event: Event, seeds, hit_index: np.ndarray) -> dict:
-    """Ask the seed classifier plugin for labels; drop the seeds whose label is in drop_seed_labels."""
+    """Ask the seed classifier plugin for labels; drop the seeds whose label is in drop_seed_labels.
+
+    The hook sees host arrays: on a device chain the seeds come to the host for it and the kept
+    seeds go back (the one mid-chain transfer, only with the classifier on).
+    """
     from ..hookspecs import Seeds as HookSeeds
+
+    xp = namespace_of(hit_index)
+    if xp is not np:
+        seeds = dataclasses.replace(seeds, **{f.name: to_host(getattr(seeds, f.name))
+                                              for f in dataclasses.fields(seeds)})
+        out = _classify(plugin_manager, config, event, seeds, to_host(hit_index))
+        return dict(out, hit_index=xp.asarray(out["hit_index"]))
 
     # Seed parameters in the hook's layout (d0, z0, phi, theta, q/p); phi is at the bottom hit.
     params = (np.c_[seeds.d0, seeds.z0, seeds.phi, seeds.theta, seeds.charge * np.sin(seeds.theta) / seeds.pt]

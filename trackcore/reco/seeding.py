@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ..backends import get_backend
+from ..backends.arrays import namespace_of
 from ..errors import InputError
 from .seeding_numpy import C_LIGHT, SpacePointGrid, estimate_parameters_numpy
 from .spacepoints import SpacePoints
@@ -182,9 +183,10 @@ class Seeds:
         return len(self.hits)
 
     @classmethod
-    def empty(cls) -> "Seeds":
-        f = np.zeros(0)
-        return cls(np.zeros((0, 3), np.int64), f, f.copy(), np.zeros(0, np.int32), f.copy(), f.copy(), f.copy(),
+    def empty(cls, xp=np) -> "Seeds":
+        """No seeds, as arrays of ``xp`` (numpy, or the device namespace of a device chain)."""
+        f = xp.zeros(0)
+        return cls(xp.zeros((0, 3), xp.int64), f, f.copy(), xp.zeros(0, xp.int32), f.copy(), f.copy(), f.copy(),
                    f.copy(), f.copy())
 
     def take(self, index) -> "Seeds":
@@ -198,24 +200,29 @@ class Seeds:
 def _check_spacepoints(sp: SpacePoints) -> None:
     if not isinstance(sp, SpacePoints):
         raise InputError(f"find_seeds: expected SpacePoints, got {type(sp).__name__}")
+    xp = namespace_of(sp.x)
     for name in ("x", "y", "z", "r", "phi"):
-        bad = ~np.isfinite(getattr(sp, name))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+        bad = ~xp.isfinite(getattr(sp, name))
+        if bool(bad.any()):
+            i = int(xp.flatnonzero(bad)[0])
             raise InputError(f"space points: {name} is not finite ({getattr(sp, name)[i]}) at row {i} "
                              f"(hit row {int(sp.hit_index[i])})")
 
 
 def _selection(sp: SpacePoints, config: SeedingConfig) -> np.ndarray:
+    xp = namespace_of(sp.r)
     keep = (sp.r >= config.r_min) & (sp.r <= config.r_max)
     if config.volumes is not None:
-        keep &= np.isin(sp.volume_id, np.asarray(config.volumes))
-    return np.flatnonzero(keep)
+        keep &= xp.isin(sp.volume_id, xp.asarray(config.volumes))
+    return xp.flatnonzero(keep)
 
 
 def _params_for(sp: SpacePoints, sel: np.ndarray, config: SeedingConfig) -> dict:
     r, z = sp.r[sel], sp.z[sel]
-    return derived_parameters(config, float(r.min()), float(r.max()), float(z.min()), float(z.max()))
+    xp = namespace_of(r)
+    lo_hi = xp.stack([r.min(), r.max(), z.min(), z.max()])
+    lo_hi = lo_hi.tolist() if xp is not np else lo_hi  # one read from the device, not four
+    return derived_parameters(config, *(float(v) for v in lo_hi))
 
 
 def build_grid(spacepoints: SpacePoints, config: SeedingConfig | None = None, backend=None) -> SpacePointGrid:
@@ -240,24 +247,25 @@ def find_seeds(spacepoints: SpacePoints, config: SeedingConfig | None = None, ba
     n_threads = resolve_threads(threads)
     _check_spacepoints(spacepoints)
     sel = _selection(spacepoints, config)
-    if len(sel) < 3:
-        return Seeds.empty()
     sp = spacepoints
+    xp = namespace_of(sp.x)
+    if len(sel) < 3:
+        return Seeds.empty(xp)
     kernel = get_backend(backend).kernel("find_seeds")
     # The kernel also estimates the track parameters (bz given): in the compiled core that is ~10x
     # cheaper than the numpy estimate over ~10^5 seeds.
     middle = None
     if config.middle_layers is not None:
         pairs = np.asarray(config.middle_layers, np.int64).reshape(-1, 2)
-        key = sp.volume_id[sel].astype(np.int64) * 1_000_000 + sp.layer_id[sel]
-        middle = np.isin(key, pairs[:, 0] * 1_000_000 + pairs[:, 1])
+        key = sp.volume_id[sel].astype(xp.int64) * 1_000_000 + sp.layer_id[sel]
+        middle = xp.isin(key, xp.asarray(pairs[:, 0] * 1_000_000 + pairs[:, 1]))
     params = dict(_params_for(sp, sel, config), threads=n_threads)  # threads: read by the compiled kernel only
     hits, weight, track = kernel(sp.x[sel], sp.y[sel], sp.z[sel], sp.r[sel], sp.phi[sel], sp.layer_index[sel],
                                  params, bz=float(config.bz), middle=middle)
-    hits = sel[np.asarray(hits, np.int64).reshape(-1, 3)]
-    track = np.asarray(track, np.float64).reshape(-1, 7)
-    pt, charge, phi, theta, z0, d0, cot = (np.ascontiguousarray(track[:, k]) for k in range(7))
-    return Seeds(hits, np.asarray(weight, np.float64), pt, charge.astype(np.int32), phi, theta, z0, d0, cot)
+    hits = sel[xp.asarray(hits, xp.int64).reshape(-1, 3)]
+    track = xp.asarray(track, xp.float64).reshape(-1, 7)
+    pt, charge, phi, theta, z0, d0, cot = (xp.ascontiguousarray(track[:, k]) for k in range(7))
+    return Seeds(hits, xp.asarray(weight, xp.float64), pt, charge.astype(xp.int32), phi, theta, z0, d0, cot)
 
 
 def estimate_parameters(sp: SpacePoints, hits: np.ndarray, bz: float) -> tuple:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..event.event import Event
+from ..backends.arrays import namespace_of
 from ..geometry.detector import Detector
 
 
@@ -32,16 +33,18 @@ class SpacePoints:
     layer_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        # Host numpy arrays, or device arrays when x is one (the cupy backend's chain): never mixed.
+        xp = namespace_of(self.x)
         n = len(self.x)
         if self.layer_id is None:
-            self.layer_id = np.full(n, -1, np.int64)
+            self.layer_id = xp.full(n, -1, xp.int64)
         for f in fields(self):
-            a = np.asarray(getattr(self, f.name))
+            a = xp.asarray(getattr(self, f.name))
             if a.ndim != 1 or len(a) != n:
                 raise InputError(f"SpacePoints: {f.name} must be 1-D with {n} rows, got shape {a.shape}")
-            dtype = np.float64 if f.name in ("x", "y", "z", "r", "phi") else (
-                np.int32 if f.name == "volume_id" else np.int64)
-            setattr(self, f.name, np.ascontiguousarray(a, dtype=dtype))
+            dtype = xp.float64 if f.name in ("x", "y", "z", "r", "phi") else (
+                xp.int32 if f.name == "volume_id" else xp.int64)
+            setattr(self, f.name, xp.ascontiguousarray(a, dtype=dtype))
 
     def __len__(self) -> int:
         return len(self.x)
@@ -86,6 +89,24 @@ class SpacePoints:
         x, y, z = xyz.T
         return cls(x, y, z, np.hypot(x, y), np.arctan2(y, x), rows, module_index,
                    detector.layer_index(module_index), vol, lay)
+
+
+def from_measurements(measurements, detector: Detector, volumes: Iterable[int] | None = None) -> SpacePoints:
+    """:meth:`SpacePoints.from_event` from an event's :class:`~trackcore.reco.measurements.Measurements`
+    (checked already), on the device when they are device arrays: the same rows and values."""
+    from ..backends.arrays import detector_array
+
+    xyz, module = measurements.xyz, measurements.module_index
+    xp = namespace_of(xyz)
+    volume_of = detector_array(detector, "volume_id", xp)
+    rows = xp.arange(len(module), dtype=xp.int64)
+    if volumes is not None:
+        rows = xp.flatnonzero(xp.isin(volume_of[module], xp.asarray([int(v) for v in volumes])))
+    module = module[rows]
+    x, y, z = (xp.ascontiguousarray(xyz[rows, k]) for k in range(3))
+    layer_index = detector_array(detector, "module_layer_index", xp)[module]
+    return SpacePoints(x, y, z, xp.hypot(x, y), xp.arctan2(y, x), rows, module, layer_index, volume_of[module],
+                       detector_array(detector, "layer_id", xp)[module])
 
 
 def _check_finite(xyz: np.ndarray, where: str, rows=None, hit_id=None) -> None:

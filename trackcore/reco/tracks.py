@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backends.arrays import namespace_of, repeat_index, to_host
 from ..event import Table
 
 PERIGEE_NAMES = ("d0", "z0", "phi", "theta", "qop")
@@ -31,48 +32,63 @@ class Tracks:
     fitted: np.ndarray
 
     @classmethod
-    def empty(cls) -> "Tracks":
-        return cls(np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros((0, 5)), np.zeros((0, 5, 5)),
-                   np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
+    def empty(cls, xp=np) -> "Tracks":
+        """No tracks, as arrays of ``xp`` (numpy, or the device namespace of a device chain)."""
+        return cls(xp.zeros(1, xp.int64), xp.zeros(0, xp.int64), xp.zeros((0, 5)), xp.zeros((0, 5, 5)),
+                   xp.zeros(0), xp.zeros(0, xp.int64), xp.zeros(0, xp.int64), xp.zeros(0, bool))
 
     @classmethod
     def from_kernel(cls, d: dict) -> "Tracks":
-        return cls(*(np.asarray(d[k]) for k in ("offsets", "hits", "perigee", "covariance", "chi2", "ndf", "seed",
+        """From a ``ckf`` / ``fit_tracks`` kernel's dict (its arrays stay where they are: host or device)."""
+        xp = namespace_of(d["offsets"])
+        return cls(*(xp.asarray(d[k]) for k in ("offsets", "hits", "perigee", "covariance", "chi2", "ndf", "seed",
                                                  "fitted")))
+
+    def to_host(self) -> "Tracks":
+        """The same tracks as host numpy arrays (the end of a device chain)."""
+        return Tracks(*(to_host(getattr(self, f.name)) for f in dataclasses.fields(self)))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def take(self, index) -> "Tracks":
         """The tracks selected by an index array or a boolean mask, in that order."""
-        index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index, np.int64)
+        xp = namespace_of(self.offsets)
+        index = xp.asarray(index)
+        index = xp.flatnonzero(index) if index.dtype == bool else index.astype(xp.int64)
         counts = self.n_hits[index]
-        hits = (np.concatenate([self.track_hits(i) for i in index]) if len(index) else np.zeros(0, np.int64))
-        return Tracks(np.r_[0, np.cumsum(counts)].astype(np.int64), hits.astype(np.int64), self.perigee[index],
-                      self.covariance[index], self.chi2[index], self.ndf[index], self.seed[index], self.fitted[index])
+        offsets = xp.concatenate([xp.zeros(1, xp.int64), xp.cumsum(counts)]).astype(xp.int64)
+        # Each output hit: its track's first hit in self plus its position within the track.
+        track = repeat_index(counts, xp)
+        hits = self.hits[(self.offsets[index] - offsets[:-1])[track] + xp.arange(len(track))]
+        return Tracks(offsets, hits.astype(xp.int64), self.perigee[index], self.covariance[index], self.chi2[index],
+                      self.ndf[index], self.seed[index], self.fitted[index])
 
-    def remap_hits(self, rows: np.ndarray) -> "Tracks":
+    def remap_hits(self, rows) -> "Tracks":
         """The same tracks with hit indices mapped through ``rows`` (from a subset back to the event)."""
-        return dataclasses.replace(self, hits=np.asarray(rows)[self.hits])
+        return dataclasses.replace(self, hits=namespace_of(self.hits).asarray(rows)[self.hits])
 
     def concat(self, other: "Tracks") -> "Tracks":
         """These tracks followed by ``other``'s."""
-        return Tracks(np.r_[self.offsets, other.offsets[1:] + self.offsets[-1]], np.r_[self.hits, other.hits],
-                      np.concatenate([self.perigee, other.perigee]),
-                      np.concatenate([self.covariance, other.covariance]), np.r_[self.chi2, other.chi2],
-                      np.r_[self.ndf, other.ndf], np.r_[self.seed, other.seed], np.r_[self.fitted, other.fitted])
+        xp = namespace_of(self.offsets)
+        return Tracks(xp.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]]),
+                      xp.concatenate([self.hits, other.hits]), xp.concatenate([self.perigee, other.perigee]),
+                      xp.concatenate([self.covariance, other.covariance]), xp.concatenate([self.chi2, other.chi2]),
+                      xp.concatenate([self.ndf, other.ndf]), xp.concatenate([self.seed, other.seed]),
+                      xp.concatenate([self.fitted, other.fitted]))
 
     @property
     def n_hits(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        return namespace_of(self.offsets).diff(self.offsets)
 
     def track_hits(self, i: int) -> np.ndarray:
         return self.hits[self.offsets[i]:self.offsets[i + 1]]
 
     def track_of_hit(self, n_hits: int) -> np.ndarray:
         """Track index of every hit row, -1 for unassigned hits."""
-        out = np.full(n_hits, -1, np.int64)
-        out[self.hits] = np.repeat(np.arange(len(self)), self.n_hits)
+        xp = namespace_of(self.offsets)
+        out = xp.full(n_hits, -1, xp.int64)
+        out[self.hits] = repeat_index(self.n_hits, xp)
         return out
 
     @property
