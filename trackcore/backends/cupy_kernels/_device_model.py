@@ -211,6 +211,8 @@ class DeviceArray:
         self.host_view[self.ns.unwrap(index, "indexing")] = self.ns.unwrap(value, "assignment")
 
     def __getattr__(self, name: str):
+        if name.startswith("__"):  # no __array_interface__ etc.: numpy must not read the storage behind our back
+            raise AttributeError(name)
         attr = getattr(self.host_view, name)
         if callable(attr):
             return lambda *args, **kwargs: self.ns.call(attr, args, kwargs, f".{name}()")
