@@ -267,3 +267,12 @@ def test_find_tracks_keeps_device_arrays_on_the_device(detector, gun):
     assert not rt.log.bulk(), rt.log.bulk()
     host_tracks, _ = find_tracks(meas, seeds, detector, backend="cpu")
     np.testing.assert_array_equal(tracks.to_host().hits, host_tracks.hits)
+
+
+def test_hashing_seeding_on_a_device_backend_is_a_clear_error(detector):
+    from trackcore.backends.cupy_kernels._device_model import DeviceModelRuntime
+    from trackcore.reco.pipeline import ReconstructionConfig, build_pipeline
+
+    with pytest.raises(BackendError, match="'hashing' seeding strategy has no GPU version"):
+        build_pipeline(detector, ReconstructionConfig(seeding_strategy="hashing"),
+                       backend=make_backend(DeviceModelRuntime()))

@@ -2,11 +2,13 @@
 
 Kernels (CUDA C in csrc/cuda, glue in :mod:`trackcore.backends.cupy_kernels`) under the names and
 signatures of the numpy/cpu tables: ``global_to_local``, ``local_to_global``, ``seeding_grid``,
-``find_seeds``; and GPU batch kernels with numpy twins in ``cupy_kernels.reference``:
-``helix_to_plane``, ``rk_to_plane``, ``kalman_update``, ``lsh_keys``, ``lsh_buckets``. Each accepts numpy or CuPy
-arrays and returns CuPy arrays for CuPy inputs (no transfer) and numpy arrays for numpy inputs.
-Kernels that have no GPU version yet raise :class:`BackendError` naming them; nothing silently
-falls back to the CPU.
+``find_seeds`` and ``ckf`` (track finding, ambiguity resolution and the perigee fit); and GPU batch
+kernels with numpy twins in ``cupy_kernels.reference``: ``helix_to_plane``, ``rk_to_plane``,
+``kalman_update``, ``lsh_keys``, ``lsh_buckets``. Each accepts numpy or CuPy arrays and returns CuPy
+arrays for CuPy inputs (no transfer) and numpy arrays for numpy inputs. The reconstruction chain
+(:func:`trackcore.reco.pipeline.reconstruct`) on this backend uploads the event's measurements once
+and downloads the tracks once; everything in between stays on the GPU. Kernels that have no GPU
+version yet raise :class:`BackendError` naming them; nothing silently falls back to the CPU.
 """
 from __future__ import annotations
 

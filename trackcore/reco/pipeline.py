@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..backends.arrays import is_device, namespace_of, to_host
-from ..errors import InputError, PluginError
+from ..backends import get_backend as _get_backend
+from ..errors import BackendError, InputError, PluginError
 from ..event import Event
 from ..geometry.detector import Detector
 from .ckf import CkfConfig, find_tracks
@@ -281,6 +282,10 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
                              f"middle_layers = \"none\" (every layer) or list this detector's layers")
     if config.seeding_strategy not in ("grid", "hashing"):
         raise InputError(f"unknown seeding strategy {config.seeding_strategy!r}: choose 'grid' or 'hashing'")
+    if config.seeding_strategy == "hashing" and _get_backend(backend).xp is not np:
+        raise BackendError(f"the 'hashing' seeding strategy has no GPU version (its lsh_knn and seed_buckets kernels "
+                           f"run on the cpu and numpy backends); use seeding_strategy = 'grid' on backend "
+                           f"{_get_backend(backend).name!r}")
 
     def find_seeds(sp, seed_cfg):
         if config.seeding_strategy == "grid":
