@@ -37,6 +37,22 @@ def seeding_inputs(pileup: float) -> tuple:
     return (sp.x[sel], sp.y[sel], sp.z[sel], sp.r[sel], sp.phi[sel], sp.layer_index[sel], _params_for(sp, sel, cfg))
 
 
+@functools.lru_cache(maxsize=None)
+def ckf_inputs(pileup: float) -> tuple:
+    """The ``ckf`` kernel's arguments on a <mu> = pileup event: the default pipeline's first-pass seeds."""
+    from trackcore.reco.measurements import Measurements
+    from trackcore.reco.pipeline import default_ckf, default_seeding
+    from trackcore.reco.seeding import find_seeds
+    from trackcore.sim.transport import layer_material
+
+    det = trackml_like_detector()
+    event = simulate_event(det, minimum_bias(3, pileup=pileup), seed=3)
+    meas = Measurements.from_event(event, det)
+    sp = SpacePoints.from_event(event, det)
+    seeds = sp.hit_index[find_seeds(sp, default_seeding(det)).hits]
+    return (det, meas, seeds, layer_material(det), 2.0, default_ckf().kernel_settings(None), None)
+
+
 def problems(rng) -> dict:
     """kernel -> (size label, n items, args builder(n) ) with n per backend kind ('fast' or 'reference')."""
     det = trackml_like_detector()
@@ -75,6 +91,8 @@ def problems(rng) -> dict:
         "rk_to_plane": (rk, {"fast": 1_000_000, "reference": 5_000}),
         "kalman_update": (kalman, {"fast": 1_000_000, "reference": 200_000}),
         "lsh_keys": (lsh, {"fast": 1_000_000, "reference": 1_000_000}),
+        # CKF + ambiguity resolution + perigee fit from the first pass's seeds (cpu: every core).
+        "ckf": (lambda n: ckf_inputs(n), {"fast": 60.0, "reference": 5.0}),
     }
 
 
@@ -89,14 +107,23 @@ def kernels_by_backend() -> dict:
     if status["cupy"] == "ok":
         b = get_backend("cupy")
         cp = b.xp
-        out["cupy"] = ("fast", b.kernels, lambda a: cp.asarray(a) if isinstance(a, np.ndarray) else a,
-                       cp.cuda.get_current_device().synchronize)
+        def to_device(a):
+            from trackcore.reco.measurements import Measurements
+
+            if isinstance(a, Measurements):  # the CKF's hits, device-resident as in the reconstruction chain
+                return Measurements(*(cp.asarray(getattr(a, k)) for k in ("module_index", "u", "v", "var_u", "var_v",
+                                                                            "xyz")))
+            return cp.asarray(a) if isinstance(a, np.ndarray) else a
+
+        out["cupy"] = ("fast", b.kernels, to_device, cp.cuda.get_current_device().synchronize)
     return out
 
 
 def size_of(name: str, args: tuple) -> str:
     if name in ("seeding_grid", "find_seeds"):
         return f"{len(args[0])} space points"
+    if name == "ckf":
+        return f"{len(args[2])} seeds"
     return f"{len(args[3] if name == 'global_to_local' else args[0])} items"
 
 
