@@ -137,7 +137,7 @@ def find_tracklets(sp: SpacePoints, layers: list[int], bz: float, z_window: tupl
         if not len(ln) or not len(j):
             return xp.empty(0)
         ln = ln[xp.argsort(sp.phi[ln], kind="stable")]
-        r_med, r_half_spread = xp.median(sp.r[ln]), 0.5 * xp.ptp(sp.r[ln])
+        r_med, r_half_spread = xp.median(sp.r[ln]), 0.5 * (sp.r[ln].max() - sp.r[ln].min())  # np.ptp
         reach = config.phi_tolerance + k_bend * 2.4 * r_half_spread
         pa, pb = _window_pairs(_wrap(sp.phi[j] + slope * (r_med - sp.r[j])), sp.phi[ln], reach)
         k = ln[pb]
