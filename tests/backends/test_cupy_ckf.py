@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -166,17 +167,24 @@ def test_device_model_arrays_behave_like_cupys():
 
 
 def test_whole_chain_on_the_device_model(detector, pileup_event):
-    """reconstruct on the device model: the cpu backend's tracks, with the event's arrays uploaded once
-    (measurements) and the tracks downloaded once; in between only parameters and counts move."""
+    """reconstruct of a <mu> = 200 event on the device model: the cpu backend's tracks (every pass, no
+    buffer overflow), with the event's arrays uploaded once (measurements) and the tracks downloaded
+    once; in between only parameters and counts move."""
     from trackcore.backends.cupy_kernels._device_model import DeviceModelRuntime
 
-    ref = reconstruct(pileup_event, detector, backend="cpu", threads=1)
+    event = simulate_event(detector, minimum_bias(np.random.default_rng(12), pileup=200.0), seed=12)
+    ref = reconstruct(event, detector, backend="cpu")
     rt = DeviceModelRuntime()
     backend = make_backend(rt)
     reconstruct(pileup_event, detector, backend=backend)  # the detector's tables go to the device once
     rt.log.clear()
-    got = reconstruct(pileup_event, detector, backend=backend)
-    assert len(ref.tracks) > 300 and _assignment(got) == _assignment(ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a seed outgrowing the device buffers warns
+        got = reconstruct(event, detector, backend=backend)
+    assert len(ref.tracks) > 5000 and _assignment(got) == _assignment(ref)
+    counters = ("seeds_used", "seeds_skipped", "candidates", "tracks_before_ambiguity", "rescued")
+    for a, b in zip(got.outputs["track_finding"]["passes"], ref.outputs["track_finding"]["passes"], strict=True):
+        assert {k: a[k] for k in counters} == {k: b[k] for k in counters}
     for key in ("perigee", "chi2", "covariance", "seed", "fitted"):
         np.testing.assert_array_equal(getattr(got.tracks, key), getattr(ref.tracks, key), err_msg=key)
     # Bulk data (>= 1 kB; the smallest track arrays of this event are below that) moves only at the ends.
