@@ -38,7 +38,7 @@ __device__ __forceinline__ bool seed_skipped(const Context& ctx, const unsigned 
 
 }  // namespace
 
-// sizeof(Context), sizeof(Scratch), sizeof(TrackRec), sizeof(FitOut): the glue sizes its buffers by them.
+// sizeof(Context), sizeof(Scratch), sizeof(TrackRec), sizeof(FitOut): the glue sizes its buffers by the first three.
 extern "C" __global__ void tc_ckf_sizes(long long* out) {
     if (thread_index() != 0) return;
     out[0] = sizeof(Context);
@@ -183,10 +183,11 @@ extern "C" __global__ void tc_ckf_resolve(const unsigned char* ctx_buf, long lon
 }
 
 // One accepted track per thread: refined (when the config asks and it was not already) into
-// refined[k], then fitted into fits[k].
+// refined[k], then fitted: perigee (n, 5), cov (n, 25), chi2, ndf and fitted (0/1) of row k.
 extern "C" __global__ void tc_ckf_refine_fit(const unsigned char* ctx_buf, long long n, const long long* accepted,
                                              const long long* found, const unsigned char* records,
-                                             unsigned char* refined, unsigned char* scratch, unsigned char* fits) {
+                                             unsigned char* refined, unsigned char* scratch, double* perigee,
+                                             double* cov, double* chi2, long long* ndf, unsigned char* fitted) {
     const long long k = thread_index();
     if (k >= n) return;
     const Context& ctx = *reinterpret_cast<const Context*>(ctx_buf);
@@ -204,8 +205,13 @@ extern "C" __global__ void tc_ckf_refine_fit(const unsigned char* ctx_buf, long 
     } else {
         trackcore::dev::copy_track(in, out);
     }
-    FitOut& fit = *reinterpret_cast<FitOut*>(fits + k * static_cast<long long>(sizeof(FitOut)));
+    FitOut fit;
     trackcore::dev::smooth_to_perigee(ctx, out, fit);
+    for (int j = 0; j < 5; ++j) perigee[5 * k + j] = fit.perigee[j];
+    for (int j = 0; j < 25; ++j) cov[25 * k + j] = fit.cov[j];
+    chi2[k] = fit.chi2;
+    ndf[k] = fit.ndf;
+    fitted[k] = fit.has_perigee ? 1 : 0;
 }
 
 // The hits each accepted track keeps (a hit stays with the track that owned it first), in order:

@@ -93,10 +93,10 @@ def _sizes(rt) -> dict:
     if sizes is None:
         out = rt.xp.zeros(4, rt.xp.int64)
         rt.launch(rt.function("ckf", "tc_ckf_sizes"), 1, (out,))
-        context, scratch, record, fit = (int(v) for v in rt.to_host(out))
-        if fit != 256 or context > 4096:
-            raise BackendError(f"ckf kernels: unexpected struct sizes (context {context}, fit {fit})")
-        sizes = {"context": context, "scratch": scratch, "record": record, "fit": fit}
+        context, scratch, record, _ = (int(v) for v in rt.to_host(out))
+        if context > 4096:
+            raise BackendError(f"ckf kernels: the context ({context} bytes) outgrows its 4096-byte buffer")
+        sizes = {"context": context, "scratch": scratch, "record": record}
         rt._ckf_sizes = sizes
     return sizes
 
@@ -178,12 +178,14 @@ def ckf(detector, measurements, seeds, layer_x0, bz: float, settings: dict, fiel
         xp.zeros(max(n_found, 1), xp.int64), xp.zeros(max(n_found, 1), xp.int64), owner, accepted, n_accepted_d))
     n_acc = int(rt.to_host(n_accepted_d)[0])
     refined = xp.zeros(max(n_acc, 1) * sizes["record"], xp.uint8)
-    fits = xp.zeros(max(n_acc, 1) * sizes["fit"], xp.uint8)
+    m = max(n_acc, 1)
+    perigee, cov, chi2 = xp.zeros((m, 5)), xp.zeros((m, 25)), xp.zeros(m)
+    ndf, fitted = xp.zeros(m, xp.int64), xp.zeros(m, xp.uint8)
     for first in range(0, n_acc, wave):  # the refinement's search needs a Scratch per thread too
         n = min(wave, n_acc - first)
         rt.launch(rt.function("ckf", "tc_ckf_refine_fit"), n, (
             context, np.int64(n), accepted[first:], found, records, refined[first * sizes["record"]:], scratch,
-            fits[first * sizes["fit"]:]))
+            perigee[first:], cov[first:], chi2[first:], ndf[first:], fitted[first:]))
     keep = xp.zeros(max(n_acc, 1), xp.int64)
     start = xp.zeros(max(n_acc, 1), xp.int64)
     count = xp.zeros(max(n_acc, 1), xp.int64)
@@ -196,13 +198,9 @@ def ckf(detector, measurements, seeds, layer_x0, bz: float, settings: dict, fiel
     n_hits_kept = count[sel]
     offsets = xp.concatenate([xp.zeros(1, xp.int64), xp.cumsum(n_hits_kept)]).astype(xp.int64)
     total = int(rt.to_host(offsets[-1:])[0])
-    fit_d = fits[: max(n_acc, 1) * sizes["fit"]].view(xp.float64).reshape(-1, 32)[:n_acc][sel]
-    fit_i = fits[: max(n_acc, 1) * sizes["fit"]].view(xp.int32).reshape(-1, 64)[:n_acc][sel]
     out = {
-        "offsets": offsets, "hits": out_hits[:total].copy(), "perigee": xp.ascontiguousarray(fit_d[:, :5]),
-        "covariance": xp.ascontiguousarray(fit_d[:, 5:30]).reshape(-1, 5, 5), "chi2": xp.ascontiguousarray(fit_d[:, 30]),
-        "ndf": fit_i[:, 62].astype(xp.int64), "seed": found[accepted[:n_acc][sel]].copy(),
-        "fitted": fit_i[:, 63] != 0,
+        "offsets": offsets, "hits": out_hits[:total].copy(), "perigee": perigee[sel], "covariance": cov[sel].reshape(-1, 5, 5),
+        "chi2": chi2[sel], "ndf": ndf[sel], "seed": found[accepted[:n_acc][sel]].copy(), "fitted": fitted[sel] != 0,
     }
     if host_in:
         out = {k: rt.to_host(a) for k, a in out.items()}
