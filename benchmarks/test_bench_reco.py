@@ -4,7 +4,10 @@
 The event (minimum bias, fixed seed, ``trackml_like_detector``, 15% noise) is simulated once per
 session. ``test_bench_reconstruct`` times the whole default pipeline on the ``cpu`` backend;
 ``test_bench_stage`` times each stage alone on the outputs of the stages before it (one worker
-thread per CPU, the default).
+thread per CPU, the default). ``test_bench_reconstruct_gpu`` times the chain on the ``cupy`` backend
+where CuPy and a GPU are present (the event's measurements go to the device and the tracks come back
+inside the timed call; the first, untimed call compiles the kernels), and records how many tracks
+agree with the ``cpu`` backend's.
 """
 from __future__ import annotations
 
@@ -43,6 +46,21 @@ def test_bench_reconstruct(benchmark, mu200, threads):
     benchmark.extra_info.update(hits=len(event.hits), threads=resolve_threads(threads))
     reco = benchmark(reconstruct, event, det, backend="cpu", threads=threads)
     benchmark.extra_info["tracks"] = len(reco.tracks)
+    assert len(reco.tracks) > 1000
+
+
+def test_bench_reconstruct_gpu(benchmark, mu200):
+    """Wall time of the whole chain on the GPU (skipped without CuPy and a GPU)."""
+    if available_backends()["cupy"] != "ok":
+        pytest.skip(f"cupy backend unavailable: {available_backends()['cupy']}")
+    det, event = mu200
+    reconstruct(event, det, backend="cupy")  # compiles the CUDA kernels, uploads the detector's tables
+    benchmark.group = "reconstruct"
+    reco = benchmark.pedantic(reconstruct, args=(event, det), kwargs={"backend": "cupy"}, rounds=5, iterations=1)
+    ref = reconstruct(event, det, backend="cpu")
+    same = (reco.track_id_of_hits() == ref.track_id_of_hits()).mean()
+    benchmark.extra_info.update(hits=len(event.hits), tracks=len(reco.tracks), cpu_tracks=len(ref.tracks),
+                                same_assignment_fraction=float(same))
     assert len(reco.tracks) > 1000
 
 
