@@ -3,7 +3,8 @@
 # repository (the shared in-place build is never touched) and run tests against that build.
 #
 # Usage: tests/reliability/scripts/run_sanitizers.sh [pytest args...]
-#   default pytest args: tests/sim tests/reco tests/geometry tests/reliability -q
+#   default pytest args: tests/sim tests/reco tests/geometry tests/reliability and the host builds of the
+#   CUDA kernels (tests/backends/test_cupy_ckf.py, test_cupy_backend.py) -q
 #   (with SANITIZER=thread: the tests of the kernels' worker threads)
 # Env: SANITIZER (address, the default: ASan + UBSan; or thread: ThreadSanitizer, data races between
 #      the seeding, CKF and transport workers), TRACKCORE_SANITIZE_DIR (copy location, default
@@ -47,6 +48,8 @@ else
     export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:log_path=$LOGS/asan"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=$LOGS/ubsan"
+    # The host builds of the CUDA kernels (the GPU CKF's fixed-size buffers among them) get the same checks.
+    export TRACKCORE_EMU_SANITIZE="address,undefined,float-cast-overflow"
 fi
 export PYTHONPATH="$WORK"      # before the editable install's finder: import the sanitised copy
 export PYTHONDONTWRITEBYTECODE=1
@@ -54,7 +57,8 @@ export PYTHONDONTWRITEBYTECODE=1
 "$PY" -c "import trackcore._core as c, sys; assert c.__file__.startswith('$WORK'), c.__file__; print('== using', c.__file__)"
 
 if [ "$#" -eq 0 ]; then
-    set -- tests/sim tests/reco tests/geometry tests/reliability -q -p no:cacheprovider
+    set -- tests/sim tests/reco tests/geometry tests/reliability tests/backends/test_cupy_ckf.py \
+        tests/backends/test_cupy_backend.py -q -p no:cacheprovider
 fi
 status=0
 "$PY" -m pytest "$@" || status=$?

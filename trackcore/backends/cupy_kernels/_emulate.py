@@ -22,6 +22,8 @@ from ...errors import BackendError
 from . import CU_FILES, csrc_dir, cuda_source
 
 _PRELUDE = Path(__file__).resolve().parent / "host_prelude.hpp"
+#: Environment variable: -fsanitize= checks for the host builds (empty: none).
+SANITIZE_ENV = "TRACKCORE_EMU_SANITIZE"
 
 
 def _cxx() -> str:
@@ -35,12 +37,16 @@ def build_host_library(area: str, out_dir: Path) -> Path:
     """Compile ``csrc/cuda/<area>.cu`` as C++ with the host prelude into a shared library."""
     src = cuda_source(area)
     headers = sorted((csrc_dir() / "include" / "trackcore").glob("*.hpp"))
-    digest = hashlib.sha1(b"".join(p.read_bytes() for p in [src, _PRELUDE, *headers])).hexdigest()[:16]
+    # TRACKCORE_EMU_SANITIZE (e.g. "address,undefined"): instrumented builds for the sanitizer script
+    # (tests/reliability/scripts/run_sanitizers.sh), which preloads the runtimes.
+    sanitize = os.environ.get(SANITIZE_ENV, "")
+    extra = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"] if sanitize else []
+    digest = hashlib.sha1(b"".join(p.read_bytes() for p in [src, _PRELUDE, *headers]) + sanitize.encode()).hexdigest()[:16]
     lib = out_dir / f"tc_emu_{area}_{digest}.so"
     if lib.exists():
         return lib
     # -ffp-contract=off as the core's seeding.cpp and the GPU build's --fmad=false.
-    cmd = [_cxx(), "-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-include", str(_PRELUDE),
+    cmd = [_cxx(), "-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared", *extra, "-include", str(_PRELUDE),
            f"-I{csrc_dir() / 'include'}", "-x", "c++", str(src), "-o", str(lib) + ".tmp"]
     # Without a preloaded sanitizer runtime (the sanitizer script preloads one into Python only).
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
