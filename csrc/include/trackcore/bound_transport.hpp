@@ -226,7 +226,7 @@ TC_HDI void helix_jacobian(const GeometryView& g, int from, int to, const double
 // Transport of `in` to module `target` (direction +1 along the momentum, -1 backward) within
 // max_path, with its covariance: analytic helix Jacobian in a constant field with the helix stepper,
 // finite differences through the same transport otherwise. False when the plane is not met.
-TC_HDI bool transport_bound(const GeometryView& g, const Stepper& stepper, const Bound& in, int target, int direction,
+TC_HDN bool transport_bound(const GeometryView& g, const Stepper& stepper, const Bound& in, int target, int direction,
                             double max_path, Bound& out, double& path) {
     State st;
     state_of(g, in, st);
@@ -310,7 +310,7 @@ TC_HDI bool perigee_of(const GeometryView& g, const Stepper& stepper, const Boun
 }
 
 // kalman.cpp's to_perigee: the parameters and a finite-difference Jacobian for the covariance.
-TC_HDI bool to_perigee(const GeometryView& g, const Stepper& stepper, const Bound& st, double* p, double* C) {
+TC_HDN bool to_perigee(const GeometryView& g, const Stepper& stepper, const Bound& st, double* p, double* C) {
     if (!perigee_of(g, stepper, st, st.p, p)) return false;
     double J[25] = {};
     for (int i = 0; i < 5; ++i) {

@@ -258,7 +258,7 @@ TC_HDI void gather_monotonic(const GeometryView& g, const double* a, const doubl
     }
 }
 
-TC_HDI void gather_candidates(const GeometryView& g, const double* a, const double* b, Scratch& sc) {
+TC_HDN void gather_candidates(const GeometryView& g, const double* a, const double* b, Scratch& sc) {
     const double dx = b[0] - a[0], dy = b[1] - a[1], d2 = dx * dx + dy * dy;
     const double t = d2 > 0 ? -(a[0] * dx + a[1] * dy) / d2 : 0.0;
     if (t > 0 && t < 1) {
@@ -339,7 +339,7 @@ TC_HDI void search_crossings(const Context& ctx, const Stepper& stepper, const S
 // LayerFinder::next_layer: sc.crossed gets the crossings (path from `start`, module) of the first
 // layer the track from `start` (on module `from`) meets, in path order; false when the track
 // leaves the detector first or path0 + the path walked reaches max_path.
-TC_HDI bool next_layer(const Context& ctx, const Stepper& stepper, const State& start, int from, double path0,
+TC_HDN bool next_layer(const Context& ctx, const Stepper& stepper, const State& start, int from, double path0,
                        double max_path, Scratch& sc) {
     const GeometryView& g = ctx.geo;
     const Config& cfg = ctx.cfg;
@@ -491,7 +491,7 @@ TC_HDI void insertion_sort(int* idx, int n, Less less) {
 
 // Extends tr by one layer: children (branches on compatible hits, or one with a hole) appended to
 // sc.children, or tr to `fin` when it stops.
-TC_HDI void extend(const Context& ctx, const Stepper& stepper, Scratch& sc, const Trajectory& tr, Finished& fin,
+TC_HDN void extend(const Context& ctx, const Stepper& stepper, Scratch& sc, const Trajectory& tr, Finished& fin,
                    int max_branches) {
     const GeometryView& g = ctx.geo;
     const HitsView& h = ctx.hits;
@@ -598,7 +598,7 @@ TC_HDI void extend(const Context& ctx, const Stepper& stepper, Scratch& sc, cons
 constexpr int kMaxUnreachableSteps = 2;
 
 // Backward filter over the track's steps, from the last measured one (covariance inflated) to the first.
-TC_HDI bool backward_filter(const Context& ctx, const TrackRec& tr, Bound& first, double& chi2, int& n_meas) {
+TC_HDN bool backward_filter(const Context& ctx, const TrackRec& tr, Bound& first, double& chi2, int& n_meas) {
     const Stepper fit = ctx.fit_stepper();
     int last = tr.n_steps - 1;
     while (last >= 0 && tr.hit[last] < 0) --last;
@@ -664,7 +664,7 @@ TC_HD Bound reversed(const Bound& b) {
 }
 
 // Follows tr greedily (one branch) until it stops; the result replaces tr.
-TC_HDI void follow(const Context& ctx, const Stepper& stepper, Scratch& sc, Trajectory& tr) {
+TC_HDN void follow(const Context& ctx, const Stepper& stepper, Scratch& sc, Trajectory& tr) {
     Finished& fin = sc.fin_follow;
     fin.any = false;
     fin.keep_last = true;
@@ -692,7 +692,7 @@ TC_HDI double path_to_beam_line(const Context& ctx, const Stepper& stepper, cons
 
 // refine(): with the full-information state at the first hit, the hits inward of the seed, then the
 // track followed outward again from its innermost hit; `out` gets the result (or best itself).
-TC_HDI void refine(const Context& ctx, Scratch& sc, const TrackRec& best, TrackRec& out) {
+TC_HDN void refine(const Context& ctx, Scratch& sc, const TrackRec& best, TrackRec& out) {
     const Stepper stepper = ctx.stepper();
     Bound first;
     double chi2;
