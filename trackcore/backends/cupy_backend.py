@@ -2,7 +2,8 @@
 
 Kernels (CUDA C in csrc/cuda, glue in :mod:`trackcore.backends.cupy_kernels`) under the names and
 signatures of the numpy/cpu tables: ``global_to_local``, ``local_to_global``, ``seeding_grid``,
-``find_seeds`` and ``ckf`` (track finding, ambiguity resolution and the perigee fit); and GPU batch
+``find_seeds``, ``ckf`` (track finding, ambiguity resolution and the perigee fit) and ``transport``
+(the simulation's particle transport); and GPU batch
 kernels with numpy twins in ``cupy_kernels.reference``: ``helix_to_plane``, ``rk_to_plane``,
 ``kalman_update``, ``lsh_keys``, ``lsh_buckets``. Each accepts numpy or CuPy arrays and returns CuPy
 arrays for CuPy inputs (no transfer) and numpy arrays for numpy inputs. The reconstruction chain
@@ -20,7 +21,7 @@ from . import Backend
 INSTALL_HINT = "install the GPU extra with `pip install trackcore[cuda]` (CuPy for CUDA 12)"
 
 #: Kernels of the numpy/cpu tables not yet written for the GPU.
-NOT_ON_GPU = ("transport", "digitize_segments", "cluster_cells")
+NOT_ON_GPU = ("digitize_segments", "cluster_cells")
 
 
 def import_cupy():
@@ -51,7 +52,7 @@ class CupyBackend(Backend):
 
 def kernel_table(runtime) -> dict:
     """The GPU kernels bound to ``runtime`` (a CuPy runtime, or the host emulation in tests)."""
-    from .cupy_kernels import ckf, grid, kalman, lsh, propagation, seeding, transform
+    from .cupy_kernels import ckf, grid, kalman, lsh, propagation, seeding, simulation, transform
 
     fns = {
         "global_to_local": transform.global_to_local, "local_to_global": transform.local_to_global,
@@ -59,6 +60,7 @@ def kernel_table(runtime) -> dict:
         "helix_to_plane": propagation.helix_to_plane, "rk_to_plane": propagation.rk_to_plane,
         "kalman_update": kalman.kalman_update,
         "lsh_keys": lsh.lsh_keys, "lsh_buckets": lsh.lsh_buckets, "ckf": ckf.ckf,
+        "transport": simulation.transport,
     }
     out = {}
     for name, fn in fns.items():

@@ -50,6 +50,7 @@ struct GeometryView {
     const int* bin_modules;
     const double* layer_x0;      // (L,) x/X0 at normal incidence
     double world_r, world_z;
+    const double* half_t;        // (M,) half thickness (the transport's path in silicon; the CKF leaves it null)
 
     TC_HD const double* c(int m) const { return centre + 3 * m; }
     TC_HD const double* r(int m) const { return rot + 9 * m; }

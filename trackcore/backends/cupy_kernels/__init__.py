@@ -3,7 +3,7 @@
 The kernels are CUDA C in ``csrc/cuda/*.cu``; they include the ``__host__ __device__`` headers of
 ``csrc/include/trackcore`` that the compiled C++ core also uses, so both run the same functions.
 One module per area holds the array-level glue (``grid``, ``seeding``, ``transform``,
-``propagation``, ``kalman``, ``lsh``, ``ckf``); each glue function takes a *runtime*:
+``propagation``, ``kalman``, ``lsh``, ``ckf``, ``simulation``); each glue function takes a *runtime*:
 
 * :class:`CupyRuntime` compiles with ``cupy.RawModule`` and launches on the GPU (``xp = cupy``);
 * :class:`~trackcore.backends.cupy_kernels._emulate.HostRuntime` compiles the same ``.cu`` files
@@ -23,7 +23,7 @@ from pathlib import Path
 from ...errors import BackendError
 
 #: The ``.cu`` file of each kernel area (under :func:`cuda_source_dir`).
-CU_FILES = ("grid", "seeding", "transform", "propagation", "kalman", "lsh", "ckf")
+CU_FILES = ("grid", "seeding", "transform", "propagation", "kalman", "lsh", "ckf", "simulation")
 #: Environment variable naming the ``csrc`` folder where it is not beside the package.
 CSRC_ENV = "TRACKCORE_CSRC"
 #: Environment variable choosing CuPy's compiler backend: ``nvcc`` or ``nvrtc``.

@@ -74,12 +74,14 @@ class _HostKernel:
                 cargs.append(ctypes.c_void_p(a.ctypes.data))
             elif isinstance(a, np.int64):
                 cargs.append(ctypes.c_longlong(int(a)))
+            elif isinstance(a, np.uint64):
+                cargs.append(ctypes.c_ulonglong(int(a)))
             elif isinstance(a, np.int32):
                 cargs.append(ctypes.c_int(int(a)))
             elif isinstance(a, np.float64):
                 cargs.append(ctypes.c_double(float(a)))
             else:  # the glue passes typed numpy scalars so that CuPy passes the same C types
-                raise BackendError(f"{self.name}: argument {a!r} must be an ndarray or an np.int64/int32/float64")
+                raise BackendError(f"{self.name}: argument {a!r} must be an ndarray or an np.int64/uint64/int32/float64")
         # Last thread first: results that depend on thread order (as they could on a GPU) show up.
         for i in range(n_threads - 1, -1, -1):
             self._set_thread(i)
@@ -94,6 +96,7 @@ class HostRuntime:
     #: Seeds per CKF wave (ckf.WAVE on a GPU): threads run one by one here, so a small wave keeps
     #: the scratch memory small; the tracks do not depend on it.
     ckf_wave = 128
+    transport_wave = 4096  # particles per transport launch (simulation.WAVE on a GPU)
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "trackcore-cuda-emu")

@@ -69,6 +69,7 @@ def _host_geometry(detector) -> dict:
         "centre": np.ascontiguousarray(detector.centre, np.float64),
         "rot": np.ascontiguousarray(detector.rotation, np.float64).reshape(-1, 9),
         "hv": np.ascontiguousarray(detector.hv, np.float64),
+        "half_t": np.ascontiguousarray(detector.thickness, np.float64),  # half thickness (the transport's)
         "min_hu": np.ascontiguousarray(detector.min_hu, np.float64),
         "max_hu": np.ascontiguousarray(detector.max_hu, np.float64),
         "layer": np.asarray(g.layer, np.int32), "n_layers": n_layers,
