@@ -1,6 +1,9 @@
 // The simulation's hot loop on the GPU (trackcore/backends/cupy_kernels/simulation.py drives it):
 // tc_transport carries one particle per thread through the detector (trackcore/transport_device.hpp,
-// the C++ core's transport_one), writing its crossings into rows first + ip * max_crossings onwards.
+// the C++ core's transport_one), writing its crossings into rows first + ip * max_crossings onwards;
+// tc_digitize_count / tc_digitize_write share crossings' charge over cells (two passes: count, then
+// write at exclusive offsets); tc_cluster_modules clusters one module's cells per thread.
+#include "trackcore/digitization_device.hpp"
 #include "trackcore/transport_device.hpp"
 
 using trackcore::dev::CrossingsOut;
@@ -44,4 +47,51 @@ extern "C" __global__ void tc_transport(long long first, long long n, const doub
     status[ip] = res.status;
     fail[2 * ip] = res.fail_step;
     fail[2 * ip + 1] = res.fail_p;
+}
+
+// ---- digitisation (trackcore/digitization_device.hpp) ------------------------------------------------
+
+namespace {
+__device__ __forceinline__ long long sim_thread() { return blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; }
+}  // namespace
+
+// Pass 1 of digitize_segments: the number of cell pieces of each crossing.
+extern "C" __global__ void tc_digitize_count(long long n, const long long* module_index, const double* segments,
+                                             const double* charge, const double* shapes, long long* count) {
+    const long long i = sim_thread();
+    if (i >= n) return;
+    long long c = 0;
+    trackcore::dev::deposit_segment(segments + 4 * i, charge[i], shapes + trackcore::dev::kShapeCols * module_index[i],
+                                    [&](int64_t, int64_t, double) { ++c; });
+    count[i] = c;
+}
+
+// Pass 2: crossing i's pieces at rows offset[i] onwards, in traversal order.
+extern "C" __global__ void tc_digitize_write(long long n, const long long* module_index, const double* segments,
+                                             const double* charge, const double* shapes, const long long* offset,
+                                             long long* crossing, long long* ch0, long long* ch1, double* q) {
+    const long long i = sim_thread();
+    if (i >= n) return;
+    long long row = offset[i];
+    trackcore::dev::deposit_segment(segments + 4 * i, charge[i], shapes + trackcore::dev::kShapeCols * module_index[i],
+                                    [&](int64_t c0, int64_t c1, double piece) {
+                                        crossing[row] = i;
+                                        ch0[row] = c0;
+                                        ch1[row] = c1;
+                                        q[row] = piece;
+                                        ++row;
+                                    });
+}
+
+// One module's cells per thread: cells start[s] .. start[s + 1] - 1 (sorted by (module, ch0, ch1)).
+// label: the cluster number within the module; n_clusters[s]: the module's clusters.
+extern "C" __global__ void tc_cluster_modules(long long n_modules, const long long* start, const long long* ch0,
+                                              const long long* ch1, long long* parent, long long* label,
+                                              long long* n_clusters) {
+    const long long s = sim_thread();
+    if (s >= n_modules) return;
+    n_clusters[s] = trackcore::dev::cluster_module(reinterpret_cast<const int64_t*>(ch0),
+                                                   reinterpret_cast<const int64_t*>(ch1), start[s], start[s + 1],
+                                                   reinterpret_cast<int64_t*>(parent),
+                                                   reinterpret_cast<int64_t*>(label));
 }

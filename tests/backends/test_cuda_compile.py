@@ -41,6 +41,9 @@ EXPECTED = {
     "ckf": ({"tc_ckf_sizes", "tc_ckf_setup", "tc_ckf_follow", "tc_ckf_commit", "tc_ckf_resolve", "tc_ckf_refine_fit",
              "tc_ckf_final"}, {"ckf_device.hpp", "bound_transport.hpp", "helix.hpp", "kalman_math.hpp", "material.hpp",
                                "field.hpp", "track_params.hpp"}),
+    "simulation": ({"tc_transport", "tc_digitize_count", "tc_digitize_write", "tc_cluster_modules"},
+                   {"transport_device.hpp", "digitization_device.hpp", "navigation_device.hpp", "rng.hpp",
+                    "material.hpp", "helix.hpp"}),
 }
 
 
@@ -76,7 +79,7 @@ def test_cu_files_compile_to_ptx(ptx, arch):
         assert entries == EXPECTED[cu.stem][0], cu.name
         # libdevice's sin, cos, atan2, log ... use FMA inside (propagation and the CKF call them); the
         # other files' own arithmetic must not be contracted.
-        assert "fma.rn.f64" not in text or cu.stem in ("propagation", "ckf"), \
+        assert "fma.rn.f64" not in text or cu.stem in ("propagation", "ckf", "simulation"), \
             f"{cu.name}: fused multiply-add despite --fmad=false"
 
 

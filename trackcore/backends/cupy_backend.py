@@ -2,8 +2,8 @@
 
 Kernels (CUDA C in csrc/cuda, glue in :mod:`trackcore.backends.cupy_kernels`) under the names and
 signatures of the numpy/cpu tables: ``global_to_local``, ``local_to_global``, ``seeding_grid``,
-``find_seeds``, ``ckf`` (track finding, ambiguity resolution and the perigee fit) and ``transport``
-(the simulation's particle transport); and GPU batch
+``find_seeds``, ``ckf`` (track finding, ambiguity resolution and the perigee fit), and the
+simulation's ``transport``, ``digitize_segments`` and ``cluster_cells``; and GPU batch
 kernels with numpy twins in ``cupy_kernels.reference``: ``helix_to_plane``, ``rk_to_plane``,
 ``kalman_update``, ``lsh_keys``, ``lsh_buckets``. Each accepts numpy or CuPy arrays and returns CuPy
 arrays for CuPy inputs (no transfer) and numpy arrays for numpy inputs. The reconstruction chain
@@ -21,7 +21,7 @@ from . import Backend
 INSTALL_HINT = "install the GPU extra with `pip install trackcore[cuda]` (CuPy for CUDA 12)"
 
 #: Kernels of the numpy/cpu tables not yet written for the GPU.
-NOT_ON_GPU = ("digitize_segments", "cluster_cells")
+NOT_ON_GPU = ()
 
 
 def import_cupy():
@@ -60,7 +60,8 @@ def kernel_table(runtime) -> dict:
         "helix_to_plane": propagation.helix_to_plane, "rk_to_plane": propagation.rk_to_plane,
         "kalman_update": kalman.kalman_update,
         "lsh_keys": lsh.lsh_keys, "lsh_buckets": lsh.lsh_buckets, "ckf": ckf.ckf,
-        "transport": simulation.transport,
+        "transport": simulation.transport, "digitize_segments": simulation.digitize_segments,
+        "cluster_cells": simulation.cluster_cells,
     }
     out = {}
     for name, fn in fns.items():

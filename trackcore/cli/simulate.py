@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="simulate a randomly misaligned detector (100/100/50 um, 20 mrad) and write the truth alignment")
     p.add_argument("--first-event", type=int, default=0, help="id of the first event written")
     p.add_argument("--gzip", action="store_true", help="write .csv.gz files")
-    p.add_argument("--backend", default=None, help="numpy or cpu (default: cpu when built)")
+    p.add_argument("--backend", default=None, help="numpy, cpu or cupy (default: cpu when built)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="worker threads of the transport (default: one per CPU); the events do not depend on it")
     p.add_argument("--fastsim", action="store_true",

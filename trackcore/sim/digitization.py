@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backends import get_backend
+from ..backends.arrays import namespace_of
 from ..errors import InputError
 from ..event.schema import CELLS, HITS
 from ..event.table import Table
@@ -176,6 +177,8 @@ def _deposit_one(seg: np.ndarray, charge: float, shape: np.ndarray):
 
 
 def _check_kernel_inputs(module_index, segments, charge, shapes) -> None:
+    """The checks of kernel ``digitize_segments`` (host or device arrays, as InputError)."""
+    xp = namespace_of(segments, shapes)
     if shapes.ndim != 2 or shapes.shape[1] != 5:
         raise InputError(f"shapes must be (n_modules, 5) min_hu, max_hu, hv, pitch_u, pitch_v; got {shapes.shape}")
     if segments.ndim != 2 or segments.shape[1] != 4:
@@ -184,27 +187,27 @@ def _check_kernel_inputs(module_index, segments, charge, shapes) -> None:
     for name, a in (("module_index", module_index), ("charge", charge)):
         if a.shape != (n,):
             raise InputError(f"{name} must have shape ({n},), got {a.shape}")
-    if not np.isfinite(shapes).all() or (shapes[:, 1:] <= 0).any() or (shapes[:, 0] < 0).any():
+    if not bool(xp.isfinite(shapes).all()) or bool((shapes[:, 1:] <= 0).any()) or bool((shapes[:, 0] < 0).any()):
         raise InputError("shapes must be finite and > 0 (>= 0 for min_hu)")
     # Channels must fit the 21 bits cluster_cells accepts; this also bounds the pieces per segment
     # (a 1e-300 mm pitch would loop without bound). Same formulae as the compiled twin.
     with np.errstate(over="ignore"):
-        cells_u = np.ceil(2.0 * np.maximum(shapes[:, 0], shapes[:, 1]) / shapes[:, 3] - 1e-9)
-        cells_v = np.ceil(2.0 * shapes[:, 2] / shapes[:, 4] - 1e-9)
+        cells_u = xp.ceil(2.0 * xp.maximum(shapes[:, 0], shapes[:, 1]) / shapes[:, 3] - 1e-9)
+        cells_v = xp.ceil(2.0 * shapes[:, 2] / shapes[:, 4] - 1e-9)
     bad = ~((cells_u <= _MAX_CELLS_PER_AXIS) & (cells_v <= _MAX_CELLS_PER_AXIS))
-    if bad.any():
-        m = int(np.flatnonzero(bad)[0])
-        raise InputError(f"shapes[{m}]: pitch_u = {shapes[m, 3]:g} mm, pitch_v = {shapes[m, 4]:g} mm give "
-                         f"{cells_u[m]:g} x {cells_v[m]:g} cells; at most 2^21 per axis")
+    if bool(bad.any()):
+        m = int(xp.flatnonzero(bad)[0])
+        raise InputError(f"shapes[{m}]: pitch_u = {float(shapes[m, 3]):g} mm, pitch_v = {float(shapes[m, 4]):g} mm give "
+                         f"{float(cells_u[m]):g} x {float(cells_v[m]):g} cells; at most 2^21 per axis")
     bad = (module_index < 0) | (module_index >= len(shapes))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"module_index[{i}] = {module_index[i]} is outside [0, {len(shapes)})")
-    if not np.isfinite(segments).all():
-        raise InputError(f"segments row {int(np.flatnonzero(~np.isfinite(segments).all(1))[0])} is not finite")
-    bad = ~np.isfinite(charge) | (charge < 0)
-    if bad.any():
-        raise InputError(f"charge[{int(np.flatnonzero(bad)[0])}] must be finite and >= 0")
+    if bool(bad.any()):
+        i = int(xp.flatnonzero(bad)[0])
+        raise InputError(f"module_index[{i}] = {int(module_index[i])} is outside [0, {len(shapes)})")
+    if not bool(xp.isfinite(segments).all()):
+        raise InputError(f"segments row {int(xp.flatnonzero(~xp.isfinite(segments).all(1))[0])} is not finite")
+    bad = ~xp.isfinite(charge) | (charge < 0)
+    if bool(bad.any()):
+        raise InputError(f"charge[{int(xp.flatnonzero(bad)[0])}] must be finite and >= 0")
 
 
 def digitize_segments_numpy(module_index, segments, charge, shapes):

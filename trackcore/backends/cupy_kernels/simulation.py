@@ -115,3 +115,61 @@ def transport(detector, vertex, momentum, charge, mass, layer_x0, bz: float, fie
     }
     arrays = outputs(rt, host, *out.values())
     return dict(zip(out, arrays if isinstance(arrays, tuple) else (arrays,)))
+
+
+def digitize_segments(module_index, segments, charge, shapes, *, runtime):
+    """Kernel ``digitize_segments``: (crossing, ch0, ch1, charge) per cell piece, crossings in order and
+    each crossing's pieces in traversal order (the core's and the numpy reference's)."""
+    from ...sim.digitization import _check_kernel_inputs
+
+    rt, xp = runtime, runtime.xp
+    host_i, (idx,) = inputs(rt, module_index, dtype=np.int64)
+    host_f, (seg, q, sh) = inputs(rt, segments, charge, shapes, dtype=np.float64)
+    host = host_i and host_f
+    _check_kernel_inputs(idx, seg, q, sh)
+    n = len(seg)
+    count = xp.zeros(max(n, 1), xp.int64)
+    if n:
+        rt.launch(rt.function("simulation", "tc_digitize_count"), n, (np.int64(n), idx, seg, q, sh, count))
+    offset = xp.zeros(max(n, 1), xp.int64)
+    if n > 1:
+        offset[1:] = xp.cumsum(count[: n - 1])
+    total = int(offset[n - 1] + count[n - 1]) if n else 0
+    crossing, ch0, ch1 = (xp.empty(max(total, 1), xp.int64) for _ in range(3))
+    piece = xp.empty(max(total, 1))
+    if total:
+        rt.launch(rt.function("simulation", "tc_digitize_write"), n,
+                  (np.int64(n), idx, seg, q, sh, offset, crossing, ch0, ch1, piece))
+    return outputs(rt, host, crossing[:total], ch0[:total], ch1[:total], piece[:total])
+
+
+def cluster_cells(module, ch0, ch1, *, runtime):
+    """Kernel ``cluster_cells``: the 8-connected cluster label of each cell (cells sorted by (module, ch0,
+    ch1) without duplicates; labels 0..K-1 in the order of each cluster's first cell), one module per thread."""
+    rt, xp = runtime, runtime.xp
+    host, (mod, a, b) = inputs(rt, module, ch0, ch1, dtype=np.int64)
+    if mod.ndim != 1 or a.shape != mod.shape or b.shape != mod.shape:
+        raise InputError(f"module, ch0, ch1 must be 1-D of one length; got {mod.shape}, {a.shape}, {b.shape}")
+    n = len(mod)
+    if n == 0:
+        return outputs(rt, host, xp.zeros(0, xp.int64))
+    lim = 1 << 21
+    if bool(((mod < 0) | (a < 0) | (b < 0) | (mod >= lim) | (a >= lim) | (b >= lim)).any()):
+        raise InputError("cell module/ch0/ch1 outside [0, 2^21)")
+    key = (mod << 42) | (a << 21) | b
+    bad = key[1:] <= key[:-1]
+    if bool(bad.any()):
+        i = int(xp.flatnonzero(bad)[0]) + 1
+        raise InputError(f"cells must be sorted by (module, ch0, ch1) without duplicates; cell {i} is not after cell {i - 1}")
+    # Each module's cells are contiguous: one thread clusters one module's, then the modules'
+    # cluster numbers are offset by the clusters of the modules before them.
+    start = xp.concatenate([xp.zeros(1, xp.int64), xp.flatnonzero(mod[1:] != mod[:-1]) + 1,
+                            xp.full(1, n, xp.int64)]).astype(xp.int64)
+    n_mod = len(start) - 1
+    parent, label = xp.empty(n, xp.int64), xp.empty(n, xp.int64)
+    n_clusters = xp.empty(n_mod, xp.int64)
+    rt.launch(rt.function("simulation", "tc_cluster_modules"), n_mod,
+              (np.int64(n_mod), start, a, b, parent, label, n_clusters))
+    before = xp.concatenate([xp.zeros(1, xp.int64), xp.cumsum(n_clusters)[:-1]])
+    module_of_cell = xp.searchsorted(start, xp.arange(n, dtype=xp.int64), side="right") - 1
+    return outputs(rt, host, label + before[module_of_cell])
