@@ -53,6 +53,19 @@ def ckf_inputs(pileup: float) -> tuple:
     return (det, meas, seeds, layer_material(det), 2.0, default_ckf().kernel_settings(None), None)
 
 
+@functools.lru_cache(maxsize=None)
+def transport_inputs(pileup: float) -> tuple:
+    """The ``transport`` kernel's arguments: the particles of a <mu> = pileup event, default settings."""
+    from trackcore.sim.pdg import mass_of
+    from trackcore.sim.transport import TransportConfig, layer_material
+
+    det = trackml_like_detector()
+    p = minimum_bias(3, pileup=pileup)
+    return (det, np.stack([p["vx"], p["vy"], p["vz"]], axis=1), np.stack([p["px"], p["py"], p["pz"]], axis=1),
+            np.asarray(p["q"], np.int32), mass_of(p["particle_type"]), layer_material(det), 2.0, None, 3,
+            TransportConfig())
+
+
 def problems(rng) -> dict:
     """kernel -> (size label, n items, args builder(n) ) with n per backend kind ('fast' or 'reference')."""
     det = trackml_like_detector()
@@ -93,6 +106,8 @@ def problems(rng) -> dict:
         "lsh_keys": (lsh, {"fast": 1_000_000, "reference": 1_000_000}),
         # CKF + ambiguity resolution + perigee fit from the first pass's seeds (cpu: every core).
         "ckf": (lambda n: ckf_inputs(n), {"fast": 60.0, "reference": 5.0}),
+        # The simulation's transport of every particle of the event (cpu: one worker thread).
+        "transport": (lambda n: transport_inputs(n), {"fast": 200.0, "reference": 5.0}),
     }
 
 
@@ -124,6 +139,8 @@ def size_of(name: str, args: tuple) -> str:
         return f"{len(args[0])} space points"
     if name == "ckf":
         return f"{len(args[2])} seeds"
+    if name == "transport":
+        return f"{len(args[1])} particles"
     return f"{len(args[3] if name == 'global_to_local' else args[0])} items"
 
 
