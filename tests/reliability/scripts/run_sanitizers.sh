@@ -4,7 +4,7 @@
 #
 # Usage: tests/reliability/scripts/run_sanitizers.sh [pytest args...]
 #   default pytest args: tests/sim tests/reco tests/geometry tests/reliability and the host builds of the
-#   CUDA kernels (tests/backends/test_cupy_ckf.py, test_cupy_backend.py) -q
+#   CUDA kernels (tests/backends/test_cupy_ckf.py, test_cupy_simulation.py, test_cupy_backend.py) -q
 #   (with SANITIZER=thread: the tests of the kernels' worker threads)
 # Env: SANITIZER (address, the default: ASan + UBSan; or thread: ThreadSanitizer, data races between
 #      the seeding, CKF and transport workers), TRACKCORE_SANITIZE_DIR (copy location, default
@@ -57,7 +57,7 @@ export PYTHONDONTWRITEBYTECODE=1
 "$PY" -c "import trackcore._core as c, sys; assert c.__file__.startswith('$WORK'), c.__file__; print('== using', c.__file__)"
 
 if [ "$#" -eq 0 ]; then
-    set -- tests/sim tests/reco tests/geometry tests/reliability tests/backends/test_cupy_ckf.py \
+    set -- tests/sim tests/reco tests/geometry tests/reliability tests/backends/test_cupy_ckf.py tests/backends/test_cupy_simulation.py \
         tests/backends/test_cupy_backend.py -q -p no:cacheprovider
 fi
 status=0
