@@ -165,3 +165,25 @@ def test_gpu_transport_and_simulation_agree_with_the_cpu(detector):
     a = simulate_event(detector, parts, seed=5, backend="cpu")
     b = simulate_event(detector, parts, seed=5, backend=backend)
     assert abs(len(a.hits) - len(b.hits)) <= 0.005 * len(a.hits)
+
+
+def test_demo_with_backend_cupy_matches_cpu(tmp_path, monkeypatch, capsys):
+    """``trackcore demo --backend cupy`` (the device-array model standing in for a GPU): simulation and
+    reconstruction on the cupy kernels give the cpu run's event, score and rates."""
+    import re
+
+    import trackcore.backends as backends
+    from trackcore.backends.cupy_kernels._device_model import DeviceModelRuntime
+    from trackcore.cli.main import main
+    from trackcore.plugins import DISABLE_AUTOLOAD_ENV
+
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    monkeypatch.setitem(backends._loaded, "cupy", make_backend(DeviceModelRuntime()))
+    text = {}
+    for name in ("cpu", "cupy"):
+        capsys.readouterr()
+        assert main(["demo", "--pileup", "10", "--backend", name, "--output", str(tmp_path / name), "--quiet"]) == 0
+        out = capsys.readouterr().out
+        # Timings differ; the score and every rate must not.
+        text[name] = [re.sub(r"\[.*\]", "", line) for line in out.splitlines() if "score=" in line or "%" in line]
+    assert text["cupy"] == text["cpu"] and any("score=" in line for line in text["cpu"])

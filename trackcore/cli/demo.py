@@ -19,6 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--detector", default="trackml", help="detectors.csv path or built-in name (default trackml)")
     p.add_argument("--output", "-o", type=Path, default=Path("demo-output"), help="output folder")
     p.add_argument("--classify-seeds", action="store_true", help="drop bad seeds with the seed classifier plugin")
+    p.add_argument("--backend", default=None,
+                   help="numpy, cpu or cupy (a GPU): simulation and reconstruction both (default: cpu when built)")
     verbosity = p.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", "-q", action="store_true", help="results only: no progress lines")
     verbosity.add_argument("--verbose", "-v", action="store_true", help="debug messages")
@@ -37,11 +39,16 @@ def run(args: argparse.Namespace) -> int:
     quiet = getattr(args, "quiet", False)
     configure_logging(-1 if quiet else 1 if getattr(args, "verbose", False) else 0)
     detector = load_detector(args.detector)
+    backend = getattr(args, "backend", None)
+    if backend is not None:
+        from ..backends import get_backend
+
+        get_backend(backend)  # an unusable backend fails here, before any work, with its reason
     if not quiet:
         print(detector.summary().splitlines()[0])
     sim_args = SimpleNamespace(detector=detector, output=args.output / "events", events=args.events,
                                pileup=args.pileup, gun=0, gun_pt=(1, 10), gun_eta=(-2.5, 2.5), gun_pdg=13, jets=0,
-                               seed=args.seed, noise=0.15, first_event=0, gzip=False, backend=None, misalign=False)
+                               seed=args.seed, noise=0.15, first_event=0, gzip=False, backend=backend, misalign=False)
     pm = getattr(args, "plugin_manager", None) or get_plugin_manager()
     results = []
     for event, path in simulate_events(sim_args):
@@ -49,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"simulated {path}: {len(event.hits)} hits")
         from ..reco.pipeline import ReconstructionConfig
 
-        reco, result = reconstruct_event(event, detector, args.output / "reco", plugin_manager=pm,
+        reco, result = reconstruct_event(event, detector, args.output / "reco", plugin_manager=pm, backend=backend,
                                          config=ReconstructionConfig(classify_seeds=args.classify_seeds))
         results.append(result)
         print(summarize([result]))
