@@ -53,3 +53,29 @@ def test_stub_parameters_match_the_module():
             a = node.args
             stub = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
             assert stub == _runtime_parameters(getattr(core, node.name)), node.name
+
+
+def test_device_only_headers_are_not_in_the_core():
+    """The staleness warning skips DEVICE_ONLY_HEADERS: no C++ source of _core may include them,
+    directly or through another header."""
+    import re
+    from pathlib import Path
+
+    from trackcore._corelib import DEVICE_ONLY_HEADERS
+
+    csrc = Path(__file__).resolve().parents[1] / "csrc"
+    include = re.compile(r'#include "(?:trackcore/)?([\w.]+)"')
+    headers = {p.name: p for p in csrc.rglob("*.hpp")}
+
+    def closure(path: Path, seen: set) -> set:
+        for name in include.findall(path.read_text()):
+            if name not in seen and name in headers:
+                seen.add(name)
+                closure(headers[name], seen)
+        return seen
+
+    core_sources = list((csrc / "src").glob("*.cpp")) + list((csrc / "bindings").glob("*.cpp"))
+    used = set().union(*(closure(p, set()) for p in core_sources))
+    assert "bound_transport.hpp" in used and "digitization_device.hpp" in used  # shared with the kernels
+    assert not used & set(DEVICE_ONLY_HEADERS), sorted(used & set(DEVICE_ONLY_HEADERS))
+    assert all(name in headers for name in DEVICE_ONLY_HEADERS)

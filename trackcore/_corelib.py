@@ -35,9 +35,13 @@ def core():
     return _core
 
 
+#: Headers only the CUDA kernels (csrc/cuda) include: _core is not built from them (tests/test_core_stub.py
+#: checks that no core source includes them).
+DEVICE_ONLY_HEADERS = ("ckf_device.hpp", "navigation_device.hpp", "transport_device.hpp")
+
+
 def _device_only(path: Path) -> bool:
-    """Headers only the CUDA kernels (csrc/cuda) include: _core is not built from them."""
-    return path.name.endswith("_device.hpp") or path.name == "bound_transport.hpp"
+    return path.name in DEVICE_ONLY_HEADERS
 
 
 def _warn_if_sources_newer(so_path: Path) -> None:

@@ -64,9 +64,7 @@ py::tuple digitize_segments(i64_array module_index, f64_array segments, f64_arra
     {
         py::gil_scoped_release release;
         out.reserve(static_cast<std::size_t>(n) * 4);
-        std::vector<double> tu, tv;
-        for (py::ssize_t i = 0; i < n; ++i)
-            digi::deposit_segment(i, seg + 4 * i, q[i], sh + digi::kShapeCols * idx[i], tu, tv, out);
+        for (py::ssize_t i = 0; i < n; ++i) digi::deposit_segment(i, seg + 4 * i, q[i], sh + digi::kShapeCols * idx[i], out);
     }
     const auto k = static_cast<py::ssize_t>(out.size());
     py::array_t<long long> crossing(k), ch0(k), ch1(k);

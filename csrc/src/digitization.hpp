@@ -1,20 +1,17 @@
 #pragma once
 // Silicon digitisation: charge sharing of straight crossings over a module's cell grid, and
-// 8-connected clustering of fired cells. The numpy twin is trackcore/sim/digitization.py; both
-// must produce bit-identical cells, so the arithmetic here follows it operation for operation.
+// 8-connected clustering of fired cells. The arithmetic lives in trackcore/digitization_device.hpp,
+// shared with the GPU kernels (csrc/cuda/simulation.cu); the numpy twin is trackcore/sim/digitization.py,
+// and all three produce bit-identical cells.
 #include <cstdint>
 #include <vector>
+
+#include "trackcore/digitization_device.hpp"
 
 namespace trackcore::digi {
 
 // Module shape, one row per detector module: min_hu, max_hu, hv, pitch_u, pitch_v (mm).
-constexpr int kShapeCols = 5;
-
-// Fractions of the parameter range [0, 1] shorter than this are dropped: they only arise where a
-// segment passes (numerically) through a grid corner and carry no charge worth a cell.
-constexpr double kMinPiece = 1e-12;
-// A projected displacement below this (mm) counts as none: the crossing is perpendicular in that axis.
-constexpr double kMinStep = 1e-12;
+constexpr int kShapeCols = dev::kShapeCols;
 
 // One cell's share of one crossing's charge.
 struct Contribution {
@@ -28,7 +25,6 @@ struct Contribution {
 // on a module of shape `shape` (kShapeCols values), each with charge * (fraction of the segment
 // inside it). Pieces whose midpoint lies outside the trapezoid or the channel grid are dropped.
 void deposit_segment(std::int64_t crossing, const double* seg, double charge, const double* shape,
-                     std::vector<double>& scratch_u, std::vector<double>& scratch_v,
                      std::vector<Contribution>& out);
 
 // Cluster label of each cell (0..K-1, numbered by each cluster's first cell). Cells must be

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "trackcore/bound_transport.hpp"
 #include "trackcore/kalman_math.hpp"
 #include "trackcore/material.hpp"
 #include "trackcore/transform.hpp"
@@ -33,123 +34,22 @@ bool intersect_module(const Stepper& stepper, const Module& m, const State& st, 
     return true;
 }
 
-void sandwich(const Mat5& J, const Mat5& C, Mat5& out) {
-    Mat5 T{};
-    for (int i = 0; i < 5; ++i)
-        for (int j = 0; j < 5; ++j) {
-            double acc = 0;
-            for (int k = 0; k < 5; ++k) acc += J[5 * i + k] * C[5 * k + j];
-            T[5 * i + j] = acc;
-        }
-    for (int i = 0; i < 5; ++i)
-        for (int j = 0; j < 5; ++j) {
-            double acc = 0;
-            for (int k = 0; k < 5; ++k) acc += T[5 * i + k] * J[5 * j + k];
-            out[5 * i + j] = acc;
-        }
-    for (int i = 0; i < 5; ++i)
-        for (int j = 0; j < i; ++j) out[5 * i + j] = out[5 * j + i] = 0.5 * (out[5 * i + j] + out[5 * j + i]);
-}
+// J C J^T, symmetrised (the shared host/device function).
+void sandwich(const Mat5& J, const Mat5& C, Mat5& out) { dev::sandwich(J.data(), C.data(), out.data()); }
 
 // Finite-difference steps per parameter: loc (mm), angles (rad), q/p (relative).
-double fd_step(int i, const Vec5& p) {
-    if (i < 2) return 1e-4;
-    if (i < 4) return 1e-7;
-    return 1e-6 * std::fabs(p[4]) + 1e-12;
-}
+double fd_step(int i, const Vec5& p) { return dev::fd_step(i, p.data()); }
 
 }  // namespace
 
 namespace {
 
-// Analytic bound-to-bound Jacobian of the exact helix in a constant field Bz: bound -> free at the
-// start plane, free transport over the signed path s, path-length correction onto the target plane,
-// free -> bound there. (The ACTS decomposition, for a 7-vector (x, y, z, tx, ty, tz, q/p).)
-// Given sin and cos of the start's phi (sp, cp) and theta (st, ct) and of the turning angle h s (sn, c).
-// Returns true when rows 3 and 4 of J are (0, 0, 0, J33, 0) and (0, 0, 0, 0, J44) exactly: always,
-// unless the path correction is not finite (a track parallel to the target plane).
+// The analytic helix Jacobian (trackcore/bound_transport.hpp, shared with the GPU CKF), with sin and
+// cos of the start's angles (sp, cp, st, ct) and of the turning angle (sn, c) given; returns whether
+// rows 3 and 4 have their structural zeros (sandwich_helix may be used).
 bool helix_jacobian(const Module& from, const Module& to, double sp, double cp, double st, double ct, double c,
                     double sn, const State& st0, const State& at, double s, double bz, Mat5& J) {
-    double B[7][5] = {};
-    for (int k = 0; k < 3; ++k) {
-        B[k][0] = from.rot[3 * k + 0];
-        B[k][1] = from.rot[3 * k + 1];
-    }
-    B[3][2] = -st * sp; B[4][2] = st * cp;
-    B[3][3] = ct * cp; B[4][3] = ct * sp; B[5][3] = -st;
-    B[6][4] = 1.0;
-
-    const double h = helix_h(st0.qop, bz), hs = h * s;
-    double S, C1, dS, dC1;  // sin(hs)/h, (1-cos hs)/h and their h-derivatives
-    if (std::fabs(hs) < 1e-3) {
-        const double s2 = s * s, s3 = s2 * s;
-        S = s - h * h * s3 / 6.0;
-        C1 = h * s2 / 2.0 - h * h * h * s2 * s2 / 24.0;
-        dS = -h * s3 / 3.0 + h * h * h * s3 * s2 / 30.0;
-        dC1 = s2 / 2.0 - h * h * s2 * s2 / 8.0;
-    } else {
-        S = sn / h;
-        C1 = (1.0 - c) / h;
-        dS = (s * c - S) / h;
-        dC1 = (s * sn - C1) / h;
-    }
-    const double tx = st0.dir[0], ty = st0.dir[1];
-    const double dh = kB * bz;  // dh / d(q/p)
-    double T[7][7] = {};
-    for (int k = 0; k < 7; ++k) T[k][k] = 1.0;
-    // position rows
-    T[0][3] = S;   T[0][4] = C1;
-    T[1][3] = -C1; T[1][4] = S;
-    T[2][5] = s;
-    T[0][6] = (tx * dS + ty * dC1) * dh;
-    T[1][6] = (ty * dS - tx * dC1) * dh;
-    // direction rows
-    T[3][3] = c;   T[3][4] = sn;
-    T[4][3] = -sn; T[4][4] = c;
-    T[5][5] = 1.0;
-    T[3][6] = (-tx * s * sn + ty * s * c) * dh;
-    T[4][6] = (-ty * s * sn - tx * s * c) * dh;
-    // path correction: the transported track is moved along itself back onto the target plane
-    const double n[3] = {to.rot[2], to.rot[5], to.rot[8]};
-    const double denom = n[0] * at.dir[0] + n[1] * at.dir[1] + n[2] * at.dir[2];
-    const double h_at = helix_h(at.qop, bz);
-    const double dFds[7] = {at.dir[0], at.dir[1], at.dir[2], h_at * at.dir[1], -h_at * at.dir[0], 0.0, 0.0};
-    double g[7];
-    bool finite = true;
-    for (int j = 0; j < 7; ++j) {
-        g[j] = (n[0] * T[0][j] + n[1] * T[1][j] + n[2] * T[2][j]) / denom;
-        finite = finite && std::isfinite(g[j]);
-    }
-    // Rows 5 and 6 (tz, q/p) have dFds = 0: subtracting 0 * g changes none of their bits while g is finite.
-    for (int i = 0; i < (finite ? 5 : 7); ++i)
-        for (int j = 0; j < 7; ++j) T[i][j] -= dFds[i] * g[j];
-    // free -> bound at the target
-    double F[5][7] = {};
-    for (int k = 0; k < 3; ++k) {
-        F[0][k] = to.rot[3 * k + 0];
-        F[1][k] = to.rot[3 * k + 1];
-    }
-    const double txy2 = at.dir[0] * at.dir[0] + at.dir[1] * at.dir[1];
-    F[2][3] = -at.dir[1] / txy2;
-    F[2][4] = at.dir[0] / txy2;
-    F[3][5] = -1.0 / std::sqrt(std::fmax(1.0 - at.dir[2] * at.dir[2], 1e-300));
-    F[4][6] = 1.0;
-    // T B and F (T B) over the structural non-zeros of B (position rows: loc u, v; direction rows:
-    // phi, theta; q/p) and F, added in the order of the full products, so the sums are the same.
-    double TB[7][5];
-    for (int i = 0; i < 7; ++i) {
-        for (int j = 0; j < 2; ++j) TB[i][j] = T[i][0] * B[0][j] + T[i][1] * B[1][j] + T[i][2] * B[2][j];
-        TB[i][2] = T[i][3] * B[3][2] + T[i][4] * B[4][2];
-        TB[i][3] = T[i][3] * B[3][3] + T[i][4] * B[4][3] + T[i][5] * B[5][3];
-        TB[i][4] = T[i][6] * B[6][4];
-    }
-    for (int j = 0; j < 5; ++j) {
-        for (int i = 0; i < 2; ++i) J[5 * i + j] = F[i][0] * TB[0][j] + F[i][1] * TB[1][j] + F[i][2] * TB[2][j];
-        J[10 + j] = F[2][3] * TB[3][j] + F[2][4] * TB[4][j];
-        J[15 + j] = F[3][5] * TB[5][j];
-        J[20 + j] = F[4][6] * TB[6][j];
-    }
-    return finite;
+    return dev::helix_jacobian_turned(from.rot, to.rot, sp, cp, st, ct, c, sn, st0, at, s, bz, J.data());
 }
 
 void helix_jacobian(const Module& from, const Module& to, const Vec5& p, const State& st0, const State& at,
@@ -322,28 +222,9 @@ void apply_material(const Geometry& geo, BoundState& st, double x0, double mass,
 
 void apply_material(const Geometry& geo, BoundState& st, double x0, double mass, int direction,
                     const DirectionSines& sines) {
-    if (x0 <= 0) return;
-    const Module& m = geo.modules()[st.module];
-    // direction_from_angles(st.p[2], st.p[3]) from the sines.
-    const double d[3] = {sines.st * sines.cp, sines.st * sines.sp, sines.ct};
-    const double cos_inc = std::fmax(std::fabs(d[0] * m.rot[2] + d[1] * m.rot[5] + d[2] * m.rot[8]), 1e-3);
-    const double x = x0 / cos_inc;
-    const double p = 1.0 / std::fabs(st.p[4]);
-    const double t0 = highland_theta0(p, mass, x);
-    const double sin_t = std::fmax(sines.st, 1e-6);
-    st.C[5 * 2 + 2] += t0 * t0 / (sin_t * sin_t);
-    st.C[5 * 3 + 3] += t0 * t0;
-    const double e = std::sqrt(p * p + mass * mass);
-    const double de = bethe_bloch_si(p, mass) * x * silicon::X0_mm;
-    const double e_new = direction > 0 ? e - de : e + de;
-    if (e_new <= mass * 1.0001) return;
-    const double p_new = std::sqrt(e_new * e_new - mass * mass);
-    const double scale = p / p_new;  // q/p scales by p/p_new; so do its covariance terms
-    st.p[4] *= scale;
-    for (int i = 0; i < 5; ++i) {
-        st.C[5 * 4 + i] *= scale;
-        st.C[5 * i + 4] *= scale;
-    }
+    // The shared host/device material effects (trackcore/bound_transport.hpp).
+    dev::material_update(geo.modules()[st.module].rot, sines.sp, sines.cp, sines.st, sines.ct, x0, mass, direction,
+                         st.p.data(), st.C.data());
 }
 
 double kalman_update(BoundState& st, double mu, double mv, double var_u, double var_v, bool dry_run) {

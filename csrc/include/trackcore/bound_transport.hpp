@@ -140,14 +140,16 @@ TC_HD double fd_step(int i, const double* p) {
     return 1e-6 * std::fabs(p[4]) + 1e-12;
 }
 
-// The analytic bound-to-bound Jacobian of the exact helix in a constant Bz (kalman.cpp's, the ACTS
-// decomposition): bound -> free at module `from`, free transport over the signed path s, path
-// correction onto module `to`'s plane, free -> bound there.
-TC_HDI void helix_jacobian(const GeometryView& g, int from, int to, const double* p, const State& st0,
-                           const State& at, double s, double bz, double* J) {
-    const double sp = std::sin(p[2]), cp = std::cos(p[2]), st = std::sin(p[3]), ct = std::cos(p[3]);
-    const double* fr = g.r(from);
-    const double* tr = g.r(to);
+// The analytic bound-to-bound Jacobian of the exact helix in a constant Bz (the ACTS decomposition,
+// for a 7-vector (x, y, z, tx, ty, tz, q/p)): bound -> free on the start plane (rotation from_rot),
+// free transport over the signed path s, path correction onto the target plane (to_rot), free ->
+// bound there. Given sin and cos of the start's phi (sp, cp) and theta (st, ct) and of the turning
+// angle h s (sn, c). Returns true when rows 3 and 4 of J are (0, 0, 0, J33, 0) and (0, 0, 0, 0, J44)
+// exactly: always, unless the path correction is not finite (a track parallel to the target plane).
+// The C++ core's transport (kalman.cpp) and the GPU CKF both use it.
+TC_HDI bool helix_jacobian_turned(const double* fr, const double* tr, double sp, double cp, double st, double ct,
+                                  double c, double sn, const State& st0, const State& at, double s, double bz,
+                                  double* J) {
     double B[7][5] = {};
     for (int k = 0; k < 3; ++k) {
         B[k][0] = fr[3 * k + 0];
@@ -157,7 +159,6 @@ TC_HDI void helix_jacobian(const GeometryView& g, int from, int to, const double
     B[3][3] = ct * cp; B[4][3] = ct * sp; B[5][3] = -st;
     B[6][4] = 1.0;
     const double h = helix_h(st0.qop, bz), hs = h * s;
-    const double c = std::cos(hs), sn = std::sin(hs);
     double S, C1, dS, dC1;  // sin(hs)/h, (1-cos hs)/h and their h-derivatives
     if (std::fabs(hs) < 1e-3) {
         const double s2 = s * s, s3 = s2 * s;
@@ -172,19 +173,22 @@ TC_HDI void helix_jacobian(const GeometryView& g, int from, int to, const double
         dC1 = (s * sn - C1) / h;
     }
     const double tx = st0.dir[0], ty = st0.dir[1];
-    const double dh = kB * bz;
+    const double dh = kB * bz;  // dh / d(q/p)
     double T[7][7] = {};
     for (int k = 0; k < 7; ++k) T[k][k] = 1.0;
+    // position rows
     T[0][3] = S;   T[0][4] = C1;
     T[1][3] = -C1; T[1][4] = S;
     T[2][5] = s;
     T[0][6] = (tx * dS + ty * dC1) * dh;
     T[1][6] = (ty * dS - tx * dC1) * dh;
+    // direction rows
     T[3][3] = c;   T[3][4] = sn;
     T[4][3] = -sn; T[4][4] = c;
     T[5][5] = 1.0;
     T[3][6] = (-tx * s * sn + ty * s * c) * dh;
     T[4][6] = (-ty * s * sn - tx * s * c) * dh;
+    // path correction: the transported track is moved along itself back onto the target plane
     const double n[3] = {tr[2], tr[5], tr[8]};
     const double denom = n[0] * at.dir[0] + n[1] * at.dir[1] + n[2] * at.dir[2];
     const double h_at = helix_h(at.qop, bz);
@@ -195,8 +199,10 @@ TC_HDI void helix_jacobian(const GeometryView& g, int from, int to, const double
         gv[j] = (n[0] * T[0][j] + n[1] * T[1][j] + n[2] * T[2][j]) / denom;
         finite = finite && std::isfinite(gv[j]);
     }
+    // Rows 5 and 6 (tz, q/p) have dFds = 0: subtracting 0 * g changes none of their bits while g is finite.
     for (int i = 0; i < (finite ? 5 : 7); ++i)
         for (int j = 0; j < 7; ++j) T[i][j] -= dFds[i] * gv[j];
+    // free -> bound at the target
     double F[5][7] = {};
     for (int k = 0; k < 3; ++k) {
         F[0][k] = tr[3 * k + 0];
@@ -207,8 +213,8 @@ TC_HDI void helix_jacobian(const GeometryView& g, int from, int to, const double
     F[2][4] = at.dir[0] / txy2;
     F[3][5] = -1.0 / std::sqrt(std::fmax(1.0 - at.dir[2] * at.dir[2], 1e-300));
     F[4][6] = 1.0;
-    // T B and F (T B) over the structural non-zeros of B and F, summed in the order of the full
-    // products (kalman.cpp's helix_jacobian: the same bits).
+    // T B and F (T B) over the structural non-zeros of B (position rows: loc u, v; direction rows:
+    // phi, theta; q/p) and F, added in the order of the full products, so the sums are the same.
     double TB[7][5];
     for (int i = 0; i < 7; ++i) {
         for (int j = 0; j < 2; ++j) TB[i][j] = T[i][0] * B[0][j] + T[i][1] * B[1][j] + T[i][2] * B[2][j];
@@ -222,6 +228,15 @@ TC_HDI void helix_jacobian(const GeometryView& g, int from, int to, const double
         J[15 + j] = F[3][5] * TB[5][j];
         J[20 + j] = F[4][6] * TB[6][j];
     }
+    return finite;
+}
+
+// helix_jacobian_turned from bound parameters p (phi p[2], theta p[3]) on module `from` of g.
+TC_HDI void helix_jacobian(const GeometryView& g, int from, int to, const double* p, const State& st0,
+                           const State& at, double s, double bz, double* J) {
+    const double hs = helix_h(st0.qop, bz) * s;
+    helix_jacobian_turned(g.r(from), g.r(to), std::sin(p[2]), std::cos(p[2]), std::sin(p[3]), std::cos(p[3]),
+                          std::cos(hs), std::sin(hs), st0, at, s, bz, J);
 }
 
 // Transport of `in` to module `target` (direction +1 along the momentum, -1 backward) within
@@ -263,31 +278,38 @@ TC_HDN bool transport_bound(const GeometryView& g, const Stepper& stepper, const
     return true;
 }
 
-// Highland scattering and mean energy loss of x0 (x/X0 at normal incidence) at the state's module;
-// direction -1 restores the energy lost (backward filtering). kalman.cpp's apply_material.
-TC_HDI void apply_material(const GeometryView& g, Bound& st, double x0, double mass, int direction) {
+// Highland scattering and mean energy loss of x0 (x/X0 at normal incidence) on a module of rotation
+// rot, for bound parameters p and covariance C with sines of phi (sp, cp) and theta (sth, cth);
+// direction -1 restores the energy lost (backward filtering). The C++ core's apply_material and the
+// GPU CKF's both.
+TC_HDI void material_update(const double* rot, double sp, double cp, double sth, double cth, double x0, double mass,
+                            int direction, double* p, double* C) {
     if (x0 <= 0) return;
-    const double sp = std::sin(st.p[2]), cp = std::cos(st.p[2]), sth = std::sin(st.p[3]), cth = std::cos(st.p[3]);
-    const double* r = g.r(st.module);
     const double d[3] = {sth * cp, sth * sp, cth};
-    const double cos_inc = std::fmax(std::fabs(d[0] * r[2] + d[1] * r[5] + d[2] * r[8]), 1e-3);
+    const double cos_inc = std::fmax(std::fabs(d[0] * rot[2] + d[1] * rot[5] + d[2] * rot[8]), 1e-3);
     const double x = x0 / cos_inc;
-    const double p = 1.0 / std::fabs(st.p[4]);
-    const double t0 = highland_theta0(p, mass, x);
+    const double pm = 1.0 / std::fabs(p[4]);
+    const double t0 = highland_theta0(pm, mass, x);
     const double sin_t = std::fmax(sth, 1e-6);
-    st.C[5 * 2 + 2] += t0 * t0 / (sin_t * sin_t);
-    st.C[5 * 3 + 3] += t0 * t0;
-    const double e = std::sqrt(p * p + mass * mass);
-    const double de = bethe_bloch_si(p, mass) * x * silicon::X0_mm;
+    C[5 * 2 + 2] += t0 * t0 / (sin_t * sin_t);
+    C[5 * 3 + 3] += t0 * t0;
+    const double e = std::sqrt(pm * pm + mass * mass);
+    const double de = bethe_bloch_si(pm, mass) * x * silicon::X0_mm;
     const double e_new = direction > 0 ? e - de : e + de;
     if (e_new <= mass * 1.0001) return;
     const double p_new = std::sqrt(e_new * e_new - mass * mass);
-    const double scale = p / p_new;
-    st.p[4] *= scale;
+    const double scale = pm / p_new;  // q/p scales by p/p_new; so do its covariance terms
+    p[4] *= scale;
     for (int i = 0; i < 5; ++i) {
-        st.C[5 * 4 + i] *= scale;
-        st.C[5 * i + 4] *= scale;
+        C[5 * 4 + i] *= scale;
+        C[5 * i + 4] *= scale;
     }
+}
+
+TC_HDI void apply_material(const GeometryView& g, Bound& st, double x0, double mass, int direction) {
+    if (x0 <= 0) return;
+    material_update(g.r(st.module), std::sin(st.p[2]), std::cos(st.p[2]), std::sin(st.p[3]), std::cos(st.p[3]), x0,
+                    mass, direction, st.p, st.C);
 }
 
 TC_HD double kalman_update(Bound& st, double mu, double mv, double var_u, double var_v, bool dry_run) {
