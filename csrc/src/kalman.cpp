@@ -233,35 +233,9 @@ double kalman_update(BoundState& st, double mu, double mv, double var_u, double 
 }
 
 bool to_perigee(const Geometry& geo, const Stepper& stepper, const BoundState& st, Vec5& p, Mat5& C) {
-    const double bz = stepper.field.constant ? stepper.field.bz : 0.0;
-    auto perigee_of = [&](const Vec5& bp, Vec5& out) {
-        BoundState b = st;
-        b.p = bp;
-        const State s0 = state_of(geo, b);
-        const double h = helix_h(s0.qop, stepper.field.constant ? bz : stepper.local_bz(s0));
-        double s;
-        if (!perigee_path(s0, h, s)) return false;
-        State at;
-        helix_advance(s0, h, s, at);
-        state_to_perigee(at, out.data());
-        return true;
-    };
-    if (!perigee_of(st.p, p)) return false;
-    Mat5 J{};
-    for (int i = 0; i < 5; ++i) {
-        Vec5 q = st.p;
-        const double h = fd_step(i, st.p);
-        q[i] += h;
-        Vec5 pq;
-        if (!perigee_of(q, pq)) return false;
-        for (int r = 0; r < 5; ++r) {
-            double d = pq[r] - p[r];
-            if (r == 2) d = wrap_phi(d);
-            J[5 * r + i] = d / h;
-        }
-    }
-    sandwich(J, st.C, C);
-    return true;
+    // The shared host/device perigee (trackcore/bound_transport.hpp).
+    const Module& m = geo.modules()[st.module];
+    return dev::perigee_with_covariance(m.centre, m.rot, stepper.field, st.p.data(), st.C.data(), p.data(), C.data());
 }
 
 }  // namespace trackcore

@@ -12,6 +12,7 @@
 
 #include "parallel.hpp"
 
+#include "trackcore/crossing.hpp"
 #include "trackcore/material.hpp"
 #include "trackcore/rng.hpp"
 #include "trackcore/transform.hpp"
@@ -107,35 +108,21 @@ void transport_one(const Geometry& geo, const Stepper& stepper, const ParticleIn
         } else {
             const Module& mod = modules[best_m];
             State& at = best_state;
-            const double p = momentum(at);
-            double loc[3], dloc[3];
-            to_local(mod.centre, mod.rot, at.pos, loc);
-            // Direction in the local frame: R^T dir (to_local of a direction = rotation only).
-            const double zero[3] = {0, 0, 0};
-            to_local(zero, mod.rot, at.dir, dloc);
-            const double cos_inc = std::max(std::fabs(dloc[2]), 1e-3);
-            const double si_len = 2.0 * mod.half_t / cos_inc;
+            CrossingRecord rec;
+            const bool goes_on = cross_sensor(mod.centre, mod.rot, mod.half_t, layer_x0[mod.layer], pin.mass,
+                                              cfg.multiple_scattering, cfg.energy_loss, cfg.min_p, rng, at, rec);
             out.particle.push_back(static_cast<int64_t>(ip));
             out.module.push_back(best_m);
             for (int k = 0; k < 3; ++k) {
-                out.pos.push_back(at.pos[k]);
-                out.mom.push_back(at.dir[k] * p);
-                out.local.push_back(loc[k]);
-                out.dir_local.push_back(dloc[k]);
+                out.pos.push_back(rec.pos[k]);
+                out.mom.push_back(rec.mom[k]);
+                out.local.push_back(rec.local[k]);
+                out.dir_local.push_back(rec.dir_local[k]);
             }
-            out.edep.push_back(landau_deposit_si(p, pin.mass, si_len, rng));
+            out.edep.push_back(rec.edep);
             out.path.push_back(travelled + best_s);
             ++n_cross;
-            // Material of the whole layer (sensor + support) is lumped at the sensor crossing.
-            const double x0 = layer_x0[mod.layer] / cos_inc;
-            if (cfg.multiple_scattering) scatter_direction(at.dir, highland_theta0(p, pin.mass, x0), rng);
-            if (cfg.energy_loss) {
-                const double e = std::sqrt(p * p + pin.mass * pin.mass) -
-                                 bethe_bloch_si(p, pin.mass) * x0 * silicon::X0_mm;
-                const double p_new = e > pin.mass ? std::sqrt(e * e - pin.mass * pin.mass) : 0.0;
-                if (p_new < cfg.min_p) break;
-                at.qop = (at.qop > 0 ? 1.0 : -1.0) / p_new;
-            }
+            if (!goes_on) break;
             st = at;
             travelled += best_s;
             last_module = best_m;

@@ -316,14 +316,19 @@ TC_HD double kalman_update(Bound& st, double mu, double mv, double var_u, double
     return kalman_update_2d(st.p, st.C, mu, mv, var_u, var_v, dry_run);
 }
 
-// Perigee parameters (d0, z0, phi, theta, q/p) of the helix through `bp` on st's module, in the
-// local Bz (the constant field, or the map's at the state).
-TC_HDI bool perigee_of(const GeometryView& g, const Stepper& stepper, const Bound& st, const double* bp, double* out) {
-    Bound b = st;
-    for (int k = 0; k < 5; ++k) b.p[k] = bp[k];
+// Perigee parameters (d0, z0, phi, theta, q/p) of the helix through bound parameters bp on the
+// plane (centre, rot), in the field's Bz at that point.
+TC_HDI bool perigee_of(const double* centre, const double* rot, const FieldView& field, const double* bp,
+                       double* out) {
     State s0;
-    state_of(g, b, s0);
-    const double h = helix_h(s0.qop, stepper.field.constant ? stepper.field.bz : stepper.local_bz(s0));
+    bound_to_state(centre, rot, bp, s0);
+    double bz = field.bz;
+    if (!field.constant) {
+        double b[3];
+        field(s0.pos, b);
+        bz = b[2];
+    }
+    const double h = helix_h(s0.qop, bz);
     double s;
     if (!perigee_path(s0, h, s)) return false;
     State at;
@@ -332,25 +337,31 @@ TC_HDI bool perigee_of(const GeometryView& g, const Stepper& stepper, const Boun
     return true;
 }
 
-// kalman.cpp's to_perigee: the parameters and a finite-difference Jacobian for the covariance.
-TC_HDN bool to_perigee(const GeometryView& g, const Stepper& stepper, const Bound& st, double* p, double* C) {
-    if (!perigee_of(g, stepper, st, st.p, p)) return false;
+// The perigee parameters p of bound parameters bp (covariance C_in) on the plane (centre, rot), and
+// their covariance C by a finite-difference Jacobian: the C++ core's to_perigee and the GPU CKF's.
+TC_HDN bool perigee_with_covariance(const double* centre, const double* rot, const FieldView& field,
+                                    const double* bp, const double* C_in, double* p, double* C) {
+    if (!perigee_of(centre, rot, field, bp, p)) return false;
     double J[25] = {};
     for (int i = 0; i < 5; ++i) {
         double q[5];
-        for (int k = 0; k < 5; ++k) q[k] = st.p[k];
-        const double h = fd_step(i, st.p);
+        for (int k = 0; k < 5; ++k) q[k] = bp[k];
+        const double h = fd_step(i, bp);
         q[i] += h;
         double pq[5];
-        if (!perigee_of(g, stepper, st, q, pq)) return false;
+        if (!perigee_of(centre, rot, field, q, pq)) return false;
         for (int r = 0; r < 5; ++r) {
             double d = pq[r] - p[r];
             if (r == 2) d = wrap_phi(d);
             J[5 * r + i] = d / h;
         }
     }
-    sandwich(J, st.C, C);
+    sandwich(J, C_in, C);
     return true;
+}
+
+TC_HDI bool to_perigee(const GeometryView& g, const Stepper& stepper, const Bound& st, double* p, double* C) {
+    return perigee_with_covariance(g.c(st.module), g.r(st.module), stepper.field, st.p, st.C, p, C);
 }
 
 }  // namespace dev

@@ -29,6 +29,7 @@ struct LineWalk {
     TC_HD void start(double p0_, double d_, double origin_, double pitch_, double ta_, double tb_) {
         p0 = p0_, d = d_, origin = origin_, pitch = pitch_, ta = ta_, tb = tb_;
         more = false;
+        t = 0;
         if (std::fabs(d) <= kMinStep) {
             k = 1, last = 0, step = 1;  // empty
             return;

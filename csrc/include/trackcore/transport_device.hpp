@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "trackcore/bound_transport.hpp"
+#include "trackcore/crossing.hpp"
 #include "trackcore/hostdevice.hpp"
 #include "trackcore/material.hpp"
 #include "trackcore/navigation_device.hpp"
@@ -119,35 +120,23 @@ TC_HDN TransportOutcome transport_particle(const GeometryView& geo, const FieldV
             travelled += ds;
             last_module = -1;
         } else {
-            const double* c = geo.c(best_m);
-            const double* r = geo.r(best_m);
             State& at = best_state;
-            const double p = 1.0 / std::fabs(at.qop);
-            double loc[3], dloc[3];
-            to_local(c, r, at.pos, loc);
-            const double zero[3] = {0, 0, 0};
-            to_local(zero, r, at.dir, dloc);
-            const double cos_inc = dmax(std::fabs(dloc[2]), 1e-3);
-            const double si_len = 2.0 * geo.half_t[best_m] / cos_inc;
+            CrossingRecord rec;
+            const bool goes_on = cross_sensor(geo.c(best_m), geo.r(best_m), geo.half_t[best_m],
+                                              geo.layer_x0[geo.layer[best_m]], mass, cfg.multiple_scattering,
+                                              cfg.energy_loss, cfg.min_p, rng, at, rec);
             const int64_t row = first + res.n_cross;
             out.module[row] = best_m;
             for (int k = 0; k < 3; ++k) {
-                out.pos[3 * row + k] = at.pos[k];
-                out.mom[3 * row + k] = at.dir[k] * p;
-                out.local[3 * row + k] = loc[k];
-                out.dir_local[3 * row + k] = dloc[k];
+                out.pos[3 * row + k] = rec.pos[k];
+                out.mom[3 * row + k] = rec.mom[k];
+                out.local[3 * row + k] = rec.local[k];
+                out.dir_local[3 * row + k] = rec.dir_local[k];
             }
-            out.edep[row] = landau_deposit_si(p, mass, si_len, rng);
+            out.edep[row] = rec.edep;
             out.path[row] = travelled + best_s;
             ++res.n_cross;
-            const double x0 = geo.layer_x0[geo.layer[best_m]] / cos_inc;
-            if (cfg.multiple_scattering) scatter_direction(at.dir, highland_theta0(p, mass, x0), rng);
-            if (cfg.energy_loss) {
-                const double e = std::sqrt(p * p + mass * mass) - bethe_bloch_si(p, mass) * x0 * silicon::X0_mm;
-                const double p_new = e > mass ? std::sqrt(e * e - mass * mass) : 0.0;
-                if (p_new < cfg.min_p) break;
-                at.qop = (at.qop > 0 ? 1.0 : -1.0) / p_new;
-            }
+            if (!goes_on) break;
             st = at;
             travelled += best_s;
             last_module = best_m;
