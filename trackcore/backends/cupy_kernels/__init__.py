@@ -116,6 +116,24 @@ def inputs(rt, *arrays, dtype) -> tuple[bool, list]:
     return host, [rt.xp.ascontiguousarray(rt.xp.asarray(a), dtype=dtype) for a in arrays]
 
 
+def field_grid(rt, field_map, placeholder, where: str):
+    """``((nr, nz, r0, dr, z0, dz), Br, Bz)`` of a field map tuple ``(r0, dr, nr, z0, dz, nz, Br, Bz)`` on
+    ``rt`` for the kernels' (r, z) grid arguments; without a map (None) nr = nz = 0 and ``placeholder``
+    stands in for the grids (the kernels read none)."""
+    import numpy as np
+
+    from ...errors import InputError
+
+    if field_map is None:
+        return (0, 0, 0.0, 1.0, 0.0, 1.0), placeholder, placeholder
+    r0, dr, nr, z0, dz, nz, br, bzg = field_map
+    grid = (int(nr), int(nz), float(r0), float(dr), float(z0), float(dz))
+    _, (br, bzg) = inputs(rt, br, bzg, dtype=np.float64)
+    if br.shape != grid[:2] or bzg.shape != grid[:2] or grid[0] < 2 or grid[1] < 2:
+        raise InputError(f"{where}: field map grids of shape {br.shape}, {bzg.shape} for nr, nz = {grid[:2]}")
+    return grid, br, bzg
+
+
 def outputs(rt, host: bool, *arrays):
     """Bring results to the host when the inputs came from there; a single array is not wrapped."""
     out = tuple(rt.to_host(a) if host else a for a in arrays)

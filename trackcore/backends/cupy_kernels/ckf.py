@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from ...errors import BackendError, InputError
-from . import inputs
+from . import field_grid, inputs
 
 #: The settings in the order of ``trackcore::dev::config_from`` (csrc/include/trackcore/ckf_device.hpp).
 CONFIG_KEYS = ("chi2_max", "max_branches", "max_candidates", "max_holes", "min_measurements", "max_shared", "mass",
@@ -141,14 +141,7 @@ def ckf(detector, measurements, seeds, layer_x0, bz: float, settings: dict, fiel
     module_start = xp.concatenate([xp.zeros(1, xp.int64), xp.cumsum(counts)]).astype(xp.int32)
     meas = xp.ascontiguousarray(xp.stack([u, v, var_u, var_v], axis=1)[order])
 
-    if field_map is None:
-        grid, br, bzg = (0, 0, 0.0, 1.0, 0.0, 1.0), x0, x0  # no map: the kernels read no grid
-    else:
-        r0, dr, nr, z0, dz, nz, br, bzg = field_map
-        grid = (int(nr), int(nz), float(r0), float(dr), float(z0), float(dz))
-        _, (br, bzg) = inputs(rt, br, bzg, dtype=np.float64)
-        if br.shape != (grid[0], grid[1]) or bzg.shape != (grid[0], grid[1]) or grid[0] < 2 or grid[1] < 2:
-            raise InputError(f"ckf: field map grids of shape {br.shape}, {bzg.shape} for nr, nz = {grid[:2]}")
+    grid, br, bzg = field_grid(rt, field_map, x0, "ckf")
     context = xp.zeros(4096, xp.uint8)
     cfg = xp.asarray(config)
     rt.launch(rt.function("ckf", "tc_ckf_setup"), 1, (

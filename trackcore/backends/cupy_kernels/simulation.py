@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ...errors import BackendError, InputError
-from . import inputs, outputs
+from . import field_grid, inputs, outputs
 from .ckf import _device_geometry
 
 #: The settings in the order of ``trackcore::dev::transport_settings``.
@@ -68,14 +68,7 @@ def transport(detector, vertex, momentum, charge, mass, layer_x0, bz: float, fie
     cfg = _config_array(config)
     max_crossings = int(cfg[4])
     geo = _device_geometry(rt, detector)
-    if field_map is None:
-        grid, br, bzg = (0, 0, 0.0, 1.0, 0.0, 1.0), x0, x0  # no map: the kernel reads no grid
-    else:
-        r0, dr, nr, z0, dz, nz, br, bzg = field_map
-        grid = (int(nr), int(nz), float(r0), float(dr), float(z0), float(dz))
-        _, (br, bzg) = inputs(rt, br, bzg, dtype=np.float64)
-        if br.shape != grid[:2] or bzg.shape != grid[:2] or grid[0] < 2 or grid[1] < 2:
-            raise InputError(f"transport: field map grids of shape {br.shape}, {bzg.shape} for nr, nz = {grid[:2]}")
+    grid, br, bzg = field_grid(rt, field_map, x0, "transport")
 
     rows = max(n * max_crossings, 1)
     module = xp.empty(rows, xp.int64)
