@@ -21,7 +21,7 @@ from . import Backend
 INSTALL_HINT = "install the GPU extra with `pip install trackcore[cuda]` (CuPy for CUDA 12)"
 
 #: Kernels of the numpy/cpu tables not yet written for the GPU.
-NOT_ON_GPU = ()
+NOT_ON_GPU = ("lsh_knn", "seed_buckets")
 
 
 def import_cupy():
@@ -50,11 +50,11 @@ class CupyBackend(Backend):
         return super().kernel(name)
 
 
-def kernel_table(runtime) -> dict:
-    """The GPU kernels bound to ``runtime`` (a CuPy runtime, or the host emulation in tests)."""
+def kernel_functions() -> dict:
+    """Kernel name -> glue function (taking ``runtime=``) of every GPU kernel."""
     from .cupy_kernels import ckf, grid, kalman, lsh, propagation, seeding, simulation, transform
 
-    fns = {
+    return {
         "global_to_local": transform.global_to_local, "local_to_global": transform.local_to_global,
         "seeding_grid": grid.seeding_grid, "find_seeds": seeding.find_seeds,
         "helix_to_plane": propagation.helix_to_plane, "rk_to_plane": propagation.rk_to_plane,
@@ -63,6 +63,11 @@ def kernel_table(runtime) -> dict:
         "transport": simulation.transport, "digitize_segments": simulation.digitize_segments,
         "cluster_cells": simulation.cluster_cells,
     }
+
+
+def kernel_table(runtime) -> dict:
+    """The GPU kernels bound to ``runtime`` (a CuPy runtime, or the host emulation in tests)."""
+    fns = kernel_functions()
     out = {}
     for name, fn in fns.items():
         bound = functools.partial(fn, runtime=runtime)
