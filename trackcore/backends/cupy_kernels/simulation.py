@@ -22,7 +22,7 @@ TRANSPORT_KEYS = ("max_step", "max_path", "min_p", "loop_fraction", "max_crossin
                   "energy_loss", "use_rk")
 MAX_CANDIDATES = 2048  # transport_device.hpp kTransportMaxCand: modules one step may look at
 #: Particles per launch: each needs MAX_CANDIDATES ints of scratch while it runs.
-WAVE = 65536
+WAVE = 16384
 MAX_STEPS_PER_PARTICLE = 1e7  # max_path / max_step, as the compiled binding allows
 
 
