@@ -37,7 +37,8 @@ def core():
 
 #: Headers only the CUDA kernels (csrc/cuda) include: _core is not built from them (tests/test_core_stub.py
 #: checks that no core source includes them).
-DEVICE_ONLY_HEADERS = ("ckf_device.hpp", "navigation_device.hpp", "transport_device.hpp")
+DEVICE_ONLY_HEADERS = ("ckf_device.hpp", "ckf_state_device.hpp", "layer_search_device.hpp", "navigation_device.hpp",
+                       "transport_device.hpp")
 
 
 def _device_only(path: Path) -> bool:

@@ -39,7 +39,7 @@ EXPECTED = {
     "kalman": ({"tc_kalman_update"}, {"kalman_math.hpp", "track_params.hpp", "helix.hpp"}),
     "lsh": ({"tc_lsh_keys"}, {"hash_math.hpp", "rng.hpp"}),
     "ckf": ({"tc_ckf_sizes", "tc_ckf_setup", "tc_ckf_follow", "tc_ckf_commit", "tc_ckf_resolve", "tc_ckf_refine_fit",
-             "tc_ckf_final"}, {"ckf_device.hpp", "bound_transport.hpp", "helix.hpp", "kalman_math.hpp", "material.hpp",
+             "tc_ckf_final"}, {"ckf_device.hpp", "ckf_state_device.hpp", "layer_search_device.hpp", "bound_transport.hpp", "helix.hpp", "kalman_math.hpp", "material.hpp",
                                "field.hpp", "track_params.hpp"}),
     "simulation": ({"tc_transport", "tc_digitize_count", "tc_digitize_write", "tc_cluster_modules"},
                    {"transport_device.hpp", "digitization_device.hpp", "navigation_device.hpp", "rng.hpp",
