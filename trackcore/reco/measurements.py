@@ -181,8 +181,8 @@ class Measurements:
         local = be.kernel("global_to_local")(table("centre"), table("rotation"), module, xyz)
         # A hit far off its module's plane or outside its area belongs to another geometry.
         u, v, w = local[:, 0], local[:, 1], local[:, 2]
-        hv = table("hv")[module]
-        half_u = table("min_hu")[module] + (table("max_hu")[module] - table("min_hu")[module]) * ((v + hv) / (2 * hv))
+        hv, min_hu = table("hv")[module], table("min_hu")[module]
+        half_u = min_hu + (table("max_hu")[module] - min_hu) * ((v + hv) / (2 * hv))  # trapezoid half width at v
         off = (xp.abs(w) > table("thickness")[module] + 1.0) | ~((xp.abs(v) <= hv + 1.0) & (xp.abs(u) <= half_u + 1.0))
         if bool(off.any()):
             row = int(xp.flatnonzero(off)[0])

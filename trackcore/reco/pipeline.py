@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..backends.arrays import is_device, namespace_of, to_host
 from ..backends import get_backend as _get_backend
+from ..backends.arrays import namespace_of, to_host
 from ..errors import BackendError, InputError, PluginError
 from ..event import Event
 from ..geometry.detector import Detector
@@ -267,7 +267,6 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
 
     threads = resolve_threads(threads)
     from . import seeding as seeding_mod
-    from .spacepoints import SpacePoints
     from .spacepoints import from_measurements as spacepoints_from_measurements
 
     config = config or ReconstructionConfig()
@@ -282,10 +281,11 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
                              f"middle_layers = \"none\" (every layer) or list this detector's layers")
     if config.seeding_strategy not in ("grid", "hashing"):
         raise InputError(f"unknown seeding strategy {config.seeding_strategy!r}: choose 'grid' or 'hashing'")
-    if config.seeding_strategy == "hashing" and _get_backend(backend).xp is not np:
+    chosen = _get_backend(backend)
+    if config.seeding_strategy == "hashing" and chosen.xp is not np:
         raise BackendError(f"the 'hashing' seeding strategy has no GPU version (its lsh_knn and seed_buckets kernels "
                            f"run on the cpu and numpy backends); use seeding_strategy = 'grid' on backend "
-                           f"{_get_backend(backend).name!r}")
+                           f"{chosen.name!r}")
 
     def find_seeds(sp, seed_cfg):
         if config.seeding_strategy == "grid":
@@ -305,10 +305,10 @@ def build_pipeline(detector: Detector, config: ReconstructionConfig | None = Non
                                      + [dict(p).get("volumes", seeding_config.volumes) for p in config.extra_passes])
 
     def spacepoints(event: Event, state: dict):
+        # From the measurements (checked, module rows known; on the device in a device chain): the
+        # rows and values SpacePoints.from_event gives, without reading the event again.
         meas = state["measurements"]["measurements"]
-        if is_device(meas.xyz):  # a device chain: from the measurements already on the device
-            return {"spacepoints": spacepoints_from_measurements(meas, detector, volumes=seed_volumes)}
-        return {"spacepoints": SpacePoints.from_event(event, detector, volumes=seed_volumes)}
+        return {"spacepoints": spacepoints_from_measurements(meas, detector, volumes=seed_volumes)}
 
     def collision_region(event: Event, state: dict):
         sp = state["spacepoints"]["spacepoints"]
