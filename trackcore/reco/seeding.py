@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ..backends import get_backend
-from ..backends.arrays import namespace_of
+from ..backends.arrays import namespace_of, to_host
 from ..errors import InputError
 from .seeding_numpy import C_LIGHT, SpacePointGrid, estimate_parameters_numpy
 from .spacepoints import SpacePoints
@@ -219,10 +219,8 @@ def _selection(sp: SpacePoints, config: SeedingConfig) -> np.ndarray:
 
 def _params_for(sp: SpacePoints, sel: np.ndarray, config: SeedingConfig) -> dict:
     r, z = sp.r[sel], sp.z[sel]
-    xp = namespace_of(r)
-    lo_hi = xp.stack([r.min(), r.max(), z.min(), z.max()])
-    lo_hi = lo_hi.tolist() if xp is not np else lo_hi  # one read from the device, not four
-    return derived_parameters(config, *(float(v) for v in lo_hi))
+    extent = to_host(namespace_of(r).stack([r.min(), r.max(), z.min(), z.max()]))  # one read from a device, not four
+    return derived_parameters(config, *(float(v) for v in extent))
 
 
 def build_grid(spacepoints: SpacePoints, config: SeedingConfig | None = None, backend=None) -> SpacePointGrid:
