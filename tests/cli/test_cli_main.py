@@ -60,6 +60,10 @@ def test_backends(capsys):
     assert set(data["backends"]) == set(trackcore.available_backends())
     assert data["default"] in data["backends"]
     assert data["worker_threads"] == default_threads()
+    # The GPU kernels: the reconstruction chain's and the simulation's; the hashing strategy's are missing.
+    assert {"ckf", "find_seeds", "global_to_local", "transport", "digitize_segments"} <= set(data["gpu_kernels"])
+    assert data["no_gpu_version"] == ["lsh_knn", "seed_buckets"]
+    assert "without a GPU version: lsh_knn, seed_buckets" in "\n".join(lines)
 
 
 def test_bad_backend_env_is_a_clean_error(monkeypatch, capsys):

@@ -25,20 +25,20 @@ def run(args: argparse.Namespace) -> int:
     status = available_backends()
     default = default_backend_name()
     cpus = default_threads()
+    from ..backends._kernels import CPU_KERNELS
+    from ..backends.cupy_backend import kernel_functions
+
+    gpu = sorted(kernel_functions())
+    missing = sorted(k for k in CPU_KERNELS.entries if k not in gpu and not k.startswith("fastsim_"))
     if args.json:
-        print(to_json({"default": default, "worker_threads": cpus, "backends": {
-            name: {"usable": s == "ok", "status": s} for name, s in status.items()}}))
+        print(to_json({"default": default, "worker_threads": cpus, "gpu_kernels": gpu, "no_gpu_version": missing,
+                       "backends": {name: {"usable": s == "ok", "status": s} for name, s in status.items()}}))
         return 0
     rows = [[name + (" (default)" if name == default else ""), "yes" if s == "ok" else "no",
              "" if s == "ok" else s] for name, s in status.items()]
     print(format_table(["backend", "usable", "why not"], rows, align="<<<"))
     print(f"\nThe cpu backend's seeding, CKF and transport run on {cpus} worker thread(s) by default "
           f"({THREADS_VAR} if set, else the CPUs this process may use; --threads or [run] threads to change).")
-    from ..backends._kernels import CPU_KERNELS
-    from ..backends.cupy_backend import kernel_functions
-
-    gpu = sorted(kernel_functions())
-    missing = sorted(k for k in CPU_KERNELS.entries if k not in gpu and not k.startswith("fastsim_"))
     print(f"The cupy backend's GPU kernels: {', '.join(gpu)}; without a GPU version: {', '.join(missing)} "
           "(the hashing seeding strategy) and the fast-simulation plugin's kernels (numpy there).")
     return 0
