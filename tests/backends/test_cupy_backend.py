@@ -1,8 +1,9 @@
 """The 'cupy' backend: kernel parity against numpy/cpu, device residency, and its errors without CuPy.
 
-Every parity test runs on two runtimes: ``host`` builds the same csrc/cuda/*.cu files with g++ and
-runs each thread in turn on the CPU (kernel logic and glue, no GPU needed); ``gpu`` runs them through
-CuPy on a CUDA device (marked ``gpu``, skipped without CuPy or a GPU).
+Every parity test runs on three runtimes: ``host`` builds the same csrc/cuda/*.cu files with g++ and
+runs each thread in turn on the CPU (kernel logic and glue, no GPU needed); ``model`` is that with
+CuPy-like device arrays that refuse implicit conversion (trackcore/backends/cupy_kernels/_device_model.py);
+``gpu`` runs them through CuPy on a CUDA device (marked ``gpu``, skipped without CuPy or a GPU).
 """
 from __future__ import annotations
 
@@ -41,10 +42,19 @@ def _host_runtime():
     return rt
 
 
-@pytest.fixture(scope="module", params=["host", pytest.param("gpu", marks=pytest.mark.gpu)])
+def _model_runtime():
+    """The host emulation with CuPy-like device arrays: the glue's own array code must never convert or
+    mix host and device arrays implicitly (CuPy would raise; so does the model)."""
+    _host_runtime()  # g++ present
+    from trackcore.backends.cupy_kernels._device_model import DeviceModelRuntime
+
+    return DeviceModelRuntime()
+
+
+@pytest.fixture(scope="module", params=["host", "model", pytest.param("gpu", marks=pytest.mark.gpu)])
 def gpu(request):
-    """The cupy backend bound to the host emulation or to a real GPU."""
-    rt = _host_runtime() if request.param == "host" else _gpu_runtime()
+    """The cupy backend bound to the host emulation (plain or with the device-array model) or to a real GPU."""
+    rt = {"host": _host_runtime, "model": _model_runtime, "gpu": _gpu_runtime}[request.param]()
     return make_backend(rt)
 
 
@@ -292,3 +302,35 @@ def test_cupy_selection_fails_clearly_and_changes_nothing():
             pts = np.array([[1.0, 2.0, 3.0]])
             out = b.kernel("global_to_local")(np.zeros((1, 3)), np.eye(3)[None], np.zeros(1, np.int64), pts)
             np.testing.assert_allclose(out, pts)
+
+
+def test_device_inputs_give_device_outputs_on_the_model(detector):
+    """Every batch kernel with device inputs returns device arrays (no download) equal to its host-input
+    result, and moves no bulk data (the device-array model logs every transfer)."""
+    rt = _model_runtime()
+    backend, xp = make_backend(rt), rt.xp
+    rng = np.random.default_rng(12)
+    idx = rng.integers(0, len(detector), 200)
+    pts = detector.centre[idx] + rng.normal(0, 20, (200, 3))
+    pos, d, qop, point, normal = _tracks_and_planes(rng, 200, reach=(20.0, 1000.0), p_min=0.2)
+    a = rng.normal(size=(200, 5, 5)) * 0.05
+    params = np.column_stack([rng.normal(0, 1, (200, 2)), rng.uniform(-3, 3, 200), rng.uniform(0.2, 3, 200),
+                              rng.normal(0, 1, 200)])
+    cases = {
+        "global_to_local": ((detector.centre, detector.rotation, idx, pts), {}),
+        "helix_to_plane": ((pos, d, qop, 2.0, point, normal, 0.0, 5000.0), {}),
+        "kalman_update": ((params, a @ a.transpose(0, 2, 1) + np.eye(5) * 1e-4, params[:, :2], np.full((200, 2), 2.5e-3),
+                           False), {}),
+        "lsh_keys": ((pts, rng.normal(size=(3, 4, 3)), rng.uniform(0, 2, (3, 4)), 2.0), {}),
+    }
+    for name, (args, kwargs) in cases.items():
+        host_out = backend.kernel(name)(*args, **kwargs)
+        dev_args = tuple(xp.asarray(v) if isinstance(v, np.ndarray) else v for v in args)
+        rt.log.clear()
+        dev_out = backend.kernel(name)(*dev_args, **kwargs)
+        assert not rt.log.bulk(), (name, rt.log.bulk())
+        outs = dev_out if isinstance(dev_out, tuple) else (dev_out,)
+        refs = host_out if isinstance(host_out, tuple) else (host_out,)
+        for got, ref in zip(outs, refs):
+            assert rt.is_device(got), name
+            np.testing.assert_array_equal(rt.to_host(got), ref, err_msg=name)
