@@ -57,8 +57,12 @@ export PYTHONDONTWRITEBYTECODE=1
 "$PY" -c "import trackcore._core as c, sys; assert c.__file__.startswith('$WORK'), c.__file__; print('== using', c.__file__)"
 
 if [ "$#" -eq 0 ]; then
+    # The parquet case of the kill-during-write test forks a process that runs pyarrow's and ASan's
+    # threads: its child can deadlock on a lock one of them held at fork (seen: it hangs under ASan,
+    # never in the normal suite, where it runs).
     set -- tests/sim tests/reco tests/geometry tests/reliability tests/backends/test_cupy_ckf.py tests/backends/test_cupy_simulation.py \
-        tests/backends/test_cupy_backend.py -q -p no:cacheprovider
+        tests/backends/test_cupy_backend.py -q -p no:cacheprovider \
+        --deselect "tests/reliability/test_interrupt.py::test_sigkill_during_write_leaves_a_complete_version[parquet]"
 fi
 status=0
 "$PY" -m pytest "$@" || status=$?

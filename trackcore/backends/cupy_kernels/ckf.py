@@ -151,6 +151,7 @@ def ckf(detector, measurements, seeds, layer_x0, bz: float, settings: dict, fiel
         u, v, var_u, var_v, xyz, module_start, order, meas, np.float64(bz), np.int32(grid[0]), np.int32(grid[1]),
         np.float64(grid[2]), np.float64(grid[3]), np.float64(grid[4]), np.float64(grid[5]), br, bzg, cfg))
 
+    # 1. Seeds followed in waves, one thread each; a one-thread commit after each wave, in seed order.
     stats = xp.zeros(7, xp.int64)
     used = xp.zeros(max(n_hits, 1), xp.uint8)
     records = xp.zeros(max(n_seeds, 1) * sizes["record"], xp.uint8)
@@ -163,6 +164,7 @@ def ckf(detector, measurements, seeds, layer_x0, bz: float, settings: dict, fiel
         rt.launch(follow, n, (context, np.int64(first), np.int64(n), seeds, used, scratch, records))
         rt.launch(commit, 1, (context, np.int64(first), np.int64(n), seeds, used, records, found, stats))
 
+    # 2. Ambiguity resolution (one thread), then refinement and perigee fit of the accepted tracks.
     n_found = int(rt.to_host(stats[3:4])[0])
     owner = xp.full(max(n_hits, 1), -1, xp.int32)
     accepted = xp.zeros(max(n_found, 1), xp.int64)
@@ -180,6 +182,7 @@ def ckf(detector, measurements, seeds, layer_x0, bz: float, settings: dict, fiel
         rt.launch(rt.function("ckf", "tc_ckf_refine_fit"), n, (
             context, np.int64(n), accepted[first:], found, records, refined[first * sizes["record"]:], scratch,
             perigee[first:], cov[first:], chi2[first:], ndf[first:], fitted[first:]))
+    # 3. The hits each track keeps (one thread, in order), then the kept tracks compacted.
     keep = xp.zeros(max(n_acc, 1), xp.int64)
     start = xp.zeros(max(n_acc, 1), xp.int64)
     count = xp.zeros(max(n_acc, 1), xp.int64)
